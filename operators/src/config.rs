@@ -1,0 +1,112 @@
+//! Operator configuration: the registry of operator kinds, validation errors and build context.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::route::RouteConfig;
+use crate::stow::StowConfig;
+use crate::Operator;
+
+/// A configuration problem: the key that is wrong and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    /// Dotted path of the key, for example `operators[1].url`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { key: key.into(), problem: problem.into() }
+    }
+
+    /// Prefixes the key with the path of the enclosing section.
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.key = if self.key.is_empty() { prefix.to_string() } else { format!("{prefix}.{}", self.key) };
+        self
+    }
+}
+
+/// Observations an operator reports to the runtime's metrics. The runtime owns metric names;
+/// operators only say what happened.
+pub trait OperatorObserver: Send + Sync {
+    /// One HTTP request to a destination finished: `status_class` is `2xx`, `4xx`, `5xx` or
+    /// `error` (no response), `seconds` its latency.
+    fn destination_request(&self, destination: &str, status_class: &'static str, seconds: f64);
+
+    /// A request will be retried.
+    fn destination_retry(&self, destination: &str);
+}
+
+/// An observer that records nothing (for tests and tools).
+#[derive(Debug, Default)]
+pub struct NoopObserver;
+
+impl OperatorObserver for NoopObserver {
+    fn destination_request(&self, _: &str, _: &'static str, _: f64) {}
+    fn destination_retry(&self, _: &str) {}
+}
+
+/// What an operator may use while it is built.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// Where operators report their observations.
+    pub observer: Arc<dyn OperatorObserver>,
+}
+
+impl Default for BuildContext {
+    fn default() -> Self {
+        Self { observer: Arc::new(NoopObserver) }
+    }
+}
+
+impl std::fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildContext").finish_non_exhaustive()
+    }
+}
+
+/// One entry of the `[[operators]]` chain, selected by its `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OperatorConfig {
+    /// Rules on DICOM attributes choose a branch or drop the instance.
+    Route(RouteConfig),
+    /// STOW-RS to a DICOMweb PACS (a sink).
+    Stow(StowConfig),
+}
+
+impl OperatorConfig {
+    /// The operator kind, used as the `operator` metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OperatorConfig::Route(_) => "route",
+            OperatorConfig::Stow(_) => "stow",
+        }
+    }
+
+    /// True when the operator delivers to a destination.
+    pub fn is_sink(&self) -> bool {
+        matches!(self, OperatorConfig::Stow(_))
+    }
+
+    /// Checks the configuration without touching the network or the filesystem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            OperatorConfig::Route(c) => c.validate(),
+            OperatorConfig::Stow(c) => c.validate(),
+        }
+    }
+
+    /// Builds the runtime operator (reads secrets from the environment or files).
+    pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Operator>, ConfigError> {
+        Ok(match self {
+            OperatorConfig::Route(c) => Box::new(c.build()?),
+            OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),
+        })
+    }
+}

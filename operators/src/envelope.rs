@@ -1,0 +1,34 @@
+//! The envelope that carries one DICOM instance through the operator chain.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use dicom_object::{FileDicomObject, InMemDicomObject};
+use radstream_schemas::InstanceEvent;
+
+/// One DICOM instance on its way through the chain.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Opaque runtime handle (the runtime maps it to a Kafka partition and offset). Operators
+    /// must carry it through unchanged.
+    pub ticket: u64,
+    /// The event that announced the instance, completed from the object header when the source
+    /// only knew the object key (S3 notifications).
+    pub event: InstanceEvent,
+    /// The whole Part-10 object as fetched. Operators that rewrite the header replace it.
+    pub object: Bytes,
+    /// The parsed header: file meta and the data set up to (not including) Pixel Data, which is
+    /// never decoded here.
+    pub header: FileDicomObject<InMemDicomObject>,
+    /// Branch chosen by routing (for example the model name), if routed.
+    pub branch: Option<String>,
+    /// When the runtime read the event from the source.
+    pub received_at: Instant,
+}
+
+impl Envelope {
+    /// `bucket/key` of the object: the identifier to use in logs and errors.
+    pub fn object_key(&self) -> String {
+        self.event.object.display_key()
+    }
+}

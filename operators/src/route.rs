@@ -1,0 +1,333 @@
+//! `route`: declarative rules on DICOM attributes choose a branch (for example the model that
+//! should see the instance) or drop it.
+//!
+//! Rules are tried in order; the first whose every condition matches wins. Conditions on lists
+//! match when the attribute equals any listed value (case-insensitively, after trimming the
+//! DICOM padding); an empty or absent list matches anything. When no rule matches, `default`
+//! decides.
+
+use async_trait::async_trait;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::{ConfigError, Envelope, Operator, Outcome, Processed};
+
+/// What a rule (or the default) does with an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteAction {
+    /// Send the instance on, tagged with the rule's `branch`.
+    Forward,
+    /// Drop the instance (counted as an intentional drop).
+    Drop,
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Name of the rule: shown by `radstream route --dry-run`, used as the drop metric label.
+    pub name: String,
+    /// Modality (0008,0060) values that match, e.g. `["CT"]`.
+    #[serde(default)]
+    pub modality: Vec<String>,
+    /// BodyPartExamined (0018,0015) values that match, e.g. `["HEAD", "BRAIN"]`.
+    #[serde(default)]
+    pub body_part: Vec<String>,
+    /// SOPClassUID (0008,0016) values that match.
+    #[serde(default)]
+    pub sop_class: Vec<String>,
+    /// Regular expression that SeriesDescription (0008,103E) must match (an absent description
+    /// never matches). Use `(?i)` for case-insensitive.
+    #[serde(default)]
+    pub series_description: Option<String>,
+    /// Sources (sending AE titles) that match.
+    #[serde(default)]
+    pub source: Vec<String>,
+    /// `forward` (default) or `drop`.
+    #[serde(default = "default_forward")]
+    pub action: RouteAction,
+    /// Branch given to forwarded instances (for example a model name); required for `forward`.
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+fn default_forward() -> RouteAction {
+    RouteAction::Forward
+}
+
+fn default_drop() -> RouteAction {
+    RouteAction::Drop
+}
+
+/// Configuration of the `route` operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Rules, tried in order.
+    #[serde(default)]
+    pub rules: Vec<RouteRule>,
+    /// What happens when no rule matches: `drop` (default) or `forward`.
+    #[serde(default = "default_drop")]
+    pub default_action: RouteAction,
+    /// Branch for instances forwarded by the default.
+    #[serde(default)]
+    pub default_branch: Option<String>,
+}
+
+impl RouteConfig {
+    /// Checks the rules without building them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let at = |k: &str| format!("rules[{i}].{k}");
+            if rule.name.trim().is_empty() {
+                return Err(ConfigError::new(at("name"), "every rule needs a non-empty name"));
+            }
+            if !names.insert(rule.name.as_str()) {
+                return Err(ConfigError::new(at("name"), format!("rule name {:?} is used twice", rule.name)));
+            }
+            if let Some(re) = &rule.series_description {
+                Regex::new(re).map_err(|e| ConfigError::new(at("series_description"), format!("not a valid regular expression: {e}")))?;
+            }
+            match (&rule.action, &rule.branch) {
+                (RouteAction::Forward, None) => {
+                    return Err(ConfigError::new(at("branch"), "a forwarding rule needs a branch (for example the model name)"))
+                }
+                (RouteAction::Drop, Some(_)) => {
+                    return Err(ConfigError::new(at("branch"), "a dropping rule takes no branch"))
+                }
+                _ => {}
+            }
+        }
+        if self.default_action == RouteAction::Forward && self.default_branch.is_none() {
+            return Err(ConfigError::new("default_branch", "default_action = \"forward\" needs a default_branch"));
+        }
+        Ok(())
+    }
+
+    /// Builds the router.
+    pub fn build(&self) -> Result<Router, ConfigError> {
+        self.validate()?;
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| CompiledRule {
+                name: r.name.clone(),
+                modality: upper(&r.modality),
+                body_part: upper(&r.body_part),
+                sop_class: r.sop_class.iter().map(|s| s.trim().to_string()).collect(),
+                series_description: r.series_description.as_deref().map(|re| Regex::new(re).expect("validated above")),
+                source: upper(&r.source),
+                action: r.action.clone(),
+                branch: r.branch.clone(),
+            })
+            .collect();
+        Ok(Router { rules, default_action: self.default_action.clone(), default_branch: self.default_branch.clone() })
+    }
+}
+
+fn upper(values: &[String]) -> Vec<String> {
+    values.iter().map(|v| v.trim().to_ascii_uppercase()).collect()
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    name: String,
+    modality: Vec<String>,
+    body_part: Vec<String>,
+    sop_class: Vec<String>,
+    series_description: Option<Regex>,
+    source: Vec<String>,
+    action: RouteAction,
+    branch: Option<String>,
+}
+
+/// The attributes routing looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteAttributes {
+    /// Modality.
+    pub modality: Option<String>,
+    /// BodyPartExamined.
+    pub body_part: Option<String>,
+    /// SOPClassUID.
+    pub sop_class: Option<String>,
+    /// SeriesDescription.
+    pub series_description: Option<String>,
+    /// Sending AE or source name.
+    pub source: Option<String>,
+}
+
+impl RouteAttributes {
+    /// Reads the attributes from a parsed header; `source` comes from the event.
+    pub fn from_header(header: &InMemDicomObject, source: Option<&str>) -> Self {
+        let text = |tag| {
+            header
+                .element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        Self {
+            modality: text(tags::MODALITY),
+            body_part: text(tags::BODY_PART_EXAMINED),
+            sop_class: text(tags::SOP_CLASS_UID),
+            series_description: text(tags::SERIES_DESCRIPTION),
+            source: source.map(str::to_string),
+        }
+    }
+}
+
+/// The routing decision for one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecision {
+    /// The rule that matched, or `None` for the default.
+    pub rule: Option<String>,
+    /// Forward or drop.
+    pub action: RouteAction,
+    /// The branch, for forwarded instances.
+    pub branch: Option<String>,
+}
+
+/// The `route` operator.
+#[derive(Debug)]
+pub struct Router {
+    rules: Vec<CompiledRule>,
+    default_action: RouteAction,
+    default_branch: Option<String>,
+}
+
+fn any_of(allowed: &[String], value: Option<&str>, fold_case: bool) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match value {
+        None => false,
+        Some(v) if fold_case => allowed.iter().any(|a| a.eq_ignore_ascii_case(v.trim())),
+        Some(v) => allowed.iter().any(|a| a == v.trim()),
+    }
+}
+
+impl Router {
+    /// Evaluates the rules on one instance's attributes.
+    pub fn decide(&self, attrs: &RouteAttributes) -> RouteDecision {
+        for rule in &self.rules {
+            let matches = any_of(&rule.modality, attrs.modality.as_deref(), true)
+                && any_of(&rule.body_part, attrs.body_part.as_deref(), true)
+                && any_of(&rule.sop_class, attrs.sop_class.as_deref(), false)
+                && any_of(&rule.source, attrs.source.as_deref(), true)
+                && rule
+                    .series_description
+                    .as_ref()
+                    .is_none_or(|re| attrs.series_description.as_deref().is_some_and(|d| re.is_match(d)));
+            if matches {
+                return RouteDecision { rule: Some(rule.name.clone()), action: rule.action.clone(), branch: rule.branch.clone() };
+            }
+        }
+        RouteDecision { rule: None, action: self.default_action.clone(), branch: self.default_branch.clone() }
+    }
+}
+
+#[async_trait]
+impl Operator for Router {
+    async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+        batch
+            .into_iter()
+            .map(|mut envelope| {
+                let attrs = RouteAttributes::from_header(&envelope.header, envelope.event.source.as_deref());
+                let decision = self.decide(&attrs);
+                match decision.action {
+                    RouteAction::Forward => {
+                        envelope.branch = decision.branch;
+                        Processed::forward(envelope)
+                    }
+                    RouteAction::Drop => Processed {
+                        envelope,
+                        outcome: Outcome::Drop { rule: decision.rule.unwrap_or_else(|| "default".to_string()) },
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_rules: &str) -> RouteConfig {
+        let parsed: RouteConfig = serde_json::from_str(toml_rules).unwrap();
+        parsed.validate().unwrap();
+        parsed
+    }
+
+    fn attrs(modality: &str, body: Option<&str>, desc: Option<&str>) -> RouteAttributes {
+        RouteAttributes {
+            modality: Some(modality.into()),
+            body_part: body.map(Into::into),
+            sop_class: Some("1.2.840.10008.5.1.4.1.1.2".into()),
+            series_description: desc.map(Into::into),
+            source: Some("CT_SCANNER_1".into()),
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_default_drops() {
+        let router = config(
+            r#"{"rules": [
+                {"name": "no-scouts", "modality": ["CT"], "series_description": "(?i)scout|localizer", "action": "drop"},
+                {"name": "head-ct", "modality": ["ct"], "body_part": ["HEAD", "BRAIN"], "branch": "head-ct-bleed"},
+                {"name": "any-ct", "modality": ["CT"], "branch": "ct-generic"}
+            ]}"#,
+        )
+        .build()
+        .unwrap();
+
+        let d = router.decide(&attrs("CT", Some("HEAD"), Some("Axial 5mm")));
+        assert_eq!(d.rule.as_deref(), Some("head-ct"));
+        assert_eq!(d.branch.as_deref(), Some("head-ct-bleed"));
+
+        let d = router.decide(&attrs("CT", Some("HEAD"), Some("SCOUT")));
+        assert_eq!((d.rule.as_deref(), d.action), (Some("no-scouts"), RouteAction::Drop));
+
+        let d = router.decide(&attrs("CT", None, None));
+        assert_eq!(d.rule.as_deref(), Some("any-ct"), "a missing body part must not match a body-part rule");
+
+        let d = router.decide(&attrs("MR", Some("HEAD"), None));
+        assert_eq!((d.rule, d.action), (None, RouteAction::Drop));
+    }
+
+    #[test]
+    fn source_and_sop_class_conditions() {
+        let router = config(
+            r#"{"rules": [{"name": "sc", "sop_class": ["1.2.840.10008.5.1.4.1.1.7"], "action": "drop"},
+                          {"name": "from-site-a", "source": ["ct_scanner_1"], "branch": "site-a"}],
+                "default_action": "forward", "default_branch": "everything"}"#,
+        )
+        .build()
+        .unwrap();
+        assert_eq!(router.decide(&attrs("CT", None, None)).branch.as_deref(), Some("site-a"));
+        let mut other = attrs("CT", None, None);
+        other.source = Some("OTHER".into());
+        let d = router.decide(&other);
+        assert_eq!((d.rule, d.branch.as_deref()), (None, Some("everything")));
+        other.sop_class = Some("1.2.840.10008.5.1.4.1.1.7".into());
+        assert_eq!(router.decide(&other).action, RouteAction::Drop);
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let bad: RouteConfig = serde_json::from_str(r#"{"rules": [{"name": "x", "modality": ["CT"]}]}"#).unwrap();
+        assert_eq!(bad.validate().unwrap_err().key, "rules[0].branch");
+        let bad: RouteConfig =
+            serde_json::from_str(r#"{"rules": [{"name": "x", "series_description": "(", "branch": "b"}]}"#).unwrap();
+        assert_eq!(bad.validate().unwrap_err().key, "rules[0].series_description");
+        let bad: RouteConfig = serde_json::from_str(r#"{"default_action": "forward"}"#).unwrap();
+        assert_eq!(bad.validate().unwrap_err().key, "default_branch");
+        assert!(serde_json::from_str::<RouteConfig>(r#"{"rulez": []}"#).is_err(), "unknown keys are rejected");
+    }
+}

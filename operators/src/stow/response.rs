@@ -1,0 +1,364 @@
+//! Reading a STOW-RS response (PS3.18 10.5.3, DICOM JSON model PS3.18 F.2) and deciding what
+//! one attempt achieved. Pure functions: no I/O, no logging.
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// The parts of a Store Instances response the sink acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StowResponse {
+    /// ReferencedSOPSequence (0008,1199): instances the PACS stored.
+    pub referenced: Vec<ReferencedSop>,
+    /// FailedSOPSequence (0008,1198): instances the PACS did not store.
+    pub failed: Vec<FailedSop>,
+}
+
+/// One item of ReferencedSOPSequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReferencedSop {
+    /// ReferencedSOPInstanceUID (0008,1155).
+    pub sop_instance_uid: Option<String>,
+    /// WarningReason (0008,1196).
+    pub warning_reason: Option<u16>,
+}
+
+/// One item of FailedSOPSequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FailedSop {
+    /// ReferencedSOPInstanceUID (0008,1155).
+    pub sop_instance_uid: Option<String>,
+    /// FailureReason (0008,1197).
+    pub failure_reason: Option<u16>,
+}
+
+/// What a response says about one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InstanceResult {
+    /// Listed in ReferencedSOPSequence.
+    Stored { warning_reason: Option<u16> },
+    /// Listed in FailedSOPSequence.
+    Failed { failure_reason: Option<u16> },
+    /// Not listed.
+    NotMentioned,
+}
+
+/// Parses a response body. `None` when it is empty or not a DICOM JSON data set (a top-level
+/// object, or an array whose first element is one, as some servers send).
+pub(crate) fn parse_stow_response(body: &[u8]) -> Option<StowResponse> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let dataset = match &value {
+        Value::Object(_) => &value,
+        Value::Array(items) => items.first().filter(|v| v.is_object())?,
+        _ => return None,
+    };
+    let referenced = sequence_items(dataset, tags::REFERENCED_SOP_SEQUENCE)
+        .map(|item| ReferencedSop {
+            sop_instance_uid: string_value(item, tags::REFERENCED_SOP_INSTANCE_UID),
+            warning_reason: us_value(item, tags::WARNING_REASON),
+        })
+        .collect();
+    let failed = sequence_items(dataset, tags::FAILED_SOP_SEQUENCE)
+        .map(|item| FailedSop {
+            sop_instance_uid: string_value(item, tags::REFERENCED_SOP_INSTANCE_UID),
+            failure_reason: us_value(item, tags::FAILURE_REASON),
+        })
+        .collect();
+    Some(StowResponse { referenced, failed })
+}
+
+impl StowResponse {
+    /// What the response says about `sop_instance_uid`. Each request carries exactly one
+    /// instance, so an item without a UID is taken to be about it (failures first: a server
+    /// that lists an anonymous failure did not store the instance).
+    pub(crate) fn result_for(&self, sop_instance_uid: &str) -> InstanceResult {
+        let is = |uid: &Option<String>| uid.as_deref() == Some(sop_instance_uid);
+        let stored = |r: &ReferencedSop| InstanceResult::Stored { warning_reason: r.warning_reason };
+        let failed = |f: &FailedSop| InstanceResult::Failed { failure_reason: f.failure_reason };
+        if let Some(f) = self.failed.iter().find(|f| is(&f.sop_instance_uid)) {
+            return failed(f);
+        }
+        if let Some(r) = self.referenced.iter().find(|r| is(&r.sop_instance_uid)) {
+            return stored(r);
+        }
+        if let Some(f) = self.failed.iter().find(|f| f.sop_instance_uid.is_none()) {
+            return failed(f);
+        }
+        if let Some(r) = self.referenced.iter().find(|r| r.sop_instance_uid.is_none()) {
+            return stored(r);
+        }
+        InstanceResult::NotMentioned
+    }
+}
+
+/// The DICOM JSON key of a tag: eight upper-case hex digits.
+fn json_key(tag: Tag) -> String {
+    format!("{:04X}{:04X}", tag.group(), tag.element())
+}
+
+fn attribute_values(dataset: &Value, tag: Tag) -> Option<&Vec<Value>> {
+    dataset.get(json_key(tag))?.get("Value")?.as_array()
+}
+
+fn sequence_items(dataset: &Value, tag: Tag) -> impl Iterator<Item = &Value> {
+    attribute_values(dataset, tag).into_iter().flatten().filter(|item| item.is_object())
+}
+
+fn string_value(dataset: &Value, tag: Tag) -> Option<String> {
+    let value = attribute_values(dataset, tag)?.first()?.as_str()?.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// A US value; tolerates servers that send it as a decimal string.
+fn us_value(dataset: &Value, tag: Tag) -> Option<u16> {
+    match attribute_values(dataset, tag)?.first()? {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// What to do about a FailureReason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureAction {
+    /// The PACS already holds the instance: it is delivered.
+    AlreadyStored,
+    /// A transient condition on the PACS side.
+    Retry,
+    /// Sending the same bytes again will fail again.
+    Reject,
+}
+
+/// The meaning of a FailureReason (PS3.18 Table 10.5.3-3, PS3.4 Annex B.2.3) and what to do.
+pub(crate) fn failure_reason(code: u16) -> (FailureAction, &'static str) {
+    use FailureAction::*;
+    match code {
+        0x0111 => (AlreadyStored, "duplicate SOP instance: the PACS already holds it"),
+        0x0110 => (Retry, "processing failure"),
+        0xA700..=0xA7FF => (Retry, "refused: out of resources"),
+        0x0122 => (Reject, "refused: SOP class not supported"),
+        0x0124 => (Reject, "refused: not authorized"),
+        0x0117 => (Reject, "invalid SOP instance"),
+        0x0119 => (Reject, "SOP class and instance conflict"),
+        0xA900..=0xA9FF => (Reject, "error: data set does not match SOP class"),
+        0xC122 => (Reject, "referenced transfer syntax not supported"),
+        0xC000..=0xCFFF => (Reject, "error: cannot understand"),
+        _ => (Reject, "failure reason not defined by the standard"),
+    }
+}
+
+/// The meaning of a WarningReason (PS3.18 Table 10.5.3-4, PS3.4 Annex B.2.3).
+pub(crate) fn warning_reason(code: u16) -> &'static str {
+    match code {
+        0xB000 => "coercion of data elements",
+        0xB006 => "elements discarded",
+        0xB007 => "data set does not match SOP class",
+        0x0111 => "duplicate SOP instance: the PACS already holds it",
+        _ => "warning reason not defined by the standard",
+    }
+}
+
+/// What one STOW request achieved for its instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The PACS confirmed it stored the instance.
+    Stored,
+    /// The PACS holds the instance, with something worth an operator's attention: a warning
+    /// reason, or "already stored".
+    StoredWithNote(String),
+    /// A success status that does not confirm the instance (an empty or unreadable body, or one
+    /// about other instances): taken as stored.
+    AssumedStored(String),
+    /// The PACS refused it; retrying will not help.
+    Rejected(String),
+    /// A transient failure: try again.
+    Transient(String),
+}
+
+/// Decides what a response means for the one instance the request carried.
+///
+/// 408, 429 and 5xx are transient. 200, 202 and 409 carry a Store Instances response whose
+/// entry for the instance decides (a 200 that cannot be read, as Orthanc sometimes sends, still
+/// means stored). Anything else is a rejection.
+pub(crate) fn classify_response(status: StatusCode, body: &[u8], sop_instance_uid: &str) -> Verdict {
+    let code = status.as_u16();
+    if code == 408 || code == 429 || status.is_server_error() {
+        return Verdict::Transient(format!("HTTP {status}"));
+    }
+    if !(status.is_success() || status == StatusCode::CONFLICT) {
+        return Verdict::Rejected(format!("HTTP {status}{}", status_hint(status)));
+    }
+    let Some(response) = parse_stow_response(body) else {
+        return if status.is_success() {
+            Verdict::AssumedStored(format!("HTTP {status} without a readable Store Instances response"))
+        } else {
+            Verdict::Rejected(format!("HTTP {status} without a readable Store Instances response"))
+        };
+    };
+    match response.result_for(sop_instance_uid) {
+        InstanceResult::Stored { warning_reason: None } => Verdict::Stored,
+        InstanceResult::Stored { warning_reason: Some(w) } => {
+            Verdict::StoredWithNote(format!("HTTP {status}, warning reason 0x{w:04X} ({})", warning_reason(w)))
+        }
+        InstanceResult::Failed { failure_reason: Some(f) } => {
+            let (action, meaning) = failure_reason(f);
+            let detail = format!("HTTP {status}, failure reason 0x{f:04X} ({meaning})");
+            match action {
+                FailureAction::AlreadyStored => Verdict::StoredWithNote(detail),
+                FailureAction::Retry => Verdict::Transient(detail),
+                FailureAction::Reject => Verdict::Rejected(detail),
+            }
+        }
+        InstanceResult::Failed { failure_reason: None } => {
+            Verdict::Rejected(format!("HTTP {status}, listed in FailedSOPSequence without a failure reason"))
+        }
+        InstanceResult::NotMentioned if status.is_success() => {
+            Verdict::AssumedStored(format!("HTTP {status} with a response that does not list this instance"))
+        }
+        InstanceResult::NotMentioned => {
+            Verdict::Rejected(format!("HTTP {status} without an entry for this instance in the response"))
+        }
+    }
+}
+
+/// What an operator should check for a rejecting status.
+fn status_hint(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        300..=399 => "; the PACS redirects: set `url` to the final DICOMweb base URL",
+        400 => "; the PACS could not read the request or the instance",
+        401 | 403 => "; check the stow operator's `auth` settings and the PACS user's permissions",
+        404 | 405 => "; check the stow operator's `url` (the DICOMweb base URL, without /studies)",
+        413 => "; the instance is larger than the PACS accepts",
+        415 => "; the PACS does not accept multipart/related application/dicom",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UID: &str = "1.2.826.0.1.3680043.8.498.1";
+
+    fn referenced(uid: &str, warning: Option<u16>) -> Value {
+        let mut item = serde_json::json!({
+            "00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.7"]},
+            "00081155": {"vr": "UI", "Value": [uid]},
+            "00081190": {"vr": "UR", "Value": ["http://pacs/dicom-web/studies/1/series/2/instances/3"]}
+        });
+        if let Some(w) = warning {
+            item["00081196"] = serde_json::json!({"vr": "US", "Value": [w]});
+        }
+        serde_json::json!({"00081199": {"vr": "SQ", "Value": [item]}})
+    }
+
+    fn failed(uid: Option<&str>, reason: Option<u16>) -> Value {
+        let mut item = serde_json::json!({"00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.7"]}});
+        if let Some(uid) = uid {
+            item["00081155"] = serde_json::json!({"vr": "UI", "Value": [uid]});
+        }
+        if let Some(r) = reason {
+            item["00081197"] = serde_json::json!({"vr": "US", "Value": [r]});
+        }
+        serde_json::json!({"00081198": {"vr": "SQ", "Value": [item]}})
+    }
+
+    fn classify(status: u16, body: &Value) -> Verdict {
+        classify_response(StatusCode::from_u16(status).unwrap(), body.to_string().as_bytes(), UID)
+    }
+
+    #[test]
+    fn parses_an_orthanc_style_response() {
+        let body = referenced(UID, None);
+        let parsed = parse_stow_response(body.to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.referenced, vec![ReferencedSop { sop_instance_uid: Some(UID.into()), warning_reason: None }]);
+        assert!(parsed.failed.is_empty());
+        assert_eq!(parsed.result_for(UID), InstanceResult::Stored { warning_reason: None });
+        assert_eq!(parsed.result_for("9.9"), InstanceResult::NotMentioned);
+    }
+
+    #[test]
+    fn accepts_an_array_of_one_data_set() {
+        let body = Value::Array(vec![failed(Some(UID), Some(0xC000))]);
+        let parsed = parse_stow_response(body.to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.result_for(UID), InstanceResult::Failed { failure_reason: Some(0xC000) });
+    }
+
+    #[test]
+    fn tolerates_reasons_as_strings_and_missing_values() {
+        let body = serde_json::json!({
+            "00081198": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": [UID]}, "00081197": {"vr": "US", "Value": ["272"]}}]},
+            "00081199": {"vr": "SQ"}
+        });
+        let parsed = parse_stow_response(body.to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.result_for(UID), InstanceResult::Failed { failure_reason: Some(0x0110) });
+        assert!(parsed.referenced.is_empty());
+    }
+
+    #[test]
+    fn unreadable_bodies_are_none() {
+        for body in [&b""[..], b"not json", b"[]", b"[1]", b"\"text\"", b"<html></html>"] {
+            assert_eq!(parse_stow_response(body), None, "{:?}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(parse_stow_response(b"{}"), Some(StowResponse::default()));
+    }
+
+    #[test]
+    fn an_anonymous_item_is_about_the_one_instance_sent() {
+        let parsed = parse_stow_response(failed(None, Some(0xA900)).to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.result_for(UID), InstanceResult::Failed { failure_reason: Some(0xA900) });
+    }
+
+    #[test]
+    fn status_and_body_decide_the_verdict() {
+        assert_eq!(classify(200, &referenced(UID, None)), Verdict::Stored);
+        assert!(
+            matches!(classify(202, &referenced(UID, Some(0xB000))), Verdict::StoredWithNote(n) if n.contains("0xB000"))
+        );
+        assert!(
+            matches!(classify(409, &failed(Some(UID), Some(0x0111))), Verdict::StoredWithNote(n) if n.contains("0x0111"))
+        );
+        assert!(matches!(classify(200, &failed(Some(UID), Some(0x0111))), Verdict::StoredWithNote(_)));
+        assert!(
+            matches!(classify(409, &failed(Some(UID), Some(0xA700))), Verdict::Transient(r) if r.contains("0xA700") && r.contains("out of resources"))
+        );
+        assert!(
+            matches!(classify(409, &failed(Some(UID), Some(0x0110))), Verdict::Transient(r) if r.contains("processing failure"))
+        );
+        assert!(
+            matches!(classify(409, &failed(Some(UID), Some(0xA900))), Verdict::Rejected(r) if r.contains("0xA900") && r.contains("does not match SOP class"))
+        );
+        assert!(
+            matches!(classify(409, &failed(Some(UID), Some(0xC000))), Verdict::Rejected(r) if r.contains("0xC000") && r.contains("cannot understand"))
+        );
+        assert!(
+            matches!(classify(202, &failed(Some(UID), Some(0x0122))), Verdict::Rejected(r) if r.contains("0x0122") && r.contains("SOP class not supported"))
+        );
+        assert!(matches!(classify(409, &failed(Some(UID), None)), Verdict::Rejected(_)));
+        assert!(matches!(classify(409, &Value::Null), Verdict::Rejected(_)));
+        assert!(matches!(classify(409, &referenced("9.9", None)), Verdict::Rejected(_)));
+    }
+
+    #[test]
+    fn a_200_without_a_readable_body_is_stored() {
+        assert!(matches!(classify_response(StatusCode::OK, b"", UID), Verdict::AssumedStored(_)));
+        assert!(matches!(classify_response(StatusCode::OK, b"<html/>", UID), Verdict::AssumedStored(_)));
+        assert!(matches!(classify(200, &referenced("9.9", None)), Verdict::AssumedStored(_)));
+    }
+
+    #[test]
+    fn transient_and_rejecting_statuses() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(classify(status, &Value::Null), Verdict::Transient(r) if r.starts_with(&format!("HTTP {status}")))
+            );
+        }
+        for status in [301, 400, 401, 403, 404, 413, 415, 422] {
+            assert!(
+                matches!(classify(status, &Value::Null), Verdict::Rejected(r) if r.starts_with(&format!("HTTP {status}")))
+            );
+        }
+        assert!(matches!(classify(401, &Value::Null), Verdict::Rejected(r) if r.contains("auth")));
+    }
+}

@@ -1,0 +1,522 @@
+//! Configuration: TOML, layered as embedded defaults < file < `RADSTREAM__SECTION__KEY`
+//! environment variables. Validation is pure: it never touches the network or the filesystem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use radstream_operators::{ConfigError, OperatorConfig};
+use radstream_schemas::EventFormat;
+use serde::Deserialize;
+
+/// The prefix of environment overrides: `RADSTREAM__KAFKA__BROKERS=host:9092` sets
+/// `kafka.brokers`; `RADSTREAM__OPERATORS__1__URL=...` sets `url` of the second operator.
+pub const ENV_PREFIX: &str = "RADSTREAM__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Kafka source and outputs.
+    pub kafka: KafkaConfig,
+    /// Where DICOM objects are fetched from.
+    #[serde(default)]
+    pub objects: ObjectsConfig,
+    /// Batching, channels, concurrency and draining.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// The `/metrics`, `/healthz` and `/readyz` endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The operator chain, in order. It must end with a sink (`stow`).
+    pub operators: Vec<OperatorConfig>,
+}
+
+/// Kafka settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Consumer group: every worker process of one pipeline uses the same group.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Topic of instance events.
+    pub input_topic: String,
+    /// Format of the input topic's messages: `json`, `confluent_avro` or `s3_notification`.
+    #[serde(default = "default_format")]
+    pub format: EventFormat,
+    /// Schema Registry base URL, for `confluent_avro` (schemas are fetched by id and cached).
+    #[serde(default)]
+    pub schema_registry_url: Option<String>,
+    /// A local Avro writer schema used for every schema id, for `confluent_avro` without a
+    /// registry.
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    /// Dead-letter topic.
+    #[serde(default = "default_dlq")]
+    pub dead_letter_topic: String,
+    /// Outcome topic: one event per instance.
+    #[serde(default = "default_outcomes")]
+    pub outcome_topic: String,
+    /// Consumer session timeout: how fast a dead worker's partitions move to the others.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout_ms: u32,
+    /// How often stored offsets are committed.
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval_ms: u32,
+    /// Extra librdkafka consumer properties (for example `security.protocol`).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// Extra librdkafka producer properties.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+fn default_group() -> String {
+    "radstream".into()
+}
+fn default_format() -> EventFormat {
+    EventFormat::Json
+}
+fn default_dlq() -> String {
+    "radstream.dead-letter".into()
+}
+fn default_outcomes() -> String {
+    "radstream.outcomes".into()
+}
+fn default_session_timeout() -> u32 {
+    10_000
+}
+fn default_commit_interval() -> u32 {
+    1_000
+}
+
+/// Which object store backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectStoreKind {
+    /// S3 or an S3-compatible server.
+    #[default]
+    S3,
+    /// A local folder: bucket `b`, key `k` is the file `<root>/b/k`.
+    Local,
+}
+
+/// Object store settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsConfig {
+    /// `s3` (default) or `local`.
+    #[serde(default)]
+    pub kind: ObjectStoreKind,
+    /// S3 endpoint for S3-compatible servers (MinIO, Ceph, ...); empty means AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3 region; when absent, `AWS_REGION` / `AWS_DEFAULT_REGION` or `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers want.
+    #[serde(default = "yes")]
+    pub path_style: bool,
+    /// Root folder of the `local` store.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Objects larger than this are dead-lettered unread.
+    #[serde(default = "default_max_object")]
+    pub max_object_bytes: u64,
+    /// Timeout of one request.
+    #[serde(default = "default_object_timeout")]
+    pub timeout_secs: u64,
+    /// Retries of a failed request (with backoff) before the instance is dead-lettered.
+    #[serde(default = "default_object_retries")]
+    pub max_retries: usize,
+    /// Fetches in flight at once.
+    #[serde(default = "default_fetch_concurrency")]
+    pub concurrency: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_object() -> u64 {
+    2 << 30
+}
+fn default_object_timeout() -> u64 {
+    30
+}
+fn default_object_retries() -> usize {
+    5
+}
+fn default_fetch_concurrency() -> usize {
+    16
+}
+
+impl Default for ObjectsConfig {
+    fn default() -> Self {
+        Self {
+            kind: ObjectStoreKind::S3,
+            endpoint: None,
+            region: None,
+            path_style: true,
+            root: None,
+            max_object_bytes: default_max_object(),
+            timeout_secs: default_object_timeout(),
+            max_retries: default_object_retries(),
+            concurrency: default_fetch_concurrency(),
+        }
+    }
+}
+
+/// Runtime settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Most envelopes an operator gets at once.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// How long an operator waits to fill a batch once it has one envelope.
+    #[serde(default = "default_linger")]
+    pub batch_linger_ms: u64,
+    /// Capacity of each channel between stages.
+    #[serde(default = "default_channel")]
+    pub channel_capacity: usize,
+    /// Most instances in flight (read, not finished): bounds memory whatever the backlog.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// Attempts of an operator on an envelope that failed with a retry hint.
+    #[serde(default = "default_operator_attempts")]
+    pub operator_max_attempts: u32,
+    /// On SIGTERM, how long in-flight work may take to finish before the process exits.
+    #[serde(default = "default_drain")]
+    pub drain_deadline_secs: u64,
+    /// Tasks per operator kind, each with its own operator instance, taking batches from the
+    /// same channel (for example `{ stow = 8 }`). Sinks default to 4, other operators to 1.
+    #[serde(default)]
+    pub parallelism: BTreeMap<String, usize>,
+}
+
+impl RuntimeConfig {
+    /// How many tasks run the operator of `kind`.
+    pub fn tasks_for(&self, kind: &str, is_sink: bool) -> usize {
+        self.parallelism.get(kind).copied().unwrap_or(if is_sink { 4 } else { 1 })
+    }
+}
+
+fn default_batch() -> usize {
+    16
+}
+fn default_linger() -> u64 {
+    2
+}
+fn default_channel() -> usize {
+    64
+}
+fn default_in_flight() -> usize {
+    256
+}
+fn default_operator_attempts() -> u32 {
+    3
+}
+fn default_drain() -> u64 {
+    30
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch(),
+            batch_linger_ms: default_linger(),
+            channel_capacity: default_channel(),
+            max_in_flight: default_in_flight(),
+            operator_max_attempts: default_operator_attempts(),
+            drain_deadline_secs: default_drain(),
+            parallelism: BTreeMap::new(),
+        }
+    }
+}
+
+/// Metrics and health endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Listen address of `/metrics`, `/healthz` and `/readyz`; empty disables the endpoint.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: default_metrics_listen() }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is not well-formed.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The path.
+        path: PathBuf,
+        /// Parser message (with line and column).
+        message: String,
+    },
+    /// An environment override could not be applied.
+    #[error("environment variable {var}: {problem}")]
+    Env {
+        /// The variable name.
+        var: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The merged document does not fit the schema or fails validation.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] ConfigError),
+}
+
+impl Config {
+    /// Loads `path` and applies `RADSTREAM__…` overrides from `env`, then validates.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        Self::from_toml_str(&text, path, env)
+    }
+
+    /// Parses a TOML document (named `origin` in errors), applies overrides, validates.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, LoadError> {
+        let mut doc: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| LoadError::Syntax { path: origin.into(), message: e.to_string() })?;
+        apply_env_overrides(&mut doc, env)?;
+        // Re-read the merged document as text so errors quote the offending line and key.
+        let merged = toml::to_string(&doc).map_err(|e| LoadError::Invalid(ConfigError::new("", e.to_string())))?;
+        let config: Config = toml::from_str(&merged).map_err(|e: toml::de::Error| {
+            LoadError::Invalid(ConfigError::new(origin.display().to_string(), e.to_string()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section without touching the network or the filesystem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return Err(ConfigError::new("kafka.brokers", "must list at least one host:port"));
+        }
+        for (key, topic) in [
+            ("kafka.input_topic", &k.input_topic),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+            ("kafka.outcome_topic", &k.outcome_topic),
+        ] {
+            if topic.is_empty() || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                return Err(ConfigError::new(key, "a topic name is 1-249 characters of a-z, A-Z, 0-9, '.', '_', '-'"));
+            }
+        }
+        if k.dead_letter_topic == k.input_topic || k.outcome_topic == k.input_topic {
+            return Err(ConfigError::new("kafka.dead_letter_topic", "output topics must differ from the input topic"));
+        }
+        if k.format == EventFormat::ConfluentAvro && k.schema_registry_url.is_none() && k.schema_file.is_none() {
+            return Err(ConfigError::new(
+                "kafka.schema_registry_url",
+                "format \"confluent_avro\" needs schema_registry_url or schema_file",
+            ));
+        }
+        if let Some(url) = &k.schema_registry_url {
+            url::Url::parse(url).map_err(|e| ConfigError::new("kafka.schema_registry_url", format!("not a URL: {e}")))?;
+        }
+        if k.session_timeout_ms < 1_000 {
+            return Err(ConfigError::new("kafka.session_timeout_ms", "must be at least 1000"));
+        }
+        let o = &self.objects;
+        match o.kind {
+            ObjectStoreKind::Local if o.root.is_none() => {
+                return Err(ConfigError::new("objects.root", "kind = \"local\" needs a root folder"))
+            }
+            ObjectStoreKind::S3 => {
+                if let Some(endpoint) = &o.endpoint {
+                    let url = url::Url::parse(endpoint)
+                        .map_err(|e| ConfigError::new("objects.endpoint", format!("not a URL: {e}")))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(ConfigError::new("objects.endpoint", "must be an http:// or https:// URL"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if o.concurrency == 0 {
+            return Err(ConfigError::new("objects.concurrency", "must be at least 1"));
+        }
+        let r = &self.runtime;
+        for (key, value) in [
+            ("runtime.batch_size", r.batch_size),
+            ("runtime.channel_capacity", r.channel_capacity),
+            ("runtime.max_in_flight", r.max_in_flight),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        for (kind, tasks) in &r.parallelism {
+            if *tasks == 0 || *tasks > 256 {
+                return Err(ConfigError::new(format!("runtime.parallelism.{kind}"), "must be between 1 and 256"));
+            }
+            if !self.operators.iter().any(|o| o.kind() == kind) {
+                return Err(ConfigError::new(format!("runtime.parallelism.{kind}"), "no operator of this type in the chain"));
+            }
+        }
+        if r.operator_max_attempts == 0 {
+            return Err(ConfigError::new("runtime.operator_max_attempts", "must be at least 1"));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::new("metrics.listen", "must be ip:port, for example 0.0.0.0:9464"));
+        }
+        if self.operators.is_empty() {
+            return Err(ConfigError::new("operators", "the chain is empty: it must end with a sink such as `stow`"));
+        }
+        for (i, op) in self.operators.iter().enumerate() {
+            op.validate().map_err(|e| e.within(&format!("operators[{i}]")))?;
+            let last = i + 1 == self.operators.len();
+            if op.is_sink() != last {
+                let problem = if last {
+                    format!("the chain must end with a sink (for example `stow`), not `{}`", op.kind())
+                } else {
+                    format!("the sink `{}` must be the last operator", op.kind())
+                };
+                return Err(ConfigError::new(format!("operators[{i}].type"), problem));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies `RADSTREAM__A__B=value` overrides to the TOML document. Values are read as TOML
+/// (numbers, booleans, arrays) when they parse as such, else as strings. Numeric path segments
+/// index arrays (`RADSTREAM__OPERATORS__0__URL`).
+pub fn apply_env_overrides(
+    doc: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), LoadError> {
+    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let path: Vec<String> = var[ENV_PREFIX.len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(LoadError::Env { var, problem: "empty path segment (use __ between keys)".into() });
+        }
+        let value = parse_env_value(&raw);
+        set_path(doc, &path, value).map_err(|problem| LoadError::Env { var: var.clone(), problem })?;
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let probe = format!("v = {raw}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (head, rest) = path.split_first().expect("non-empty path");
+    if rest.is_empty() {
+        table.insert(head.clone(), value);
+        return Ok(());
+    }
+    let child = table.entry(head.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    set_value_path(child, rest, value, head)
+}
+
+fn set_value_path(node: &mut toml::Value, path: &[String], value: toml::Value, at: &str) -> Result<(), String> {
+    match node {
+        toml::Value::Table(t) => set_path(t, path, value),
+        toml::Value::Array(items) => {
+            let (head, rest) = path.split_first().expect("non-empty path");
+            let index: usize = head.parse().map_err(|_| format!("`{at}` is a list: the next segment must be an index"))?;
+            let len = items.len();
+            let item = items.get_mut(index).ok_or_else(|| format!("`{at}` has {len} entries, no index {index}"))?;
+            if rest.is_empty() {
+                *item = value;
+                Ok(())
+            } else {
+                set_value_path(item, rest, value, head)
+            }
+        }
+        _ => Err(format!("`{at}` is a plain value, it has no keys below it")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [kafka]
+        brokers = "127.0.0.1:9092"
+        input_topic = "dicom.instances"
+
+        [[operators]]
+        type = "route"
+        default_action = "forward"
+        default_branch = "all"
+
+        [[operators]]
+        type = "stow"
+        url = "http://127.0.0.1:8042/dicom-web"
+    "#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, LoadError> {
+        Config::from_toml_str(text, Path::new("test.toml"), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_and_env_overrides_layer() {
+        let c = load(BASE, &[]).unwrap();
+        assert_eq!(c.kafka.group_id, "radstream");
+        assert_eq!(c.runtime.batch_size, 16);
+        let c = load(
+            BASE,
+            &[
+                ("RADSTREAM__KAFKA__GROUP_ID", "workers"),
+                ("RADSTREAM__RUNTIME__BATCH_SIZE", "4"),
+                ("RADSTREAM__OPERATORS__1__URL", "http://pacs:8042/dicom-web"),
+                ("OTHER__KAFKA__GROUP_ID", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.group_id, "workers");
+        assert_eq!(c.runtime.batch_size, 4);
+        match &c.operators[1] {
+            OperatorConfig::Stow(s) => assert_eq!(s.url, "http://pacs:8042/dicom-web"),
+            other => panic!("expected stow, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load(BASE, &[("RADSTREAM__RUNTIME__MAX_IN_FLIGHT", "0")]).unwrap_err();
+        assert!(err.to_string().contains("runtime.max_in_flight"), "{err}");
+        let err = load(BASE, &[("RADSTREAM__OPERATORS__7__URL", "x")]).unwrap_err();
+        assert!(err.to_string().contains("RADSTREAM__OPERATORS__7__URL"), "{err}");
+        let err = load(&BASE.replace("type = \"stow\"", "type = \"route\"\ndefault_action = \"drop\""), &[]);
+        assert!(err.is_err());
+        let err = load(&format!("{BASE}\n[runtime]\nbatch_sise = 3\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("batch_sise"), "unknown keys are named: {err}");
+        let err = load(&BASE.replace("url = ", "url = 5 #"), &[]).unwrap_err();
+        assert!(matches!(err, LoadError::Invalid(_)), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! The radstream runtime: configuration, the Kafka source with per-partition ordered
+//! acknowledgement, object fetch, the operator chain, outputs, metrics and health, and the
+//! tools behind the `radstream` binary (demo, synthetic studies, publishing).
+
+pub mod acks;
+pub mod config;
+pub mod demo;
+pub mod folder_pacs;
+pub mod health;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod objects;
+pub mod publish;
+pub mod runtime;
+pub mod synth;

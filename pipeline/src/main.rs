@@ -1,0 +1,274 @@
+//! The `radstream` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use radstream_operators::route::RouteAttributes;
+use radstream_operators::OperatorConfig;
+use radstream_pipeline::config::Config;
+use radstream_pipeline::demo::{self, DemoOptions};
+use radstream_pipeline::metrics::Metrics;
+use radstream_pipeline::publish::{self, PublishOptions};
+use radstream_pipeline::runtime::{self, parse_header, RunStats};
+use radstream_pipeline::synth::{self, SynthOptions};
+use radstream_schemas::Priority;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// radstream: brings AI results into the radiologist's PACS, as a stream over Kafka.
+///
+/// Reads DICOM instance events from Kafka, fetches each object from S3 (or a folder), runs it
+/// through a chain of operators (route, ...) and STOW-RSes it to a DICOMweb PACS, at least
+/// once, committing offsets only after every instance is delivered, dropped on purpose, or in
+/// the dead-letter topic.
+#[derive(Debug, Parser)]
+#[command(name = "radstream", version, about, long_about)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RADSTREAM_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `radstream_pipeline=debug`.
+    #[arg(long, global = true, default_value = "info", env = "RADSTREAM_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline (a worker of its consumer group) until SIGTERM or Ctrl-C.
+    Run {
+        /// Config file (TOML); `RADSTREAM__SECTION__KEY` environment variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file without touching the network; exit 2 when it is invalid.
+    Validate {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Show which routing rule each DICOM file matches.
+    Route {
+        /// Evaluate only; nothing is sent (the only mode for now, required to be explicit).
+        #[arg(long, required = true)]
+        dry_run: bool,
+        /// Config file whose `route` operator is evaluated.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// DICOM files or folders.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The whole chain on embedded defaults: in-process broker, local store, synthetic studies.
+    Demo {
+        /// Synthetic studies to generate.
+        #[arg(long, default_value_t = 6)]
+        studies: usize,
+        /// Keep objects and results in this folder (default: a temporary folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// STOW-RS to this DICOMweb base URL (a real PACS) instead of the local folder store.
+        #[arg(long)]
+        pacs_url: Option<String>,
+        /// Where `/metrics` is served while the demo runs.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        metrics_listen: String,
+        /// Seed of the synthetic studies.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Write synthetic CT, CR and MR studies (with fake PHI where scanners put it).
+    Synth {
+        /// Number of studies.
+        #[arg(long, default_value_t = 6)]
+        studies: usize,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed (same seed, same files).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Aim for about this many bytes per instance (e.g. 524288).
+        #[arg(long)]
+        instance_bytes: Option<usize>,
+    },
+    /// Upload DICOM files to the configured object store and produce their events.
+    Publish {
+        /// Config file: its `kafka` and `objects` sections are used.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Bucket to upload into.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Mark the events STAT.
+        #[arg(long)]
+        stat: bool,
+        /// Source (AE title) on the events.
+        #[arg(long)]
+        source: Option<String>,
+        /// Uploads in flight.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Files or folders.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    Ok(Config::load(path, std::env::vars())?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate { config } => match Config::load(&config, std::env::vars()) {
+            Ok(c) => {
+                let chain: Vec<_> = c.operators.iter().map(OperatorConfig::kind).collect();
+                println!("{}: valid (input topic {}, chain {})", config.display(), c.kafka.input_topic, chain.join(" -> "));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
+                Ok(ExitCode::from(2))
+            }
+        },
+        Command::Run { config } => run(load(&config)?).await,
+        Command::Route { dry_run: _, config, files } => route_dry_run(load(&config)?, &files),
+        Command::Demo { studies, out, pacs_url, metrics_listen, seed } => {
+            let summary = demo::run(DemoOptions { studies, out, pacs_url, metrics_listen, seed }).await?;
+            println!("{}", summary.table());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth { studies, out, seed, instance_bytes } => {
+            let opts = SynthOptions { studies, seed, target_instance_bytes: instance_bytes, ..Default::default() };
+            let written = synth::write_to_dir(&opts, &out)?;
+            println!("wrote {} instances of {studies} studies to {}", written.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish { config, bucket, prefix, stat, source, concurrency, files } => {
+            let config = load(&config)?;
+            let list = publish::collect_files(&files)?;
+            publish::ensure_not_empty(&list, &files)?;
+            let n = list.len();
+            let bar = indicatif::ProgressBar::new(n as u64);
+            let opts = PublishOptions {
+                bucket,
+                prefix,
+                priority: if stat { Priority::Stat } else { Priority::Routine },
+                source,
+                concurrency,
+                skip_events: false,
+            };
+            publish::publish(&config.kafka, &config.objects, list, &opts, || bar.inc(1)).await?;
+            bar.finish_and_clear();
+            println!("published {n} instances to {} (bucket {})", config.kafka.input_topic, opts.bucket);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let metrics = Metrics::new();
+    let readiness = Arc::new(radstream_pipeline::http::Readiness::default());
+    if !config.metrics.listen.is_empty() {
+        let addr = radstream_pipeline::http::serve(&config.metrics.listen, metrics.clone(), readiness.clone())
+            .await
+            .with_context(|| format!("metrics.listen = {}: cannot listen", config.metrics.listen))?;
+        info!(%addr, "serving /metrics, /healthz, /readyz");
+    }
+    radstream_pipeline::health::spawn_probes(&config, readiness);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested: draining in-flight work");
+        let _ = stop_tx.send(true);
+        wait_for_signal().await;
+        warn!("second signal: exiting now without draining");
+        std::process::exit(130);
+    });
+    runtime::run(config, metrics, Arc::new(RunStats::default()), stop_rx).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn route_dry_run(config: Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let route = config
+        .operators
+        .iter()
+        .find_map(|o| match o {
+            OperatorConfig::Route(r) => Some(r),
+            _ => None,
+        })
+        .context("the config has no `route` operator")?;
+    let router = route.build()?;
+    let mut failures = 0;
+    for (path, _) in publish::collect_files(paths)? {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        match parse_header(&bytes) {
+            Ok(header) => {
+                let decision = router.decide(&RouteAttributes::from_header(&header, None));
+                let rule = decision.rule.as_deref().unwrap_or("(default)");
+                let action = match (&decision.action, &decision.branch) {
+                    (radstream_operators::route::RouteAction::Forward, Some(b)) => format!("forward -> {b}"),
+                    _ => "drop".to_string(),
+                };
+                println!("{}\t{rule}\t{action}", path.display());
+            }
+            Err(e) => {
+                failures += 1;
+                println!("{}\t(unreadable)\t{e}", path.display());
+            }
+        }
+    }
+    Ok(if failures > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

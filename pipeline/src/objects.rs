@@ -1,0 +1,192 @@
+//! Object fetch: S3 (or an S3-compatible server) and the local filesystem behind one type.
+//!
+//! Built on `object_store`: one trait over S3, GCS, Azure and local files, with timeouts and
+//! retries with backoff built in. Stores are created per bucket on first use and cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use radstream_schemas::{ErrorClass, ObjectLocation};
+
+use crate::config::{ObjectStoreKind, ObjectsConfig};
+
+/// Why an object could not be fetched. Messages carry the object key, never its content.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct FetchError {
+    /// Error class for dead letters and metrics.
+    pub class: ErrorClass,
+    /// What went wrong and what to do.
+    pub reason: String,
+}
+
+/// Fetches Part-10 objects named by events.
+pub struct ObjectFetcher {
+    config: ObjectsConfig,
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl std::fmt::Debug for ObjectFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectFetcher").field("kind", &self.config.kind).finish_non_exhaustive()
+    }
+}
+
+impl ObjectFetcher {
+    /// A fetcher for the configured backend. Stores are built lazily, per bucket.
+    pub fn new(config: ObjectsConfig) -> Self {
+        Self { config, stores: Mutex::new(HashMap::new()) }
+    }
+
+    fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, FetchError> {
+        let mut stores = self.stores.lock().expect("store cache lock poisoned");
+        if let Some(store) = stores.get(bucket) {
+            return Ok(store.clone());
+        }
+        let store = self.build_store(bucket)?;
+        stores.insert(bucket.to_string(), store.clone());
+        Ok(store)
+    }
+
+    fn build_store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, FetchError> {
+        let c = &self.config;
+        let config_error = |e: object_store::Error| FetchError {
+            class: ErrorClass::Config,
+            reason: format!("cannot set up the object store for bucket {bucket}: {e}"),
+        };
+        match c.kind {
+            ObjectStoreKind::Local => {
+                let root = c.root.as_ref().expect("validated: local store has a root").join(bucket);
+                Ok(Arc::new(LocalFileSystem::new_with_prefix(&root).map_err(|e| FetchError {
+                    class: ErrorClass::MissingObject,
+                    reason: format!("bucket folder {} is not readable: {e}", root.display()),
+                })?))
+            }
+            ObjectStoreKind::S3 => {
+                let region = c
+                    .region
+                    .clone()
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".into());
+                let timeout = Duration::from_secs(c.timeout_secs);
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_region(region)
+                    .with_virtual_hosted_style_request(!c.path_style)
+                    .with_client_options(ClientOptions::new().with_timeout(timeout).with_connect_timeout(timeout))
+                    .with_retry(RetryConfig {
+                        max_retries: c.max_retries,
+                        retry_timeout: timeout * (c.max_retries as u32 + 1),
+                        ..Default::default()
+                    });
+                if let Some(endpoint) = &c.endpoint {
+                    builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+                }
+                Ok(Arc::new(builder.build().map_err(config_error)?))
+            }
+        }
+    }
+
+    /// Fetches the object whole, refusing objects over the size limit before reading them.
+    pub async fn fetch(&self, location: &ObjectLocation) -> Result<(Bytes, Duration), FetchError> {
+        let started = Instant::now();
+        let key = location.display_key();
+        let store = self.store(&location.bucket)?;
+        let path = ObjectPath::from(location.key.as_str());
+        let result = store.get(&path).await.map_err(|e| classify(&key, e))?;
+        let size = result.meta.size;
+        if size > self.config.max_object_bytes {
+            return Err(FetchError {
+                class: ErrorClass::ObjectTooLarge,
+                reason: format!(
+                    "object {key} is {size} bytes, over objects.max_object_bytes = {}; raise the limit if the object is expected",
+                    self.config.max_object_bytes
+                ),
+            });
+        }
+        if let (Some(expected), Some(actual)) = (location.etag.as_deref(), result.meta.e_tag.as_deref()) {
+            if expected.trim_matches('"') != actual.trim_matches('"') {
+                return Err(FetchError {
+                    class: ErrorClass::EventMismatch,
+                    reason: format!("object {key} has changed since the event (ETag differs); re-send the event for the current object"),
+                });
+            }
+        }
+        let bytes = result.bytes().await.map_err(|e| classify(&key, e))?;
+        Ok((bytes, started.elapsed()))
+    }
+}
+
+impl ObjectFetcher {
+    /// Writes an object (used by `radstream publish` and the demo); returns its ETag.
+    pub async fn put(&self, location: &ObjectLocation, bytes: Bytes) -> Result<Option<String>, FetchError> {
+        let key = location.display_key();
+        if let (ObjectStoreKind::Local, Some(root)) = (self.config.kind, &self.config.root) {
+            let dir = root.join(&location.bucket);
+            std::fs::create_dir_all(&dir).map_err(|e| FetchError {
+                class: ErrorClass::ObjectStore,
+                reason: format!("cannot create bucket folder {}: {e}", dir.display()),
+            })?;
+        }
+        let store = self.store(&location.bucket)?;
+        let path = ObjectPath::from(location.key.as_str());
+        let result = store.put(&path, bytes.into()).await.map_err(|e| FetchError {
+            class: ErrorClass::ObjectStore,
+            reason: format!("writing object {key} failed: {e}"),
+        })?;
+        Ok(result.e_tag)
+    }
+}
+
+fn classify(key: &str, error: object_store::Error) -> FetchError {
+    match error {
+        object_store::Error::NotFound { .. } => FetchError {
+            class: ErrorClass::MissingObject,
+            reason: format!("object {key} does not exist; check that the upload finished before the event was sent"),
+        },
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => FetchError {
+            class: ErrorClass::ObjectStore,
+            reason: format!("access to object {key} was denied; check the worker's object store credentials"),
+        },
+        other => FetchError {
+            class: ErrorClass::ObjectStore,
+            reason: format!("fetching object {key} failed after retries: {other}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_fetches_and_classifies() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bucket/a")).unwrap();
+        std::fs::write(dir.path().join("bucket/a/one.dcm"), b"0123456789").unwrap();
+        let config = ObjectsConfig {
+            kind: ObjectStoreKind::Local,
+            root: Some(dir.path().into()),
+            max_object_bytes: 5,
+            ..Default::default()
+        };
+        let fetcher = ObjectFetcher::new(config.clone());
+        let loc = |key: &str| ObjectLocation { bucket: "bucket".into(), key: key.into(), size: None, etag: None };
+        let err = fetcher.fetch(&loc("a/one.dcm")).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::ObjectTooLarge);
+        let err = fetcher.fetch(&loc("a/missing.dcm")).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::MissingObject);
+        assert!(err.reason.contains("bucket/a/missing.dcm"), "{}", err.reason);
+
+        let fetcher = ObjectFetcher::new(ObjectsConfig { max_object_bytes: 100, ..config });
+        let (bytes, _) = fetcher.fetch(&loc("a/one.dcm")).await.unwrap();
+        assert_eq!(&bytes[..], b"0123456789");
+    }
+}

@@ -1,0 +1,156 @@
+//! `radstream publish`: upload DICOM files to the object store and announce each with an
+//! `InstanceEvent` keyed by StudyInstanceUID, as a modality gateway or an upload service would.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dicom_dictionary_std::tags;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use radstream_schemas::wire::{self, SchemaSet};
+use radstream_schemas::{EventFormat, InstanceEvent, ObjectLocation, Priority};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::config::{KafkaConfig, ObjectsConfig};
+use crate::kafka::producer_config;
+use crate::objects::ObjectFetcher;
+use crate::runtime::parse_header;
+
+/// What to publish and where.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Bucket to upload into.
+    pub bucket: String,
+    /// Key prefix (`prefix/<relative path>`).
+    pub prefix: String,
+    /// Priority stamped on the events.
+    pub priority: Priority,
+    /// Source (AE title) stamped on the events.
+    pub source: Option<String>,
+    /// Uploads and sends in flight at once.
+    pub concurrency: usize,
+    /// Upload only, produce no events.
+    pub skip_events: bool,
+}
+
+/// One published instance.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The event that was produced.
+    pub event: InstanceEvent,
+}
+
+/// Lists `.dcm` files (or every file) under each path, sorted, relative paths kept for keys.
+pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for root in paths {
+        if root.is_file() {
+            let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            out.push((root.clone(), name));
+            continue;
+        }
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                    out.push((path, rel));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Builds the event for a Part-10 object at `location` from its header.
+pub fn event_for(bytes: &[u8], location: ObjectLocation, opts: &PublishOptions) -> anyhow::Result<InstanceEvent> {
+    let header = parse_header(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", location.display_key()))?;
+    let need = |tag, name| text(&header, tag).ok_or_else(|| anyhow::anyhow!("{} has no {name}", location.display_key()));
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    Ok(InstanceEvent {
+        study_instance_uid: need(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+        series_instance_uid: need(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+        sop_instance_uid: need(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+        sop_class_uid: need(tags::SOP_CLASS_UID, "SOPClassUID")?,
+        modality: text(&header, tags::MODALITY).unwrap_or_default(),
+        body_part_examined: text(&header, tags::BODY_PART_EXAMINED),
+        instance_number: text(&header, tags::INSTANCE_NUMBER).and_then(|s| s.parse().ok()),
+        expected_series_instances: None,
+        priority: opts.priority,
+        source: opts.source.clone(),
+        event_time_ms: now,
+        object: ObjectLocation { size: Some(bytes.len() as i64), ..location },
+    })
+}
+
+/// Encodes an event in the topic's format (`confluent_avro` uses schema id 1 and the v1 schema
+/// unless a registry assigned another).
+pub fn encode(format: EventFormat, event: &InstanceEvent, schema_id: u32) -> anyhow::Result<Vec<u8>> {
+    Ok(match format {
+        EventFormat::Json => wire::encode_json(event),
+        EventFormat::ConfluentAvro => wire::encode_confluent(event, schema_id, &SchemaSet::v1())?,
+        EventFormat::S3Notification => anyhow::bail!("publish produces instance events; S3 notifications come from the store"),
+    })
+}
+
+/// Uploads every file and produces its event; calls `progress` after each.
+pub async fn publish(
+    kafka: &KafkaConfig,
+    objects: &ObjectsConfig,
+    files: Vec<(PathBuf, String)>,
+    opts: &PublishOptions,
+    progress: impl Fn() + Send + Sync,
+) -> anyhow::Result<Vec<Published>> {
+    let producer: FutureProducer = producer_config(&kafka.brokers, &kafka.producer).create()?;
+    let store = Arc::new(ObjectFetcher::new(objects.clone()));
+    let progress = &progress;
+    stream::iter(files)
+        .map(|(path, rel)| {
+            let (producer, store, opts) = (producer.clone(), store.clone(), opts.clone());
+            async move {
+                let bytes = Bytes::from(tokio::fs::read(&path).await.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+                let key = if opts.prefix.is_empty() { rel } else { format!("{}/{rel}", opts.prefix.trim_end_matches('/')) };
+                let location = ObjectLocation { bucket: opts.bucket.clone(), key, size: None, etag: None };
+                let mut event = event_for(&bytes, location.clone(), &opts)?;
+                event.object.etag = store.put(&location, bytes).await.map_err(|e| anyhow::anyhow!(e.reason))?;
+                if !opts.skip_events {
+                    send_event(&producer, &kafka.input_topic, kafka.format, &event).await?;
+                }
+                progress();
+                Ok::<_, anyhow::Error>(Published { event })
+            }
+        })
+        .buffered(opts.concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+/// Produces one event keyed by its StudyInstanceUID and waits for the broker's ack.
+pub async fn send_event(producer: &FutureProducer, topic: &str, format: EventFormat, event: &InstanceEvent) -> anyhow::Result<()> {
+    let payload = encode(format, event, 1)?;
+    let record = FutureRecord::to(topic).key(&event.study_instance_uid).payload(&payload);
+    producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
+    Ok(())
+}
+
+/// Where `radstream publish` found nothing to send.
+pub fn ensure_not_empty(files: &[(PathBuf, String)], paths: &[PathBuf]) -> anyhow::Result<()> {
+    if files.is_empty() {
+        anyhow::bail!("no files found under {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
+}

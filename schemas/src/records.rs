@@ -1,0 +1,132 @@
+//! Records the pipeline writes: dead letters and per-instance outcomes. JSON on the wire.
+//! Neither carries patient data: instances are named by object key and UIDs only.
+
+use serde::{Deserialize, Serialize};
+
+/// Why an instance could not be processed. The values are a bounded set, safe as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The Kafka message could not be decoded as an event in the topic's format.
+    MalformedEvent,
+    /// The object is not a readable DICOM Part-10 file.
+    MalformedDicom,
+    /// The object the event names does not exist.
+    MissingObject,
+    /// The object is larger than the configured limit.
+    ObjectTooLarge,
+    /// The object store failed (after retries).
+    ObjectStore,
+    /// The event and the object disagree (for example on SOPInstanceUID).
+    EventMismatch,
+    /// The PACS refused the instance (a 4xx or a failed-SOP entry); retrying will not help.
+    PacsRejected,
+    /// The PACS stayed unreachable or kept failing until the retry deadline.
+    PacsUnavailable,
+    /// A configuration problem surfaced while processing.
+    Config,
+    /// A bug in radstream.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The snake_case name, used as a metric label and in dead letters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::MalformedEvent => "malformed_event",
+            ErrorClass::MalformedDicom => "malformed_dicom",
+            ErrorClass::MissingObject => "missing_object",
+            ErrorClass::ObjectTooLarge => "object_too_large",
+            ErrorClass::ObjectStore => "object_store",
+            ErrorClass::EventMismatch => "event_mismatch",
+            ErrorClass::PacsRejected => "pacs_rejected",
+            ErrorClass::PacsUnavailable => "pacs_unavailable",
+            ErrorClass::Config => "config",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+/// A dead letter: the original event and what a human needs to act on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Topic the original event was read from.
+    pub source_topic: String,
+    /// Partition of the original event.
+    pub source_partition: i32,
+    /// Offset of the original event.
+    pub source_offset: i64,
+    /// The original message value, base64-encoded, so it can be replayed byte for byte.
+    pub original_value_base64: String,
+    /// The original message key (the StudyInstanceUID), if any.
+    #[serde(default)]
+    pub original_key: Option<String>,
+    /// Error class.
+    pub error_class: ErrorClass,
+    /// What went wrong and what to do about it. Never contains patient data.
+    pub reason: String,
+    /// Operator (or runtime stage: `decode`, `fetch`, `parse`) that failed.
+    pub operator: String,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// Object key (`bucket/key`), when known.
+    #[serde(default)]
+    pub object_key: Option<String>,
+    /// SOPInstanceUID, when known.
+    #[serde(default)]
+    pub sop_instance_uid: Option<String>,
+    /// When the dead letter was written (ms since the epoch).
+    pub time_ms: i64,
+}
+
+/// The end state of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// The destination (the PACS) acknowledged it.
+    Delivered,
+    /// An operator dropped it on purpose (for example no routing rule wanted it).
+    Dropped,
+    /// It went to the dead-letter topic.
+    DeadLettered,
+}
+
+impl OutcomeKind {
+    /// The snake_case name, used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Delivered => "delivered",
+            OutcomeKind::Dropped => "dropped",
+            OutcomeKind::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// One outcome event per instance, on the outcome topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeEvent {
+    /// What happened.
+    pub outcome: OutcomeKind,
+    /// Topic/partition/offset of the source event.
+    pub source_topic: String,
+    /// Partition of the source event.
+    pub source_partition: i32,
+    /// Offset of the source event.
+    pub source_offset: i64,
+    /// Object key (`bucket/key`).
+    pub object_key: Option<String>,
+    /// StudyInstanceUID, when known.
+    pub study_instance_uid: Option<String>,
+    /// SOPInstanceUID, when known.
+    pub sop_instance_uid: Option<String>,
+    /// Routing branch, when routed.
+    pub branch: Option<String>,
+    /// Dropping rule or error class, when not delivered.
+    pub detail: Option<String>,
+    /// Event time to outcome, in milliseconds.
+    pub end_to_end_ms: f64,
+    /// Time spent inside the pipeline (from the Kafka read), in milliseconds.
+    pub pipeline_ms: f64,
+    /// When the outcome was reached (ms since the epoch).
+    pub time_ms: i64,
+}

@@ -1,0 +1,736 @@
+//! Decoding a Kafka message value into an event, in one of the supported wire formats.
+//!
+//! Every decoded event is validated (UIDs, bucket, key) before it is returned, so the runtime
+//! never fetches an object for an event it would reject later.
+//!
+//! Errors never quote values from the message: a message may carry patient data, and error
+//! messages end up in logs and dead letters. They name fields, positions and kinds instead.
+
+use std::collections::HashMap;
+
+use apache_avro::error::Details;
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize};
+
+use crate::instance_event::{InstanceEvent, ObjectLocation, INSTANCE_EVENT_V1_AVSC};
+
+/// The Confluent wire format's first byte.
+const CONFLUENT_MAGIC: u8 = 0x00;
+/// Magic byte plus the 4-byte big-endian schema id.
+const CONFLUENT_HEADER_LEN: usize = 5;
+/// DICOM PS3.5 §9.1: a UID is at most 64 characters.
+const MAX_UID_LEN: usize = 64;
+
+/// How the values of a topic are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFormat {
+    /// An `InstanceEvent` as Avro binary in the Confluent Schema Registry wire format: magic byte
+    /// 0x00, the writer schema id (4 bytes, big-endian), then the datum.
+    ConfluentAvro,
+    /// An `InstanceEvent` as a JSON object with the Avro record's field names.
+    Json,
+    /// An S3 (AWS or MinIO) event notification; only `ObjectCreated:*` records are kept.
+    S3Notification,
+}
+
+impl EventFormat {
+    /// The snake_case name, as written in the configuration and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventFormat::ConfluentAvro => "confluent_avro",
+            EventFormat::Json => "json",
+            EventFormat::S3Notification => "s3_notification",
+        }
+    }
+}
+
+/// One object an S3 event notification reports as created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedObject {
+    /// Where the object is; the key is already URL-decoded.
+    pub location: ObjectLocation,
+    /// The notification's `eventTime`, in milliseconds since the Unix epoch (UTC).
+    pub event_time_ms: i64,
+}
+
+/// What one message value decodes to.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one payload per message, moved once into the envelope; boxing would cost an \
+              allocation for the common variant"
+)]
+pub enum EventPayload {
+    /// A full instance event (Avro or JSON formats).
+    Instance(InstanceEvent),
+    /// Objects an S3 notification reports as created; empty when the notification held no
+    /// `ObjectCreated:*` record (an intentional drop, not an error).
+    ObjectsCreated(Vec<CreatedObject>),
+}
+
+/// Writer schemas by Confluent schema id, plus the v1 reader schema every datum resolves into.
+#[derive(Debug, Clone)]
+pub struct SchemaSet {
+    by_id: HashMap<u32, Schema>,
+    /// Used for any id not in `by_id`: the "local schema file" mode, without a registry.
+    default: Option<Schema>,
+    /// `InstanceEvent` v1, parsed once rather than per message.
+    reader: Schema,
+}
+
+impl Default for SchemaSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SchemaSet {
+    /// An empty set: every schema id is unknown until [`insert`](Self::insert)ed.
+    pub fn new() -> Self {
+        Self { by_id: HashMap::new(), default: None, reader: Self::v1() }
+    }
+
+    /// A set that decodes every schema id not inserted with `schema`.
+    pub fn with_default(schema: Schema) -> Self {
+        Self { default: Some(schema), ..Self::new() }
+    }
+
+    /// Registers the writer schema of `id`, replacing any previous one.
+    pub fn insert(&mut self, id: u32, schema: Schema) {
+        self.by_id.insert(id, schema);
+    }
+
+    /// Whether `id` was inserted (the default schema does not count).
+    pub fn contains(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// Parses an Avro schema (from a schema registry response or a local `.avsc` file).
+    pub fn parse_schema(json: &str) -> Result<Schema, DecodeError> {
+        // A schema is not message data, so apache-avro's own message is safe to keep.
+        Schema::parse_str(json).map_err(|e| DecodeError::Schema(e.to_string()))
+    }
+
+    /// The committed `InstanceEvent` v1 schema.
+    pub fn v1() -> Schema {
+        Schema::parse_str(INSTANCE_EVENT_V1_AVSC)
+            .expect("avro/instance_event.v1.avsc is committed and parsed by the tests")
+    }
+
+    fn writer(&self, id: u32) -> Option<&Schema> {
+        self.by_id.get(&id).or(self.default.as_ref())
+    }
+}
+
+/// Why a message value could not be decoded into a valid event.
+///
+/// No variant carries a value from the message: they name fields, positions and kinds, so a
+/// `DecodeError` is safe to log and to put in a dead letter.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The value has no bytes.
+    #[error(
+        "the message value is empty (a tombstone or a producer bug): producers must send one \
+         event per message; nothing to process"
+    )]
+    Empty,
+    /// The first byte is not the Confluent magic byte.
+    #[error(
+        "the message is not in Confluent wire format (first byte {first_byte:#04x}, expected \
+         0x00): is the topic configured with the right format?"
+    )]
+    NotConfluentFramed {
+        /// The first byte of the value.
+        first_byte: u8,
+    },
+    /// The value is too short to hold the Confluent header.
+    #[error(
+        "the message is {len} bytes long, too short for the Confluent wire format (magic byte, \
+         4-byte schema id, datum): is the producer using a Schema Registry serializer?"
+    )]
+    TruncatedFrame {
+        /// Length of the value in bytes.
+        len: usize,
+    },
+    /// The writer schema id is neither registered nor covered by a default schema.
+    #[error(
+        "writer schema id {0} is unknown: check that the schema registry holds it and is \
+         reachable, or configure a local schema file to use for every id"
+    )]
+    UnknownSchemaId(u32),
+    /// The Avro datum could not be decoded or resolved into `InstanceEvent` v1.
+    #[error(
+        "the Avro datum could not be read as radstream.InstanceEvent v1: {0}; check that the \
+         producer writes a compatible version of the schema it registered"
+    )]
+    Avro(String),
+    /// An Avro schema text is invalid.
+    #[error("invalid Avro schema: {0}; fix the schema file or the registry entry")]
+    Schema(String),
+    /// An event could not be encoded with the given schema.
+    #[error(
+        "the event could not be encoded with the given Avro schema: {0}; is the schema a \
+         version of radstream.InstanceEvent?"
+    )]
+    Encode(String),
+    /// The value is not valid JSON for the expected document.
+    #[error(
+        "the message is not a valid {document} ({category} error at line {line}, column \
+         {column}): {detail}; is the topic configured with the right format?"
+    )]
+    Json {
+        /// What the JSON should have been (`InstanceEvent JSON`, `S3 event notification`).
+        document: &'static str,
+        /// serde_json's error category: `syntax`, `data`, `eof` or `io`.
+        category: &'static str,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What is wrong, naming a field where serde says which; never a value.
+        detail: String,
+    },
+    /// The S3 event notification is well-formed JSON but lacks what an event needs.
+    #[error("S3 event notification: {0}")]
+    S3Notification(String),
+    /// A decoded field has an invalid value.
+    #[error(
+        "field `{field}` {problem}; fix the producer of this event (the value is not shown: it \
+         may be patient data)"
+    )]
+    InvalidField {
+        /// Field name (`object.key`, `study_instance_uid`, ...).
+        field: &'static str,
+        /// What is wrong with it, without the value.
+        problem: String,
+    },
+}
+
+/// The writer schema id of a value in the Confluent wire format.
+pub fn confluent_schema_id(value: &[u8]) -> Result<u32, DecodeError> {
+    let Some(&first_byte) = value.first() else {
+        return Err(DecodeError::Empty);
+    };
+    if first_byte != CONFLUENT_MAGIC {
+        return Err(DecodeError::NotConfluentFramed { first_byte });
+    }
+    match value.get(1..CONFLUENT_HEADER_LEN) {
+        Some(&[a, b, c, d]) => Ok(u32::from_be_bytes([a, b, c, d])),
+        _ => Err(DecodeError::TruncatedFrame { len: value.len() }),
+    }
+}
+
+/// Decodes and validates one message value.
+pub fn decode(format: EventFormat, value: &[u8], schemas: &SchemaSet) -> Result<EventPayload, DecodeError> {
+    if value.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    match format {
+        EventFormat::ConfluentAvro => {
+            let event = decode_confluent(value, schemas)?;
+            validate_event(&event)?;
+            Ok(EventPayload::Instance(event))
+        }
+        EventFormat::Json => {
+            let event: InstanceEvent =
+                serde_json::from_slice(value).map_err(|e| json_error("InstanceEvent JSON", &e))?;
+            validate_event(&event)?;
+            Ok(EventPayload::Instance(event))
+        }
+        EventFormat::S3Notification => {
+            let objects = crate::s3_notification::parse(value)?;
+            for object in &objects {
+                validate_location(&object.location)?;
+            }
+            Ok(EventPayload::ObjectsCreated(objects))
+        }
+    }
+}
+
+/// `event` as JSON, the [`EventFormat::Json`] format.
+pub fn encode_json(event: &InstanceEvent) -> Vec<u8> {
+    serde_json::to_vec(event).expect("InstanceEvent has only string keys and serializes to JSON")
+}
+
+/// `event` in the Confluent wire format, written with `schema` registered as `schema_id`.
+pub fn encode_confluent(event: &InstanceEvent, schema_id: u32, schema: &Schema) -> Result<Vec<u8>, DecodeError> {
+    let encode_error = |e: apache_avro::Error| DecodeError::Encode(avro_detail(&e));
+    // `to_value` gives strings for enums and plain longs for timestamps; resolving against the
+    // schema turns them into what `to_avro_datum` validates against.
+    let value = apache_avro::to_value(event).and_then(|v| v.resolve(schema)).map_err(encode_error)?;
+    let datum = apache_avro::to_avro_datum(schema, value).map_err(encode_error)?;
+    let mut out = Vec::with_capacity(CONFLUENT_HEADER_LEN + datum.len());
+    out.push(CONFLUENT_MAGIC);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(&datum);
+    Ok(out)
+}
+
+fn decode_confluent(value: &[u8], schemas: &SchemaSet) -> Result<InstanceEvent, DecodeError> {
+    let id = confluent_schema_id(value)?;
+    let writer = schemas.writer(id).ok_or(DecodeError::UnknownSchemaId(id))?;
+    let mut datum = &value[CONFLUENT_HEADER_LEN..];
+    // Decoding and resolution are separate steps so the error can say which one failed:
+    // corrupt bytes and an incompatible schema need different fixes.
+    let written = apache_avro::from_avro_datum(writer, &mut datum, None).map_err(|e| {
+        DecodeError::Avro(format!("the bytes do not decode with writer schema id {id} ({})", avro_detail(&e)))
+    })?;
+    if !datum.is_empty() {
+        return Err(DecodeError::Avro(format!(
+            "{} byte(s) are left over after the datum, so writer schema id {id} is not the schema \
+             it was written with",
+            datum.len()
+        )));
+    }
+    let resolved = written.resolve(&schemas.reader).map_err(|e| {
+        DecodeError::Avro(format!(
+            "writer schema id {id} does not resolve into the v1 reader schema ({})",
+            avro_detail(&e)
+        ))
+    })?;
+    apache_avro::from_value(&resolved)
+        .map_err(|e| DecodeError::Avro(format!("the resolved record does not fit InstanceEvent ({})", avro_detail(&e))))
+}
+
+fn validate_event(event: &InstanceEvent) -> Result<(), DecodeError> {
+    validate_location(&event.object)?;
+    validate_uid("study_instance_uid", &event.study_instance_uid)?;
+    validate_uid("series_instance_uid", &event.series_instance_uid)?;
+    validate_uid("sop_instance_uid", &event.sop_instance_uid)?;
+    validate_uid("sop_class_uid", &event.sop_class_uid)
+}
+
+fn validate_location(location: &ObjectLocation) -> Result<(), DecodeError> {
+    if location.bucket.is_empty() {
+        return Err(invalid("object.bucket", "is empty".to_owned()));
+    }
+    if location.key.is_empty() {
+        return Err(invalid("object.key", "is empty".to_owned()));
+    }
+    Ok(())
+}
+
+fn validate_uid(field: &'static str, uid: &str) -> Result<(), DecodeError> {
+    if uid.is_empty() {
+        return Err(invalid(field, "is empty".to_owned()));
+    }
+    if let Some(position) = uid.bytes().position(|b| !(b.is_ascii_digit() || b == b'.')) {
+        return Err(invalid(
+            field,
+            format!(
+                "has a character other than a digit or '.' at byte {position}; a DICOM UID is \
+                 digits and dots only (trailing padding must be stripped)"
+            ),
+        ));
+    }
+    if uid.len() > MAX_UID_LEN {
+        return Err(invalid(field, format!("is {} characters long; a DICOM UID has at most {MAX_UID_LEN}", uid.len())));
+    }
+    Ok(())
+}
+
+fn invalid(field: &'static str, problem: String) -> DecodeError {
+    DecodeError::InvalidField { field, problem }
+}
+
+/// A [`DecodeError::Json`] for `document`, keeping serde_json's position and category but not
+/// its message, which quotes values (`invalid type: string "DOE^JOHN"`).
+pub(crate) fn json_error(document: &'static str, error: &serde_json::Error) -> DecodeError {
+    use serde_json::error::Category;
+    let (category, detail) = match error.classify() {
+        Category::Io => ("io", "the input could not be read".to_owned()),
+        Category::Syntax => ("syntax", "the JSON is malformed".to_owned()),
+        Category::Eof => ("eof", "the JSON ends early (truncated message?)".to_owned()),
+        Category::Data => ("data", serde_problem(&error.to_string())),
+    };
+    DecodeError::Json { document, category, line: error.line(), column: error.column(), detail }
+}
+
+/// Describes a serde error message without the values it may quote: field names are kept
+/// (they come from the schema), everything else is reduced to its kind.
+fn serde_problem(message: &str) -> String {
+    for (prefix, what) in [("missing field `", "is missing"), ("duplicate field `", "appears twice")] {
+        if let Some(name) = message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()) {
+            return format!("field `{name}` {what}");
+        }
+    }
+    let kind = if message.starts_with("invalid type") {
+        "a value has the wrong type for its field"
+    } else if message.starts_with("invalid value") || message.starts_with("invalid length") {
+        "a value is out of range for its field"
+    } else if message.starts_with("unknown variant") {
+        "an enum value is not one of its symbols"
+    } else {
+        "a value does not fit the expected record"
+    };
+    kind.to_owned()
+}
+
+/// Describes an apache-avro error without the values its `Display` quotes; keeps schema-side
+/// information (field names, expected types) and the error kind.
+fn avro_detail(error: &apache_avro::Error) -> String {
+    let details = error.details();
+    match details {
+        Details::GetField(name) => format!("field `{name}` is missing and has no default"),
+        Details::DeserializeValue(message) | Details::SerializeValue(message) => serde_problem(message),
+        Details::ReadBoolean(_)
+        | Details::ReadBytes(_)
+        | Details::ReadString(_)
+        | Details::ReadDouble(_)
+        | Details::ReadFloat(_)
+        | Details::ReadDuration(_)
+        | Details::ReadFixed(..)
+        | Details::ReadVariableIntegerBytes(_) => "the datum ends early".to_owned(),
+        Details::IntegerOverflow | Details::ZagI32(..) => "a variable-length integer is malformed".to_owned(),
+        Details::MemoryAllocation { desired, maximum } => {
+            format!("a length prefix asks for {desired} bytes, over the {maximum}-byte limit")
+        }
+        Details::ConvertToUtf8(_) | Details::ConvertToUtf8Error(_) => "a string is not valid UTF-8".to_owned(),
+        Details::GetUnionVariant { index, num_variants } => {
+            format!("union branch {index} does not exist (the union has {num_variants})")
+        }
+        Details::GetEnumValue { index, nsymbols } => {
+            format!("enum index {index} does not exist (the enum has {nsymbols} symbols)")
+        }
+        Details::GetEnumSymbol(_) | Details::GetEnumDefault { .. } => {
+            "an enum symbol is unknown to the reader and the reader enum has no default".to_owned()
+        }
+        Details::FindUnionVariant { .. } => "a value matches no branch of its union".to_owned(),
+        Details::Validation | Details::ValidationWithReason { .. } => "a value does not match its schema".to_owned(),
+        _ => expected_kind(details),
+    }
+}
+
+/// For the `Expected Value::X, got: <value>` family: the part before the value, else a
+/// generic description (fail closed: never the whole message).
+fn expected_kind(details: &Details) -> String {
+    let text = details.to_string();
+    match text.find(", got") {
+        Some(end) if text.starts_with("Expected ") || text.starts_with("Record with fields") => {
+            format!("type mismatch: {}", &text[..end])
+        }
+        _ => "apache-avro error; detail withheld because it may quote message values".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance_event::Priority;
+
+    /// Looks like patient data; must never appear in an error.
+    const PHI: &str = "DOE^JOHN";
+
+    fn sample_event() -> InstanceEvent {
+        InstanceEvent {
+            object: ObjectLocation {
+                bucket: "incoming".to_owned(),
+                key: "studies/1.2.3/1.2.3.4.5.dcm".to_owned(),
+                size: Some(524_288),
+                etag: Some("9b2cf535f27731c974343645a3985328".to_owned()),
+            },
+            study_instance_uid: "1.2.840.113619.2.55.3.1".to_owned(),
+            series_instance_uid: "1.2.840.113619.2.55.3.1.2".to_owned(),
+            sop_instance_uid: "1.2.840.113619.2.55.3.1.2.3".to_owned(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".to_owned(),
+            modality: "CT".to_owned(),
+            body_part_examined: Some("CHEST".to_owned()),
+            instance_number: Some(7),
+            expected_series_instances: None,
+            priority: Priority::Stat,
+            source: Some("CT_SCANNER_1".to_owned()),
+            event_time_ms: 1_704_067_200_123,
+        }
+    }
+
+    fn decode_instance(format: EventFormat, value: &[u8], schemas: &SchemaSet) -> Result<InstanceEvent, DecodeError> {
+        match decode(format, value, schemas)? {
+            EventPayload::Instance(event) => Ok(event),
+            other => panic!("expected an instance event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn v1_schema_matches_the_rust_type_field_for_field() {
+        let schema = SchemaSet::v1();
+        let Schema::Record(record) = &schema else {
+            panic!("v1 is not a record");
+        };
+        assert_eq!(record.name.fullname(None), "radstream.InstanceEvent");
+        assert!(record.doc.is_some());
+        let avro_fields: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
+        let json = serde_json::to_value(sample_event()).unwrap();
+        let mut rust_fields: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut sorted_avro = avro_fields.clone();
+        sorted_avro.sort_unstable();
+        rust_fields.sort_unstable();
+        assert_eq!(sorted_avro, rust_fields);
+        assert!(record.fields.iter().all(|f| f.doc.is_some()));
+    }
+
+    #[test]
+    fn confluent_round_trip_with_registered_id() {
+        let mut schemas = SchemaSet::new();
+        schemas.insert(42, SchemaSet::v1());
+        assert!(schemas.contains(42));
+        assert!(!schemas.contains(43));
+
+        let event = sample_event();
+        let bytes = encode_confluent(&event, 42, &SchemaSet::v1()).unwrap();
+        assert_eq!(&bytes[..5], &[0, 0, 0, 0, 42]);
+        assert_eq!(confluent_schema_id(&bytes).unwrap(), 42);
+        let decoded = decode_instance(EventFormat::ConfluentAvro, &bytes, &schemas).unwrap();
+        assert_eq!(decoded, event);
+
+        // All optional fields absent, default priority.
+        let mut sparse = sample_event();
+        sparse.object.size = None;
+        sparse.object.etag = None;
+        sparse.body_part_examined = None;
+        sparse.instance_number = None;
+        sparse.source = None;
+        sparse.priority = Priority::Routine;
+        sparse.expected_series_instances = Some(120);
+        let bytes = encode_confluent(&sparse, 42, &SchemaSet::v1()).unwrap();
+        let decoded = decode_instance(EventFormat::ConfluentAvro, &bytes, &schemas).unwrap();
+        assert_eq!(decoded, sparse);
+    }
+
+    #[test]
+    fn unknown_schema_id_is_an_error_unless_a_default_is_set() {
+        let bytes = encode_confluent(&sample_event(), 7, &SchemaSet::v1()).unwrap();
+        let mut schemas = SchemaSet::new();
+        schemas.insert(1, SchemaSet::v1());
+        let err = decode(EventFormat::ConfluentAvro, &bytes, &schemas).unwrap_err();
+        assert!(matches!(err, DecodeError::UnknownSchemaId(7)), "{err:?}");
+        assert!(err.to_string().contains("schema id 7"));
+
+        let with_default = SchemaSet::with_default(SchemaSet::v1());
+        assert!(!with_default.contains(7));
+        let decoded = decode_instance(EventFormat::ConfluentAvro, &bytes, &with_default).unwrap();
+        assert_eq!(decoded, sample_event());
+    }
+
+    /// An older producer schema: no `source`, no `priority`; the reader defaults fill them.
+    const WRITER_WITHOUT_SOURCE: &str = r#"{
+      "type": "record", "name": "InstanceEvent", "namespace": "radstream",
+      "fields": [
+        {"name": "object", "type": {"type": "record", "name": "ObjectLocation", "fields": [
+          {"name": "bucket", "type": "string"},
+          {"name": "key", "type": "string"}
+        ]}},
+        {"name": "study_instance_uid", "type": "string"},
+        {"name": "series_instance_uid", "type": "string"},
+        {"name": "sop_instance_uid", "type": "string"},
+        {"name": "sop_class_uid", "type": "string"},
+        {"name": "modality", "type": "string"},
+        {"name": "instance_number", "type": ["null", "int"], "default": null},
+        {"name": "event_time_ms", "type": "long"},
+        {"name": "scanner_serial", "type": "string", "default": ""}
+      ]
+    }"#;
+
+    #[test]
+    fn older_writer_schema_resolves_with_reader_defaults() {
+        let writer = SchemaSet::parse_schema(WRITER_WITHOUT_SOURCE).unwrap();
+        let mut event = sample_event();
+        // What the old writer can express; `scanner_serial` (unknown to v1) is dropped.
+        event.object.size = None;
+        event.object.etag = None;
+        event.body_part_examined = None;
+        event.source = None;
+        event.priority = Priority::Routine;
+        event.expected_series_instances = None;
+        let mut record = apache_avro::types::Record::new(&writer).unwrap();
+        record.put(
+            "object",
+            apache_avro::types::Value::Record(vec![
+                ("bucket".to_owned(), event.object.bucket.clone().into()),
+                ("key".to_owned(), event.object.key.clone().into()),
+            ]),
+        );
+        record.put("study_instance_uid", event.study_instance_uid.clone());
+        record.put("series_instance_uid", event.series_instance_uid.clone());
+        record.put("sop_instance_uid", event.sop_instance_uid.clone());
+        record.put("sop_class_uid", event.sop_class_uid.clone());
+        record.put("modality", event.modality.clone());
+        record.put("instance_number", apache_avro::types::Value::Union(1, Box::new(7i32.into())));
+        record.put("event_time_ms", event.event_time_ms);
+        record.put("scanner_serial", "SN-1");
+        let datum = apache_avro::to_avro_datum(&writer, record).unwrap();
+        let mut bytes = vec![0, 0, 0, 0, 3];
+        bytes.extend_from_slice(&datum);
+
+        let mut schemas = SchemaSet::new();
+        schemas.insert(3, writer);
+        let decoded = decode_instance(EventFormat::ConfluentAvro, &bytes, &schemas).unwrap();
+        assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn incompatible_writer_schema_names_the_field_not_the_value() {
+        // `modality` missing with no reader default: resolution must fail.
+        let writer =
+            SchemaSet::parse_schema(&WRITER_WITHOUT_SOURCE.replace(r#"{"name": "modality", "type": "string"},"#, ""))
+                .unwrap();
+        let mut record = apache_avro::types::Record::new(&writer).unwrap();
+        record.put(
+            "object",
+            apache_avro::types::Value::Record(vec![("bucket".to_owned(), "b".into()), ("key".to_owned(), "k".into())]),
+        );
+        record.put("study_instance_uid", PHI);
+        record.put("series_instance_uid", "1.2");
+        record.put("sop_instance_uid", "1.2.3");
+        record.put("sop_class_uid", "1.2.4");
+        record.put("instance_number", apache_avro::types::Value::Union(0, Box::new(().into())));
+        record.put("event_time_ms", 0i64);
+        record.put("scanner_serial", PHI);
+        let mut bytes = vec![0, 0, 0, 0, 9];
+        bytes.extend_from_slice(&apache_avro::to_avro_datum(&writer, record).unwrap());
+        let err = decode(EventFormat::ConfluentAvro, &bytes, &SchemaSet::with_default(writer)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DecodeError::Avro(_)), "{err:?}");
+        assert!(text.contains("`modality`"), "{text}");
+        assert!(!text.contains(PHI), "{text}");
+    }
+
+    #[test]
+    fn wrong_writer_schema_for_the_bytes_is_reported_without_values() {
+        // v1 bytes decoded with a writer schema that is not what they were written with.
+        let bytes = encode_confluent(&sample_event(), 5, &SchemaSet::v1()).unwrap();
+        let wrong = SchemaSet::parse_schema(WRITER_WITHOUT_SOURCE).unwrap();
+        let err = decode(EventFormat::ConfluentAvro, &bytes, &SchemaSet::with_default(wrong)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DecodeError::Avro(_)), "{err:?}");
+        for value in ["CT_SCANNER_1", "CHEST", "1.2.840.113619"] {
+            assert!(!text.contains(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_magic_byte_and_short_frames() {
+        let schemas = SchemaSet::with_default(SchemaSet::v1());
+        let json = encode_json(&sample_event());
+        let err = decode(EventFormat::ConfluentAvro, &json, &schemas).unwrap_err();
+        assert!(matches!(err, DecodeError::NotConfluentFramed { first_byte: b'{' }), "{err:?}");
+        assert!(err.to_string().contains("0x7b"), "{err}");
+
+        let err = confluent_schema_id(&[0, 0, 1]).unwrap_err();
+        assert!(matches!(err, DecodeError::TruncatedFrame { len: 3 }), "{err:?}");
+        assert!(matches!(decode(EventFormat::ConfluentAvro, &[], &schemas), Err(DecodeError::Empty)));
+        assert!(matches!(decode(EventFormat::Json, &[], &schemas), Err(DecodeError::Empty)));
+
+        // A header with a datum cut short.
+        let bytes = encode_confluent(&sample_event(), 1, &SchemaSet::v1()).unwrap();
+        let err = decode(EventFormat::ConfluentAvro, &bytes[..20], &schemas).unwrap_err();
+        assert!(matches!(err, DecodeError::Avro(_)), "{err:?}");
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let event = sample_event();
+        let bytes = encode_json(&event);
+        let decoded = decode_instance(EventFormat::Json, &bytes, &SchemaSet::new()).unwrap();
+        assert_eq!(decoded, event);
+
+        // Optional fields may be absent; priority defaults to ROUTINE.
+        let minimal = br#"{"object":{"bucket":"b","key":"k"},"study_instance_uid":"1.2",
+            "series_instance_uid":"1.2.3","sop_instance_uid":"1.2.3.4","sop_class_uid":"1.2.5",
+            "modality":"MR","event_time_ms":5}"#;
+        let decoded = decode_instance(EventFormat::Json, minimal, &SchemaSet::new()).unwrap();
+        assert_eq!(decoded.priority, Priority::Routine);
+        assert_eq!(decoded.source, None);
+        assert_eq!(decoded.object.size, None);
+    }
+
+    #[test]
+    fn json_errors_do_not_quote_values() {
+        // A patient name where a number belongs: serde_json's own message would quote it.
+        let mut json = serde_json::to_value(sample_event()).unwrap();
+        json["instance_number"] = serde_json::Value::String(PHI.to_owned());
+        let bytes = serde_json::to_vec(&json).unwrap();
+        let raw = serde_json::from_slice::<InstanceEvent>(&bytes).unwrap_err();
+        assert!(raw.to_string().contains(PHI), "the test must exercise a quoting error");
+
+        let err = decode(EventFormat::Json, &bytes, &SchemaSet::new()).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DecodeError::Json { category: "data", line: 1, .. }), "{err:?}");
+        assert!(!text.contains(PHI), "{text}");
+        assert!(!format!("{err:?}").contains(PHI));
+
+        // A missing field is named.
+        let mut json = serde_json::to_value(sample_event()).unwrap();
+        json.as_object_mut().unwrap().remove("modality");
+        json["source"] = serde_json::Value::String(PHI.to_owned());
+        let err = decode(EventFormat::Json, &serde_json::to_vec(&json).unwrap(), &SchemaSet::new()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("field `modality` is missing"), "{text}");
+        assert!(!text.contains(PHI), "{text}");
+
+        // Syntax errors.
+        let err = decode(EventFormat::Json, b"{\"a\": DOE^JOHN}", &SchemaSet::new()).unwrap_err();
+        assert!(matches!(err, DecodeError::Json { category: "syntax", .. }), "{err:?}");
+        assert!(!err.to_string().contains(PHI));
+    }
+
+    #[test]
+    fn invalid_uids_are_rejected_without_their_value() {
+        let schemas = SchemaSet::new();
+        type Corrupt = fn(&mut InstanceEvent);
+        let cases: [(&str, Corrupt, &str); 5] = [
+            ("sop_instance_uid", |e| e.sop_instance_uid = format!("1.2.{PHI}"), "at byte 4"),
+            ("study_instance_uid", |e| e.study_instance_uid.clear(), "is empty"),
+            ("series_instance_uid", |e| e.series_instance_uid = "1.".repeat(33), "66 characters"),
+            ("sop_class_uid", |e| e.sop_class_uid.push('\0'), "padding"),
+            ("object.key", |e| e.object.key.clear(), "is empty"),
+        ];
+        for (field, corrupt, expected) in cases {
+            let mut event = sample_event();
+            corrupt(&mut event);
+            for (format, bytes) in [
+                (EventFormat::Json, encode_json(&event)),
+                (EventFormat::ConfluentAvro, encode_confluent(&event, 1, &SchemaSet::v1()).unwrap()),
+            ] {
+                let schemas = SchemaSet { default: Some(SchemaSet::v1()), ..schemas.clone() };
+                let err = decode(format, &bytes, &schemas).unwrap_err();
+                let DecodeError::InvalidField { field: f, .. } = &err else {
+                    panic!("{field}: expected InvalidField, got {err:?}");
+                };
+                assert_eq!(*f, field);
+                let text = err.to_string();
+                assert!(text.contains(expected), "{text}");
+                assert!(!text.contains(PHI), "{text}");
+            }
+        }
+
+        // Exactly 64 characters is fine.
+        let mut event = sample_event();
+        event.sop_instance_uid = format!("1.{}", "2".repeat(62));
+        assert_eq!(event.sop_instance_uid.len(), 64);
+        assert!(decode(EventFormat::Json, &encode_json(&event), &schemas).is_ok());
+    }
+
+    #[test]
+    fn invalid_schema_text_is_reported() {
+        let err = SchemaSet::parse_schema(r#"{"type": "record", "name": "X"}"#).unwrap_err();
+        assert!(matches!(err, DecodeError::Schema(_)), "{err:?}");
+    }
+
+    #[test]
+    fn event_format_names_match_serde() {
+        for format in [EventFormat::ConfluentAvro, EventFormat::Json, EventFormat::S3Notification] {
+            let json = serde_json::to_value(format).unwrap();
+            assert_eq!(json.as_str(), Some(format.as_str()));
+        }
+    }
+
+    #[test]
+    fn serde_problem_keeps_field_names_only() {
+        assert_eq!(serde_problem("missing field `modality`"), "field `modality` is missing");
+        let text = serde_problem(&format!("invalid type: string \"{PHI}\", expected i32"));
+        assert!(!text.contains(PHI));
+        let text = serde_problem(&format!("unknown variant `{PHI}`, expected `ROUTINE`"));
+        assert!(!text.contains(PHI));
+    }
+}

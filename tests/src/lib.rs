@@ -1,0 +1,490 @@
+//! Harness for radstream's end-to-end tests: the real stack that `infra/stack.sh up` starts
+//! (tansu, moto's S3 server, Orthanc with DICOMweb), worker processes of the real `radstream`
+//! binary, and readers of the topics and of the PACS.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::TopicPartitionList;
+
+/// The running test stack, from the environment `infra/stack.sh` writes.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Kafka bootstrap servers.
+    pub kafka: String,
+    /// S3 endpoint.
+    pub s3_endpoint: String,
+    /// Test bucket.
+    pub bucket: String,
+    /// Orthanc base URL (REST API); DICOMweb is under `/dicom-web`.
+    pub orthanc_url: String,
+    /// Orthanc user.
+    pub orthanc_user: String,
+    /// Orthanc password.
+    pub orthanc_password: String,
+    /// `infra/orthanc/run.sh`, for tests that run their own Orthanc.
+    pub orthanc_run: PathBuf,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Stack {
+    /// The stack, or `None` (with a note) when it is not running. With
+    /// `RADSTREAM_REQUIRE_STACK=1` (set by `infra/test.sh`, so by CI) a missing stack panics
+    /// instead: end-to-end tests never pass by being skipped there.
+    pub fn get() -> Option<Stack> {
+        let stack = (|| {
+            Some(Stack {
+                kafka: var("RADSTREAM_TEST_KAFKA")?,
+                s3_endpoint: var("RADSTREAM_TEST_S3_ENDPOINT")?,
+                bucket: var("RADSTREAM_TEST_S3_BUCKET")?,
+                orthanc_url: var("RADSTREAM_TEST_ORTHANC_URL")?,
+                orthanc_user: var("RADSTREAM_TEST_ORTHANC_USER")?,
+                orthanc_password: var("RADSTREAM_TEST_ORTHANC_PASSWORD")?,
+                orthanc_run: var("RADSTREAM_TEST_ORTHANC_RUN")?.into(),
+            })
+        })();
+        if stack.is_none() {
+            if var("RADSTREAM_REQUIRE_STACK").as_deref() == Some("1") {
+                panic!("RADSTREAM_REQUIRE_STACK=1 but the stack environment is missing: run through infra/test.sh");
+            }
+            eprintln!("skipping: the test stack is not running (use infra/test.sh, or `eval \"$(infra/stack.sh env)\"`)");
+        }
+        stack
+    }
+
+    /// A PACS view of the shared Orthanc.
+    pub fn pacs(&self) -> Pacs {
+        Pacs { base: self.orthanc_url.clone(), user: self.orthanc_user.clone(), password: self.orthanc_password.clone() }
+    }
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// A seed no other test run uses (synthetic UIDs derive from it).
+pub fn unique_seed() -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    nanos ^ (u64::from(std::process::id()) << 40)
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Creates a topic with `partitions` partitions.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let results = admin
+        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await?;
+    for r in results {
+        r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Reads every message of `topic` from the beginning until `expected` were read or `timeout`
+/// passed; returns the values.
+pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Result<Vec<Vec<u8>>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut out = Vec::new();
+    let until = Instant::now() + timeout;
+    while Instant::now() < until && out.len() < expected {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m?;
+            out.push(m.payload().unwrap_or_default().to_vec());
+        }
+    }
+    // A short extra read shows whether more than `expected` arrived.
+    let extra_until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < extra_until {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(m.payload().unwrap_or_default().to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Committed offsets of `group` on `topic`, by partition.
+pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(committed.elements().iter().map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1))).collect())
+}
+
+/// High watermarks of `topic`, by partition.
+pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    (0..partitions)
+        .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1)))
+        .collect()
+}
+
+/// A DICOMweb PACS (Orthanc) seen through QIDO-RS.
+#[derive(Debug, Clone)]
+pub struct Pacs {
+    /// Base URL (Orthanc's REST root; DICOMweb under `/dicom-web`).
+    pub base: String,
+    /// User.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+impl Pacs {
+    /// The DICOMweb root.
+    pub fn dicomweb(&self) -> String {
+        format!("{}/dicom-web", self.base)
+    }
+
+    /// SOPInstanceUIDs of a study as QIDO-RS lists them (with repeats, if the PACS repeated any).
+    pub async fn study_instances(&self, study_uid: &str) -> Result<Vec<String>> {
+        let url = format!("{}/studies/{study_uid}/instances?includefield=00080018", self.dicomweb());
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .basic_auth(&self.user, Some(&self.password))
+            .header("Accept", "application/dicom+json")
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await?;
+        if resp.status() == reqwest::StatusCode::NO_CONTENT || resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !resp.status().is_success() {
+            bail!("QIDO-RS {url}: HTTP {}", resp.status());
+        }
+        let body: serde_json::Value = resp.json().await?;
+        let items = body.as_array().context("QIDO-RS answer is not a JSON array")?;
+        Ok(items
+            .iter()
+            .filter_map(|i| i["00080018"]["Value"][0].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Instances per study for every study in `expected`; returns UID → times listed.
+    pub async fn count_instances(&self, studies: impl IntoIterator<Item = &String>) -> Result<HashMap<String, usize>> {
+        let mut counts = HashMap::new();
+        for study in studies {
+            for sop in self.study_instances(study).await? {
+                *counts.entry(sop).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Whether the PACS answers.
+    pub async fn is_up(&self) -> bool {
+        reqwest::Client::new()
+            .get(format!("{}/system", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+/// The `radstream` binary built beside the test executables.
+pub fn radstream_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join("radstream");
+    assert!(bin.exists(), "{} is missing: build it first (cargo build --workspace; infra/test.sh does)", bin.display());
+    bin
+}
+
+/// What a worker's config needs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Input topic.
+    pub topic: String,
+    /// Consumer group.
+    pub group: String,
+    /// Dead-letter topic.
+    pub dead_letter_topic: String,
+    /// Outcome topic.
+    pub outcome_topic: String,
+    /// S3 endpoint.
+    pub s3_endpoint: String,
+    /// PACS.
+    pub pacs: Pacs,
+    /// STOW retry deadline.
+    pub stow_retry_deadline_secs: u64,
+}
+
+impl WorkerConfig {
+    /// A worker config for a fresh topic set on `stack`, writing to `pacs`.
+    pub fn new(stack: &Stack, name: &str, pacs: Pacs) -> Self {
+        let topic = unique(name);
+        Self {
+            brokers: stack.kafka.clone(),
+            group: format!("{topic}-group"),
+            dead_letter_topic: format!("{topic}-dlq"),
+            outcome_topic: format!("{topic}-outcomes"),
+            topic,
+            s3_endpoint: stack.s3_endpoint.clone(),
+            pacs,
+            stow_retry_deadline_secs: 120,
+        }
+    }
+
+    /// The TOML text.
+    pub fn toml(&self) -> String {
+        format!(
+            r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+input_topic = "{topic}"
+dead_letter_topic = "{dlq}"
+outcome_topic = "{outcomes}"
+session_timeout_ms = 6000
+commit_interval_ms = 500
+
+[objects]
+kind = "s3"
+endpoint = "{s3}"
+path_style = true
+max_retries = 2
+timeout_secs = 10
+
+[runtime]
+drain_deadline_secs = 20
+
+[[operators]]
+type = "route"
+default_action = "forward"
+default_branch = "all"
+
+[[operators.rules]]
+name = "no-secondary-capture"
+sop_class = ["1.2.840.10008.5.1.4.1.1.7"]
+action = "drop"
+
+[[operators]]
+type = "stow"
+url = "{pacs}"
+retry_deadline_secs = {deadline}
+initial_backoff_ms = 100
+max_backoff_ms = 2000
+
+[operators.auth]
+kind = "basic"
+username = "{user}"
+password_env = "RADSTREAM_TEST_PACS_PASSWORD"
+"#,
+            brokers = self.brokers,
+            group = self.group,
+            topic = self.topic,
+            dlq = self.dead_letter_topic,
+            outcomes = self.outcome_topic,
+            s3 = self.s3_endpoint,
+            pacs = self.pacs.dicomweb(),
+            deadline = self.stow_retry_deadline_secs,
+            user = self.pacs.user,
+        )
+    }
+
+    /// Writes the config into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(format!("{}.toml", self.topic));
+        std::fs::write(&path, self.toml())?;
+        Ok(path)
+    }
+
+    /// The parsed config (for in-process publishing).
+    pub fn parsed(&self) -> Result<radstream_pipeline::config::Config> {
+        Ok(radstream_pipeline::config::Config::from_toml_str(&self.toml(), Path::new("test.toml"), Vec::new())?)
+    }
+}
+
+/// A `radstream run` worker process.
+#[derive(Debug)]
+pub struct Worker {
+    child: Child,
+    /// Its metrics address.
+    pub metrics: String,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Worker {
+    /// Starts `radstream run --config <config>` with JSON logs to a file in `dir`.
+    pub fn start(config: &Path, pacs_password: &str, dir: &Path, name: &str) -> Result<Worker> {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(radstream_bin())
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config)
+            .env("RADSTREAM_TEST_PACS_PASSWORD", pacs_password)
+            .env("RADSTREAM__METRICS__LISTEN", &metrics)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .context("starting radstream run")?;
+        Ok(Worker { child, metrics, log })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no draining, no commit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.pid().to_string()]).status()?;
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > until {
+                self.kill();
+                bail!("worker did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// One metric value (summed over label sets) from `/metrics`, or 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let Ok(resp) = reqwest::get(format!("http://{}/metrics", self.metrics)).await else {
+            return 0.0;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The log so far (for assertion messages).
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill();
+        }
+    }
+}
+
+/// An Orthanc of a test's own (for outage tests), run by `infra/orthanc/run.sh`.
+#[derive(Debug)]
+pub struct OwnOrthanc {
+    child: Option<Child>,
+    /// Its PACS view.
+    pub pacs: Pacs,
+    port: u16,
+    dir: PathBuf,
+    run: PathBuf,
+}
+
+impl OwnOrthanc {
+    /// Starts an Orthanc on a free port with its data in `dir`, and waits until it answers.
+    pub async fn start(stack: &Stack, dir: &Path) -> Result<OwnOrthanc> {
+        let port = free_port();
+        let pacs = Pacs { base: format!("http://127.0.0.1:{port}"), user: "radstream".into(), password: "outage-test".into() };
+        let mut me = OwnOrthanc { child: None, pacs, port, dir: dir.to_path_buf(), run: stack.orthanc_run.clone() };
+        me.restart().await?;
+        Ok(me)
+    }
+
+    /// Starts (again) on the same port and data.
+    pub async fn restart(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("orthanc.log"))?;
+        let child = Command::new("bash")
+            .arg(&self.run)
+            .args(["--http-port", &self.port.to_string(), "--dir"])
+            .arg(&self.dir)
+            .args(["--user", &self.pacs.user, "--password", &self.pacs.password])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(60);
+        while !self.pacs.is_up().await {
+            if Instant::now() > until {
+                bail!("own Orthanc did not come up on port {}", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops it hard (an outage).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnOrthanc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until `check` is true, polling; fails with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + timeout;
+    while !check().await {
+        if Instant::now() > until {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! End-to-end tests on the real stack: tansu (Kafka protocol), moto (S3 API), Orthanc
+//! (DICOMweb), and `radstream run` worker processes. Run through `infra/test.sh`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use radstream_pipeline::publish::{self, PublishOptions, Published};
+use radstream_pipeline::synth::{self, SynthOptions};
+use radstream_schemas::{DeadLetter, ErrorClass, ObjectLocation, OutcomeEvent, OutcomeKind, Priority};
+use radstream_tests::*;
+
+const PARTITIONS: i32 = 6;
+
+struct Run {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    worker: WorkerConfig,
+    config_path: std::path::PathBuf,
+    published: Vec<Published>,
+}
+
+impl Run {
+    fn studies(&self) -> HashSet<String> {
+        self.published.iter().map(|p| p.event.study_instance_uid.clone()).collect()
+    }
+
+    fn sops(&self) -> HashSet<String> {
+        self.published.iter().map(|p| p.event.sop_instance_uid.clone()).collect()
+    }
+}
+
+/// Creates the topics, writes the config, and publishes `studies` synthetic studies.
+async fn prepare(stack: &Stack, name: &str, pacs: Pacs, studies: usize) -> Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let worker = WorkerConfig::new(stack, name, pacs);
+    create_topic(&stack.kafka, &worker.topic, PARTITIONS).await?;
+    create_topic(&stack.kafka, &worker.dead_letter_topic, 1).await?;
+    create_topic(&stack.kafka, &worker.outcome_topic, 1).await?;
+    let config_path = worker.write(dir.path())?;
+    let published = if studies > 0 { publish_studies(stack, &worker, dir.path(), studies).await? } else { Vec::new() };
+    Ok(Run { dir: dir.path().to_path_buf(), _dir: dir, worker, config_path, published })
+}
+
+async fn publish_studies(stack: &Stack, worker: &WorkerConfig, dir: &Path, studies: usize) -> Result<Vec<Published>> {
+    let files_dir = dir.join(format!("studies-{}", unique_seed()));
+    let opts = SynthOptions { studies, seed: unique_seed(), ..Default::default() };
+    synth::write_to_dir(&opts, &files_dir)?;
+    let config = worker.parsed()?;
+    let files = publish::collect_files(&[files_dir])?;
+    let opts = PublishOptions {
+        bucket: stack.bucket.clone(),
+        prefix: worker.topic.clone(),
+        priority: Priority::Routine,
+        source: Some("E2E_TEST".into()),
+        concurrency: 16,
+        skip_events: false,
+    };
+    publish::publish(&config.kafka, &config.objects, files, &opts, || {}).await
+}
+
+fn outcomes(stack: &Stack, w: &WorkerConfig, expected: usize) -> Result<Vec<OutcomeEvent>> {
+    read_topic(&stack.kafka, &w.outcome_topic, expected, Duration::from_secs(30))?
+        .iter()
+        .map(|v| Ok(serde_json::from_slice(v)?))
+        .collect()
+}
+
+fn dead_letters(stack: &Stack, w: &WorkerConfig, expected: usize) -> Result<Vec<DeadLetter>> {
+    read_topic(&stack.kafka, &w.dead_letter_topic, expected, Duration::from_secs(30))?
+        .iter()
+        .map(|v| Ok(serde_json::from_slice(v)?))
+        .collect()
+}
+
+/// Every published instance is in the PACS exactly once.
+async fn assert_all_in_pacs_once(pacs: &Pacs, run: &Run) -> Result<()> {
+    let counts = pacs.count_instances(&run.studies()).await?;
+    let expected = run.sops();
+    let missing: Vec<_> = expected.iter().filter(|s| !counts.contains_key(*s)).collect();
+    ensure!(missing.is_empty(), "{} of {} instances missing from the PACS, e.g. {:?}", missing.len(), expected.len(), missing.first());
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    ensure!(repeated.is_empty(), "instances listed more than once: {repeated:?}");
+    ensure!(counts.len() == expected.len(), "the PACS holds {} instances of these studies, expected {}", counts.len(), expected.len());
+    Ok(())
+}
+
+/// Waits until every published instance is in the PACS.
+async fn wait_all_in_pacs(pacs: &Pacs, run: &Run, timeout: Duration, workers: &[&Worker]) -> Result<()> {
+    let expected = run.sops();
+    let studies = run.studies();
+    let result = wait_until(timeout, "every instance in the PACS", || async {
+        pacs.count_instances(&studies).await.map(|c| expected.iter().all(|s| c.contains_key(s))).unwrap_or(false)
+    })
+    .await;
+    if result.is_err() {
+        for w in workers {
+            eprintln!("--- worker log tail ---\n{}", w.log_tail());
+        }
+    }
+    result
+}
+
+async fn wait_delivered(worker: &Worker, at_least: f64, timeout: Duration) -> Result<()> {
+    wait_until(timeout, &format!("{at_least} deliveries"), || async {
+        worker.metric("radstream_outcomes_total").await >= at_least
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_instances_over_six_partitions_reach_the_pacs_exactly_once() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let run = prepare(&stack, "e2e-bulk", stack.pacs(), 40).await?;
+    let n = run.published.len();
+    ensure!(n >= 200, "the synthetic set should have several hundred instances, has {n}");
+    let mut worker = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "bulk")?;
+    wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(240), &[&worker]).await?;
+    assert_all_in_pacs_once(&stack.pacs(), &run).await?;
+
+    let outcomes = outcomes(&stack, &run.worker, n)?;
+    let delivered: HashSet<_> =
+        outcomes.iter().filter(|o| o.outcome == OutcomeKind::Delivered).filter_map(|o| o.sop_instance_uid.clone()).collect();
+    ensure!(delivered == run.sops(), "every instance has a delivered outcome ({} of {n})", delivered.len());
+    let partitions: HashSet<_> = outcomes.iter().map(|o| o.source_partition).collect();
+    ensure!(partitions.len() > 1, "events were spread over partitions: {partitions:?}");
+    ensure!(dead_letters(&stack, &run.worker, 0)?.is_empty(), "no dead letters expected");
+
+    // SIGTERM drains, commits and exits 0: the committed offsets reach the end of every partition.
+    let status = worker.terminate(Duration::from_secs(40))?;
+    ensure!(status.success(), "SIGTERM should exit 0, got {status}; log:\n{}", worker.log_tail());
+    let committed = committed_offsets(&stack.kafka, &run.worker.group, &run.worker.topic, PARTITIONS)?;
+    let ends = high_watermarks(&stack.kafka, &run.worker.topic, PARTITIONS)?;
+    for (p, end) in &ends {
+        if *end > 0 {
+            ensure!(committed.get(p) == Some(end), "partition {p}: committed {:?}, end {end}", committed.get(p));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_and_missing_objects_are_dead_lettered_while_the_rest_flow() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let run = prepare(&stack, "e2e-dlq", stack.pacs(), 3).await?;
+    let config = run.worker.parsed()?;
+    let producer: rdkafka::producer::FutureProducer =
+        radstream_pipeline::kafka::producer_config(&stack.kafka, &Default::default()).create()?;
+    let store = radstream_pipeline::objects::ObjectFetcher::new(config.objects.clone());
+
+    // A corrupt object: text where a Part-10 file should be, announced with a plausible event.
+    let template = run.published[0].event.clone();
+    let corrupt_key = format!("{}/corrupt/not-dicom.dcm", run.worker.topic);
+    let corrupt_loc = ObjectLocation { bucket: stack.bucket.clone(), key: corrupt_key.clone(), size: None, etag: None };
+    store.put(&corrupt_loc, bytes::Bytes::from_static(b"this is not a DICOM file")).await.map_err(|e| anyhow::anyhow!(e.reason))?;
+    let mut corrupt = template.clone();
+    corrupt.object = corrupt_loc;
+    corrupt.sop_instance_uid = "2.25.1111".into();
+    publish::send_event(&producer, &run.worker.topic, config.kafka.format, &corrupt).await?;
+
+    // A missing object.
+    let missing_key = format!("{}/missing/never-uploaded.dcm", run.worker.topic);
+    let mut missing = template.clone();
+    missing.object = ObjectLocation { bucket: stack.bucket.clone(), key: missing_key.clone(), size: None, etag: None };
+    missing.sop_instance_uid = "2.25.2222".into();
+    publish::send_event(&producer, &run.worker.topic, config.kafka.format, &missing).await?;
+
+    // And a message that is not an event at all.
+    let record = rdkafka::producer::FutureRecord::to(&run.worker.topic).key("garbage").payload("{not json");
+    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e)?;
+
+    let worker = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "dlq")?;
+    wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(120), &[&worker]).await?;
+    assert_all_in_pacs_once(&stack.pacs(), &run).await?;
+
+    let letters = dead_letters(&stack, &run.worker, 3)?;
+    ensure!(letters.len() == 3, "three dead letters expected, got {}: {letters:?}", letters.len());
+    let by_class: HashMap<ErrorClass, &DeadLetter> = letters.iter().map(|l| (l.error_class, l)).collect();
+    let bad = by_class.get(&ErrorClass::MalformedDicom).expect("corrupt object dead-lettered as malformed_dicom");
+    ensure!(bad.reason.contains(&corrupt_key), "reason names the object: {}", bad.reason);
+    ensure!(bad.operator == "parse", "{}", bad.operator);
+    let gone = by_class.get(&ErrorClass::MissingObject).expect("missing object dead-lettered as missing_object");
+    ensure!(gone.reason.contains(&missing_key) && gone.reason.contains("does not exist"), "{}", gone.reason);
+    let garbage = by_class.get(&ErrorClass::MalformedEvent).expect("undecodable message dead-lettered");
+    use base64::Engine;
+    let original = base64::engine::general_purpose::STANDARD.decode(&garbage.original_value_base64)?;
+    ensure!(original == b"{not json", "the dead letter keeps the original bytes for replay");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pacs_outage_mid_run_loses_and_duplicates_nothing() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let orthanc_dir = tempfile::tempdir()?;
+    let mut orthanc = OwnOrthanc::start(&stack, orthanc_dir.path()).await?;
+    let run = prepare(&stack, "e2e-outage", orthanc.pacs.clone(), 16).await?;
+    let n = run.published.len() as f64;
+    let worker = Worker::start(&run.config_path, &orthanc.pacs.password, &run.dir, "outage")?;
+    wait_delivered(&worker, (n / 5.0).ceil(), Duration::from_secs(120)).await?;
+    orthanc.stop();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = worker.metric("radstream_destination_retries_total").await;
+    orthanc.restart().await?;
+    wait_all_in_pacs(&orthanc.pacs, &run, Duration::from_secs(180), &[&worker]).await?;
+    assert_all_in_pacs_once(&orthanc.pacs, &run).await?;
+    ensure!(during > 0.0, "the outage should have caused STOW retries");
+    ensure!(dead_letters(&stack, &run.worker, 0)?.is_empty(), "an outage within the retry deadline dead-letters nothing");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_resumes_from_committed_offsets() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let run = prepare(&stack, "e2e-sigkill", stack.pacs(), 24).await?;
+    let n = run.published.len() as f64;
+    let mut first = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "sigkill-1")?;
+    wait_delivered(&first, (n / 4.0).ceil(), Duration::from_secs(120)).await?;
+    first.kill();
+    let second = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "sigkill-2")?;
+    wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(240), &[&second]).await?;
+    assert_all_in_pacs_once(&stack.pacs(), &run).await?;
+    let outcomes = outcomes(&stack, &run.worker, run.published.len())?;
+    let delivered: HashSet<_> = outcomes.iter().filter_map(|o| o.sop_instance_uid.clone()).collect();
+    ensure!(delivered == run.sops(), "every instance has an outcome after the restart");
+    // The second worker resumed from committed offsets, not from the beginning.
+    let resumed = second.metric("radstream_events_received_total").await;
+    ensure!(resumed < n, "the second worker re-read {resumed} of {n} events: offsets were not committed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_partitions_and_one_takes_over_when_the_other_dies() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let run = prepare(&stack, "e2e-group", stack.pacs(), 0).await?;
+    let mut a = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "group-a")?;
+    let b = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "group-b")?;
+    wait_until(Duration::from_secs(60), "both workers to own partitions", || async {
+        let (pa, pb) = (a.metric("radstream_assigned_partitions").await, b.metric("radstream_assigned_partitions").await);
+        pa > 0.0 && pb > 0.0 && pa + pb == f64::from(PARTITIONS)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nA:\n{}\nB:\n{}", a.log_tail(), b.log_tail()))?;
+
+    let mut run = run;
+    run.published = publish_studies(&stack, &run.worker, &run.dir, 24).await?;
+    let n = run.published.len() as f64;
+    wait_until(Duration::from_secs(120), "both workers to deliver", || async {
+        a.metric("radstream_outcomes_total").await > 0.0 && b.metric("radstream_outcomes_total").await > 0.0
+    })
+    .await?;
+    a.kill();
+    wait_until(Duration::from_secs(60), "the survivor to own every partition", || async {
+        b.metric("radstream_assigned_partitions").await == f64::from(PARTITIONS)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nB:\n{}", b.log_tail()))?;
+    wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(240), &[&b]).await?;
+    assert_all_in_pacs_once(&stack.pacs(), &run).await?;
+    let outcomes = outcomes(&stack, &run.worker, run.published.len())?;
+    let delivered: HashSet<_> = outcomes
+        .iter()
+        .filter(|o| o.outcome == OutcomeKind::Delivered)
+        .filter_map(|o| o.sop_instance_uid.clone())
+        .collect();
+    ensure!(delivered == run.sops(), "every instance has a delivered outcome ({} of {n})", delivered.len());
+    Ok(())
+}
