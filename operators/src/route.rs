@@ -90,11 +90,16 @@ impl RouteConfig {
                 return Err(ConfigError::new(at("name"), format!("rule name {:?} is used twice", rule.name)));
             }
             if let Some(re) = &rule.series_description {
-                Regex::new(re).map_err(|e| ConfigError::new(at("series_description"), format!("not a valid regular expression: {e}")))?;
+                Regex::new(re).map_err(|e| {
+                    ConfigError::new(at("series_description"), format!("not a valid regular expression: {e}"))
+                })?;
             }
             match (&rule.action, &rule.branch) {
                 (RouteAction::Forward, None) => {
-                    return Err(ConfigError::new(at("branch"), "a forwarding rule needs a branch (for example the model name)"))
+                    return Err(ConfigError::new(
+                        at("branch"),
+                        "a forwarding rule needs a branch (for example the model name)",
+                    ))
                 }
                 (RouteAction::Drop, Some(_)) => {
                     return Err(ConfigError::new(at("branch"), "a dropping rule takes no branch"))
@@ -225,7 +230,11 @@ impl Router {
                     .as_ref()
                     .is_none_or(|re| attrs.series_description.as_deref().is_some_and(|d| re.is_match(d)));
             if matches {
-                return RouteDecision { rule: Some(rule.name.clone()), action: rule.action.clone(), branch: rule.branch.clone() };
+                return RouteDecision {
+                    rule: Some(rule.name.clone()),
+                    action: rule.action.clone(),
+                    branch: rule.branch.clone(),
+                };
             }
         }
         RouteDecision { rule: None, action: self.default_action.clone(), branch: self.default_branch.clone() }

@@ -39,6 +39,9 @@ const ACCEPT_DICOM_JSON: &str = "application/dicom+json";
 /// A Store Instances response for one instance is a few kilobytes; more than this is not one.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
+/// Longest a readiness probe may take (less when the configured request timeout is shorter).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Configuration of the `stow` operator.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -305,9 +308,14 @@ impl StowConfig {
             }
         };
 
+        let mut probe_url = studies_url.clone();
+        probe_url.query_pairs_mut().append_pair("limit", "1");
+
         Ok(StowSink {
             client,
             studies_url,
+            probe_url,
+            probe_timeout: timeout.min(PROBE_TIMEOUT),
             authorization,
             auth_kind: self.auth.kind(),
             concurrency: self.concurrency,
@@ -426,6 +434,9 @@ impl RetryPolicy {
 pub struct StowSink {
     client: reqwest::Client,
     studies_url: Url,
+    /// `{url}/studies?limit=1`: the QIDO-RS query of [`StowSink::probe`].
+    probe_url: Url,
+    probe_timeout: Duration,
     /// Precomputed, marked sensitive so that it never shows in debug output.
     authorization: Option<HeaderValue>,
     auth_kind: &'static str,
@@ -458,6 +469,30 @@ impl std::fmt::Display for InstanceName<'_> {
 }
 
 impl StowSink {
+    /// Asks the PACS whether it answers, with the sink's own URL, TLS settings and credentials:
+    /// a QIDO-RS query for one study (PS3.18 10.6). Meant for readiness probes: nothing is
+    /// retried or counted, and the error says what failed (never the response body).
+    pub async fn probe(&self) -> Result<(), String> {
+        let mut request =
+            self.client.get(self.probe_url.clone()).header(ACCEPT, ACCEPT_DICOM_JSON).timeout(self.probe_timeout);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let hint = match status.as_u16() {
+                    401 | 403 => "; check the stow operator's `auth` settings",
+                    404 | 405 => "; check the stow operator's `url` (the DICOMweb base URL)",
+                    _ => "",
+                };
+                Err(format!("GET {}: HTTP {status}{hint}", self.probe_url))
+            }
+            Err(e) => Err(format!("GET {}: {}", self.probe_url, describe_transport_error(&e))),
+        }
+    }
+
     /// Stores one instance, retrying transient failures.
     async fn deliver(&self, envelope: &Envelope) -> Result<(), OperatorError> {
         let name =
@@ -749,7 +784,11 @@ mod tests {
                     (StatusCode::from_u16(status).unwrap(), [(CONTENT_TYPE, ACCEPT_DICOM_JSON)], body)
                 }
             };
-            let app = axum::Router::new().route("/dicom-web/studies", axum::routing::post(handler));
+            let app = axum::Router::new().route(
+                "/dicom-web/studies",
+                axum::routing::post(handler)
+                    .get(|| async { (StatusCode::OK, [(CONTENT_TYPE, ACCEPT_DICOM_JSON)], "[]") }),
+            );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let (stop, stopped) = oneshot::channel::<()>();
@@ -998,6 +1037,25 @@ mod tests {
         assert_eq!(pacs.requests().len(), 10);
         let max = pacs.max_in_flight.load(Ordering::SeqCst);
         assert!((2..=3).contains(&max), "max in flight {max}");
+    }
+
+    #[tokio::test]
+    async fn probe_queries_the_pacs() {
+        let pacs = FakePacs::start(Duration::ZERO, |_| (200, String::new())).await;
+        let sink = StowConfig::new(&pacs.base_url).build(&BuildContext::default()).unwrap();
+        sink.probe().await.unwrap();
+        assert!(pacs.requests().is_empty(), "a probe stores nothing");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let sink = StowConfig::new(format!("http://{addr}/dicom-web")).build(&BuildContext::default()).unwrap();
+        let error = sink.probe().await.unwrap_err();
+        assert!(error.contains("/dicom-web/studies?limit=1: connection failed"), "{error}");
+
+        let sink = StowConfig::new(format!("{}/elsewhere", pacs.base_url)).build(&BuildContext::default()).unwrap();
+        let error = sink.probe().await.unwrap_err();
+        assert!(error.contains("HTTP 404") && error.contains("`url`"), "{error}");
     }
 
     #[test]

@@ -101,6 +101,8 @@ impl AckTracker {
     /// (a message delivered around a rebalance), in which case it must not be processed.
     pub fn track(&mut self, partition: i32, offset: i64, value: Bytes, key: Option<String>) -> Option<MessageRef> {
         let state = self.partitions.get_mut(&partition)?;
+        // The first offset read is where the group's committed position already is.
+        state.last_stored.get_or_insert(offset);
         state.pending.insert(offset, PendingMessage { value, key, remaining: 1 });
         state.highest_seen = Some(state.highest_seen.map_or(offset, |h| h.max(offset)));
         Some(MessageRef { partition, offset, epoch: state.epoch })

@@ -299,8 +299,9 @@ impl Config {
         origin: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, LoadError> {
-        let mut doc: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| LoadError::Syntax { path: origin.into(), message: e.to_string() })?;
+        let mut doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| LoadError::Syntax { path: origin.into(), message: e.to_string() })?;
         apply_env_overrides(&mut doc, env)?;
         // Re-read the merged document as text so errors quote the offending line and key.
         let merged = toml::to_string(&doc).map_err(|e| LoadError::Invalid(ConfigError::new("", e.to_string())))?;
@@ -336,7 +337,8 @@ impl Config {
             ));
         }
         if let Some(url) = &k.schema_registry_url {
-            url::Url::parse(url).map_err(|e| ConfigError::new("kafka.schema_registry_url", format!("not a URL: {e}")))?;
+            url::Url::parse(url)
+                .map_err(|e| ConfigError::new("kafka.schema_registry_url", format!("not a URL: {e}")))?;
         }
         if k.session_timeout_ms < 1_000 {
             return Err(ConfigError::new("kafka.session_timeout_ms", "must be at least 1000"));
@@ -375,7 +377,10 @@ impl Config {
                 return Err(ConfigError::new(format!("runtime.parallelism.{kind}"), "must be between 1 and 256"));
             }
             if !self.operators.iter().any(|o| o.kind() == kind) {
-                return Err(ConfigError::new(format!("runtime.parallelism.{kind}"), "no operator of this type in the chain"));
+                return Err(ConfigError::new(
+                    format!("runtime.parallelism.{kind}"),
+                    "no operator of this type in the chain",
+                ));
             }
         }
         if r.operator_max_attempts == 0 {
@@ -446,7 +451,8 @@ fn set_value_path(node: &mut toml::Value, path: &[String], value: toml::Value, a
         toml::Value::Table(t) => set_path(t, path, value),
         toml::Value::Array(items) => {
             let (head, rest) = path.split_first().expect("non-empty path");
-            let index: usize = head.parse().map_err(|_| format!("`{at}` is a list: the next segment must be an index"))?;
+            let index: usize =
+                head.parse().map_err(|_| format!("`{at}` is a list: the next segment must be an index"))?;
             let len = items.len();
             let item = items.get_mut(index).ok_or_else(|| format!("`{at}` has {len} entries, no index {index}"))?;
             if rest.is_empty() {

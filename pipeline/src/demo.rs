@@ -150,12 +150,21 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         }
     }
 
+    let stats = Arc::new(RunStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(runtime::run(config.clone(), metrics.clone(), stats.clone(), stop_rx));
+    // Publish only once the worker owns its partitions, so latencies show the pipeline, not the
+    // consumer group's join.
+    let joined = Instant::now() + Duration::from_secs(60);
+    while metrics.assigned_partitions.get() == 0 && !run.is_finished() && Instant::now() < joined {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let bar = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{spinner} {msg:<10} [{bar:40}] {pos}/{len} instances ({per_sec}, eta {eta})")
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} instances finished ({per_sec}, eta {eta})")
             .expect("static template")
             .progress_chars("=> "),
     );
-    bar.set_message("publish");
     let publish_opts = PublishOptions {
         bucket: DEMO_BUCKET.into(),
         prefix: String::new(),
@@ -165,19 +174,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         skip_events: false,
     };
     let files = publish::collect_files(std::slice::from_ref(&incoming))?;
-    publish::publish(&config.kafka, &config.objects, files, &publish_opts, || bar.inc(1)).await?;
-
-    bar.set_position(0);
-    bar.set_message("pipeline");
-    bar.reset_eta();
-    let stats = Arc::new(RunStats::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
-    let run = tokio::spawn(runtime::run(config.clone(), metrics, stats.clone(), stop_rx));
+    let mut publishing = Some({
+        let (kafka, objects) = (config.kafka.clone(), config.objects.clone());
+        tokio::spawn(async move { publish::publish(&kafka, &objects, files, &publish_opts, || {}).await })
+    });
     let deadline = Instant::now() + Duration::from_secs(120 + total / 10);
     while stats.finished() < total {
         if run.is_finished() || Instant::now() > deadline {
             break;
+        }
+        if publishing.as_ref().is_some_and(|h| h.is_finished()) {
+            publishing.take().expect("checked").await.context("publishing task")??;
         }
         bar.set_position(stats.finished());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -186,6 +194,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     bar.finish();
     let elapsed = started.elapsed();
     let _ = stop_tx.send(true);
+    if let Some(publishing) = publishing {
+        publishing.await.context("publishing task")??;
+    }
     run.await.context("pipeline task")??;
     if let Some(pacs) = folder_pacs {
         pacs.stop().await;
@@ -219,4 +230,3 @@ impl DemoSummary {
         )
     }
 }
-

@@ -89,7 +89,11 @@ pub type SourceConsumer = StreamConsumer<SourceContext>;
 
 /// Builds the consumer: consumer group, cooperative-sticky assignment, auto-commit of offsets
 /// that the pipeline stores explicitly (never of offsets merely read).
-pub fn consumer(config: &KafkaConfig, tracker: Arc<Mutex<AckTracker>>, metrics: Metrics) -> KafkaResult<SourceConsumer> {
+pub fn consumer(
+    config: &KafkaConfig,
+    tracker: Arc<Mutex<AckTracker>>,
+    metrics: Metrics,
+) -> KafkaResult<SourceConsumer> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group_id)

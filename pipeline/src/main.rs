@@ -31,8 +31,9 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RADSTREAM_LOG_FORMAT")]
     log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `radstream_pipeline=debug`.
-    #[arg(long, global = true, default_value = "info", env = "RADSTREAM_LOG")]
-    log: String,
+    /// Default: `info` for `run`, `warn` for the other commands (they print their own progress).
+    #[arg(long, global = true, env = "RADSTREAM_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,7 +130,8 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -137,13 +139,14 @@ fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<Config> {
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load(path, std::env::vars())?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    let default_filter = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
+    init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_filter));
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -166,7 +169,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate { config } => match Config::load(&config, std::env::vars()) {
             Ok(c) => {
                 let chain: Vec<_> = c.operators.iter().map(OperatorConfig::kind).collect();
-                println!("{}: valid (input topic {}, chain {})", config.display(), c.kafka.input_topic, chain.join(" -> "));
+                println!(
+                    "{}: valid (input topic {}, chain {})",
+                    config.display(),
+                    c.kafka.input_topic,
+                    chain.join(" -> ")
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

@@ -138,10 +138,7 @@ impl Metrics {
                 h(END_TO_END, "Event time to outcome (PACS acknowledgement for delivered instances)"),
                 &["outcome", "priority"]
             )),
-            pipeline_duration: reg!(HistogramVec::new(
-                h(PIPELINE_DURATION, "Kafka read to outcome"),
-                &["outcome"]
-            )),
+            pipeline_duration: reg!(HistogramVec::new(h(PIPELINE_DURATION, "Kafka read to outcome"), &["outcome"])),
             in_flight: reg!(IntGauge::new(IN_FLIGHT, "Instances read but not yet finished")),
             consumer_lag: reg!(IntGaugeVec::new(
                 Opts::new(CONSUMER_LAG, "Consumer lag per partition (librdkafka statistics)"),

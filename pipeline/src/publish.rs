@@ -79,7 +79,8 @@ fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<St
 /// Builds the event for a Part-10 object at `location` from its header.
 pub fn event_for(bytes: &[u8], location: ObjectLocation, opts: &PublishOptions) -> anyhow::Result<InstanceEvent> {
     let header = parse_header(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", location.display_key()))?;
-    let need = |tag, name| text(&header, tag).ok_or_else(|| anyhow::anyhow!("{} has no {name}", location.display_key()));
+    let need =
+        |tag, name| text(&header, tag).ok_or_else(|| anyhow::anyhow!("{} has no {name}", location.display_key()));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Ok(InstanceEvent {
         study_instance_uid: need(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
@@ -103,7 +104,9 @@ pub fn encode(format: EventFormat, event: &InstanceEvent, schema_id: u32) -> any
     Ok(match format {
         EventFormat::Json => wire::encode_json(event),
         EventFormat::ConfluentAvro => wire::encode_confluent(event, schema_id, &SchemaSet::v1())?,
-        EventFormat::S3Notification => anyhow::bail!("publish produces instance events; S3 notifications come from the store"),
+        EventFormat::S3Notification => {
+            anyhow::bail!("publish produces instance events; S3 notifications come from the store")
+        }
     })
 }
 
@@ -122,8 +125,10 @@ pub async fn publish(
         .map(|(path, rel)| {
             let (producer, store, opts) = (producer.clone(), store.clone(), opts.clone());
             async move {
-                let bytes = Bytes::from(tokio::fs::read(&path).await.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
-                let key = if opts.prefix.is_empty() { rel } else { format!("{}/{rel}", opts.prefix.trim_end_matches('/')) };
+                let bytes =
+                    Bytes::from(tokio::fs::read(&path).await.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+                let key =
+                    if opts.prefix.is_empty() { rel } else { format!("{}/{rel}", opts.prefix.trim_end_matches('/')) };
                 let location = ObjectLocation { bucket: opts.bucket.clone(), key, size: None, etag: None };
                 let mut event = event_for(&bytes, location.clone(), &opts)?;
                 event.object.etag = store.put(&location, bytes).await.map_err(|e| anyhow::anyhow!(e.reason))?;
@@ -140,17 +145,28 @@ pub async fn publish(
 }
 
 /// Produces one event keyed by its StudyInstanceUID and waits for the broker's ack.
-pub async fn send_event(producer: &FutureProducer, topic: &str, format: EventFormat, event: &InstanceEvent) -> anyhow::Result<()> {
+pub async fn send_event(
+    producer: &FutureProducer,
+    topic: &str,
+    format: EventFormat,
+    event: &InstanceEvent,
+) -> anyhow::Result<()> {
     let payload = encode(format, event, 1)?;
     let record = FutureRecord::to(topic).key(&event.study_instance_uid).payload(&payload);
-    producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
     Ok(())
 }
 
 /// Where `radstream publish` found nothing to send.
 pub fn ensure_not_empty(files: &[(PathBuf, String)], paths: &[PathBuf]) -> anyhow::Result<()> {
     if files.is_empty() {
-        anyhow::bail!("no files found under {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "no files found under {}",
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     Ok(())
 }

@@ -24,8 +24,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use radstream_operators::{BuildContext, Envelope, Operator, Outcome, RetryHint};
 use radstream_schemas::wire::{self, SchemaSet};
 use radstream_schemas::{
-    DeadLetter, ErrorClass, EventPayload, InstanceEvent, ObjectLocation, OutcomeEvent, OutcomeKind,
-    Priority,
+    DeadLetter, ErrorClass, EventPayload, InstanceEvent, ObjectLocation, OutcomeEvent, OutcomeKind, Priority,
 };
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
@@ -174,8 +173,10 @@ pub async fn run(
 
     let mut schemas = SchemaSet::new();
     if let Some(path) = &config.kafka.schema_file {
-        let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::Schema(format!("{}: {e}", path.display())))?;
-        let schema = SchemaSet::parse_schema(&text).map_err(|e| RuntimeError::Schema(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| RuntimeError::Schema(format!("{}: {e}", path.display())))?;
+        let schema =
+            SchemaSet::parse_schema(&text).map_err(|e| RuntimeError::Schema(format!("{}: {e}", path.display())))?;
         schemas = SchemaSet::with_default(schema);
     }
 
@@ -296,7 +297,8 @@ async fn consume(
         let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned());
         let (partition, offset) = (message.partition(), message.offset());
         drop(message);
-        let Some(msg) = shared.tracker.lock().expect("tracker lock").track(partition, offset, value.clone(), key) else {
+        let Some(msg) = shared.tracker.lock().expect("tracker lock").track(partition, offset, value.clone(), key)
+        else {
             debug!(partition, offset, "message of a partition no longer assigned; skipped");
             continue;
         };
@@ -312,35 +314,50 @@ async fn consume(
             }
         }
 
-        let new_ticket = |permit, event_time_ms, priority, object_key: Option<String>, event: Option<&InstanceEvent>| {
-            let ticket = next_ticket.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.in_flight.inc();
-            shared.in_flight.lock().expect("in-flight lock").insert(
-                ticket,
-                InFlight {
-                    msg,
-                    _permit: permit,
-                    received_at: Instant::now(),
-                    event_time_ms,
-                    priority,
-                    object_key,
-                    study_uid: event.map(|e| e.study_instance_uid.clone()),
-                    sop_uid: event.map(|e| e.sop_instance_uid.clone()),
-                },
-            );
-            ticket
-        };
+        let new_ticket =
+            |permit, event_time_ms, priority, object_key: Option<String>, event: Option<&InstanceEvent>| {
+                let ticket = next_ticket.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.in_flight.inc();
+                shared.in_flight.lock().expect("in-flight lock").insert(
+                    ticket,
+                    InFlight {
+                        msg,
+                        _permit: permit,
+                        received_at: Instant::now(),
+                        event_time_ms,
+                        priority,
+                        object_key,
+                        study_uid: event.map(|e| e.study_instance_uid.clone()),
+                        sop_uid: event.map(|e| e.sop_instance_uid.clone()),
+                    },
+                );
+                ticket
+            };
 
         let items: Vec<(OwnedSemaphorePermit, FetchItem)> = match decoded {
             Err(e) => {
                 let ticket = new_ticket(permit, now_ms(), Priority::Routine, None, None);
-                let reason = format!("event at {}/{partition}/{offset} cannot be decoded as {}: {e}", shared.config.kafka.input_topic, format.as_str());
-                let finish = Finish::DeadLetter { operator: "decode".into(), class: ErrorClass::MalformedEvent, reason, attempts: 1 };
+                let reason = format!(
+                    "event at {}/{partition}/{offset} cannot be decoded as {}: {e}",
+                    shared.config.kafka.input_topic,
+                    format.as_str()
+                );
+                let finish = Finish::DeadLetter {
+                    operator: "decode".into(),
+                    class: ErrorClass::MalformedEvent,
+                    reason,
+                    attempts: 1,
+                };
                 let _ = completion_tx.send(Completion { ticket, finish, branch: None });
                 continue;
             }
             Ok(EventPayload::Instance(event)) => {
-                let item = FetchItem { ticket: 0, location: event.object.clone(), event_time_ms: event.event_time_ms, event: Some(event) };
+                let item = FetchItem {
+                    ticket: 0,
+                    location: event.object.clone(),
+                    event_time_ms: event.event_time_ms,
+                    event: Some(event),
+                };
                 vec![(permit, item)]
             }
             Ok(EventPayload::ObjectsCreated(objects)) if objects.is_empty() => {
@@ -358,7 +375,15 @@ async fn consume(
                         Some(p) => p,
                         None => permits.clone().acquire_owned().await.expect("semaphore never closed"),
                     };
-                    items.push((p, FetchItem { ticket: 0, location: created.location, event: None, event_time_ms: created.event_time_ms }));
+                    items.push((
+                        p,
+                        FetchItem {
+                            ticket: 0,
+                            location: created.location,
+                            event: None,
+                            event_time_ms: created.event_time_ms,
+                        },
+                    ));
                 }
                 items
             }
@@ -366,7 +391,13 @@ async fn consume(
         let _ = shared.tracker.lock().expect("tracker lock").set_outputs(&msg, items.len() as u32);
         for (permit, mut item) in items {
             let priority = item.event.as_ref().map(|e| e.priority).unwrap_or_default();
-            item.ticket = new_ticket(permit, item.event_time_ms, priority, Some(item.location.display_key()), item.event.as_ref());
+            item.ticket = new_ticket(
+                permit,
+                item.event_time_ms,
+                priority,
+                Some(item.location.display_key()),
+                item.event.as_ref(),
+            );
             if fetch_tx.send(item).await.is_err() {
                 error!("fetch stage stopped unexpectedly");
                 return;
@@ -479,7 +510,9 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
     let header = tokio::task::spawn_blocking(move || parse_header(&bytes))
         .await
         .map_err(|e| ("parse", ErrorClass::Internal, format!("header parser task failed: {e}")))?
-        .map_err(|e| ("parse", ErrorClass::MalformedDicom, format!("object {key} is not a readable DICOM Part-10 file: {e}")))?;
+        .map_err(|e| {
+            ("parse", ErrorClass::MalformedDicom, format!("object {key} is not a readable DICOM Part-10 file: {e}"))
+        })?;
     let event = match item.event {
         Some(event) => {
             let sop = header_text(&header, tags::SOP_INSTANCE_UID);
@@ -496,7 +529,8 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
             }
             event
         }
-        None => event_from_header(&header, item.location, item.event_time_ms).map_err(|reason| ("parse", ErrorClass::MalformedDicom, reason))?,
+        None => event_from_header(&header, item.location, item.event_time_ms)
+            .map_err(|reason| ("parse", ErrorClass::MalformedDicom, reason))?,
     };
     Ok(Envelope { ticket: item.ticket, event, object, header, branch: None, received_at: Instant::now() })
 }
@@ -525,7 +559,11 @@ fn header_text(header: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String
 }
 
 /// Builds the event of an object known only by its key (S3 notifications).
-fn event_from_header(header: &InMemDicomObject, object: ObjectLocation, event_time_ms: i64) -> Result<InstanceEvent, String> {
+fn event_from_header(
+    header: &InMemDicomObject,
+    object: ObjectLocation,
+    event_time_ms: i64,
+) -> Result<InstanceEvent, String> {
     let key = object.display_key();
     let required = |tag, name: &str| header_text(header, tag).ok_or_else(|| format!("object {key} has no {name}"));
     Ok(InstanceEvent {
@@ -612,13 +650,19 @@ async fn operator_stage(
                         RetryHint::Retry { after } if attempt < rt.operator_max_attempts => {
                             count("retried", 1);
                             warn!(operator = kind, object = %p.envelope.object_key(), attempt, reason = %e.reason, "operator failed; retrying");
-                            retry_after = retry_after.max(after.unwrap_or(Duration::from_millis(100 << attempt.min(6))));
+                            retry_after =
+                                retry_after.max(after.unwrap_or(Duration::from_millis(100 << attempt.min(6))));
                             retry.push(p.envelope);
                         }
                         _ => {
                             count("failed", 1);
                             let attempts = e.attempts.max(attempt);
-                            let finish = Finish::DeadLetter { operator: kind.into(), class: e.class, reason: e.reason, attempts };
+                            let finish = Finish::DeadLetter {
+                                operator: kind.into(),
+                                class: e.class,
+                                reason: e.reason,
+                                attempts,
+                            };
                             let _ = completions.send(Completion { ticket, finish, branch });
                         }
                     },

@@ -45,13 +45,12 @@ mod plan;
 mod uid;
 
 use std::fmt;
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Context as _;
 
-pub use dataset::{
-    PRIVATE_COMMENT, PRIVATE_CREATOR, PRIVATE_GROUP, PRIVATE_PATIENT_ID, PRIVATE_PATIENT_NAME,
-};
+pub use dataset::{PRIVATE_COMMENT, PRIVATE_CREATOR, PRIVATE_GROUP, PRIVATE_PATIENT_ID, PRIVATE_PATIENT_NAME};
 pub use uid::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 use plan::StudyPlan;
@@ -115,10 +114,7 @@ impl SynthOptions {
     pub fn validate(&self) -> Result<(), SynthError> {
         uid::validate_root(&self.uid_root)?;
         if self.studies > uid::MAX_STUDIES {
-            return Err(SynthError::TooManyStudies {
-                studies: self.studies,
-                max: uid::MAX_STUDIES,
-            });
+            return Err(SynthError::TooManyStudies { studies: self.studies, max: uid::MAX_STUDIES });
         }
         if let Some(value) = self.instances_per_series {
             let max = uid::MAX_INSTANCES - 1;
@@ -201,14 +197,28 @@ impl fmt::Debug for SynthInstance {
 ///
 /// If `opts` fails [`SynthOptions::validate`].
 pub fn generate(opts: &SynthOptions) -> impl ExactSizeIterator<Item = SynthInstance> {
+    generate_studies(opts, 0..opts.studies)
+}
+
+/// Generates only the studies in `studies`, exactly as [`generate`] would:
+/// each study depends on the seed and its own index alone, so disjoint ranges
+/// can be generated on separate threads. The range is cut to `0..opts.studies`.
+///
+/// # Panics
+///
+/// If `opts` fails [`SynthOptions::validate`].
+pub fn generate_studies(opts: &SynthOptions, studies: Range<usize>) -> impl ExactSizeIterator<Item = SynthInstance> {
     if let Err(error) = opts.validate() {
         panic!("invalid synthetic study options: {error}");
     }
+    let end = studies.end.min(opts.studies);
+    let start = studies.start.min(end);
     SynthInstances {
-        remaining: count_instances(opts),
+        remaining: (start..end).map(|study| StudyPlan::new(opts, study).instance_count()).sum(),
         opts: opts.clone(),
         side: opts.image_side(),
-        next_study: 0,
+        next_study: start,
+        end_study: end,
         study: None,
         series: 0,
         instance: 0,
@@ -217,9 +227,7 @@ pub fn generate(opts: &SynthOptions) -> impl ExactSizeIterator<Item = SynthInsta
 
 /// Number of instances [`generate`] yields for `opts`, without building any.
 pub fn count_instances(opts: &SynthOptions) -> usize {
-    (0..opts.studies)
-        .map(|study| StudyPlan::new(opts, study).instance_count())
-        .sum()
+    (0..opts.studies).map(|study| StudyPlan::new(opts, study).instance_count()).sum()
 }
 
 /// Writes every instance of `opts` under `dir` at its `relative_path` and
@@ -228,16 +236,11 @@ pub fn write_to_dir(opts: &SynthOptions, dir: &Path) -> anyhow::Result<Vec<Synth
     opts.validate()?;
     let mut written = Vec::with_capacity(count_instances(opts));
     for mut instance in generate(opts) {
-        let path = instance
-            .relative_path
-            .split('/')
-            .fold(dir.to_path_buf(), |path, part| path.join(part));
+        let path = instance.relative_path.split('/').fold(dir.to_path_buf(), |path, part| path.join(part));
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(&path, &instance.bytes)
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, &instance.bytes).with_context(|| format!("writing {}", path.display()))?;
         instance.bytes = Vec::new();
         written.push(instance);
     }
@@ -248,6 +251,7 @@ struct SynthInstances {
     opts: SynthOptions,
     side: u16,
     next_study: usize,
+    end_study: usize,
     study: Option<StudyPlan>,
     series: usize,
     instance: usize,
@@ -260,7 +264,7 @@ impl Iterator for SynthInstances {
     fn next(&mut self) -> Option<SynthInstance> {
         loop {
             let Some(study) = &self.study else {
-                if self.next_study >= self.opts.studies {
+                if self.next_study >= self.end_study {
                     return None;
                 }
                 self.study = Some(StudyPlan::new(&self.opts, self.next_study));
@@ -278,8 +282,7 @@ impl Iterator for SynthInstances {
                 self.instance = 0;
                 continue;
             }
-            let built =
-                dataset::build_instance(&self.opts, study, series, self.instance, self.side);
+            let built = dataset::build_instance(&self.opts, study, series, self.instance, self.side);
             self.instance += 1;
             self.remaining -= 1;
             return Some(built);

@@ -59,14 +59,20 @@ impl Stack {
             if var("RADSTREAM_REQUIRE_STACK").as_deref() == Some("1") {
                 panic!("RADSTREAM_REQUIRE_STACK=1 but the stack environment is missing: run through infra/test.sh");
             }
-            eprintln!("skipping: the test stack is not running (use infra/test.sh, or `eval \"$(infra/stack.sh env)\"`)");
+            eprintln!(
+                "skipping: the test stack is not running (use infra/test.sh, or `eval \"$(infra/stack.sh env)\"`)"
+            );
         }
         stack
     }
 
     /// A PACS view of the shared Orthanc.
     pub fn pacs(&self) -> Pacs {
-        Pacs { base: self.orthanc_url.clone(), user: self.orthanc_user.clone(), password: self.orthanc_password.clone() }
+        Pacs {
+            base: self.orthanc_url.clone(),
+            user: self.orthanc_user.clone(),
+            password: self.orthanc_password.clone(),
+        }
     }
 }
 
@@ -142,9 +148,7 @@ pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i3
 /// High watermarks of `topic`, by partition.
 pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    (0..partitions)
-        .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1)))
-        .collect()
+    (0..partitions).map(|p| Ok((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?.1))).collect()
 }
 
 /// A DICOMweb PACS (Orthanc) seen through QIDO-RS.
@@ -182,10 +186,7 @@ impl Pacs {
         }
         let body: serde_json::Value = resp.json().await?;
         let items = body.as_array().context("QIDO-RS answer is not a JSON array")?;
-        Ok(items
-            .iter()
-            .filter_map(|i| i["00080018"]["Value"][0].as_str().map(str::to_string))
-            .collect())
+        Ok(items.iter().filter_map(|i| i["00080018"]["Value"][0].as_str().map(str::to_string)).collect())
     }
 
     /// Instances per study for every study in `expected`; returns UID → times listed.
@@ -430,7 +431,8 @@ impl OwnOrthanc {
     /// Starts an Orthanc on a free port with its data in `dir`, and waits until it answers.
     pub async fn start(stack: &Stack, dir: &Path) -> Result<OwnOrthanc> {
         let port = free_port();
-        let pacs = Pacs { base: format!("http://127.0.0.1:{port}"), user: "radstream".into(), password: "outage-test".into() };
+        let pacs =
+            Pacs { base: format!("http://127.0.0.1:{port}"), user: "radstream".into(), password: "outage-test".into() };
         let mut me = OwnOrthanc { child: None, pacs, port, dir: dir.to_path_buf(), run: stack.orthanc_run.clone() };
         me.restart().await?;
         Ok(me)

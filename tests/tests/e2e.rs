@@ -79,10 +79,21 @@ async fn assert_all_in_pacs_once(pacs: &Pacs, run: &Run) -> Result<()> {
     let counts = pacs.count_instances(&run.studies()).await?;
     let expected = run.sops();
     let missing: Vec<_> = expected.iter().filter(|s| !counts.contains_key(*s)).collect();
-    ensure!(missing.is_empty(), "{} of {} instances missing from the PACS, e.g. {:?}", missing.len(), expected.len(), missing.first());
+    ensure!(
+        missing.is_empty(),
+        "{} of {} instances missing from the PACS, e.g. {:?}",
+        missing.len(),
+        expected.len(),
+        missing.first()
+    );
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     ensure!(repeated.is_empty(), "instances listed more than once: {repeated:?}");
-    ensure!(counts.len() == expected.len(), "the PACS holds {} instances of these studies, expected {}", counts.len(), expected.len());
+    ensure!(
+        counts.len() == expected.len(),
+        "the PACS holds {} instances of these studies, expected {}",
+        counts.len(),
+        expected.len()
+    );
     Ok(())
 }
 
@@ -120,8 +131,11 @@ async fn hundreds_of_instances_over_six_partitions_reach_the_pacs_exactly_once()
     assert_all_in_pacs_once(&stack.pacs(), &run).await?;
 
     let outcomes = outcomes(&stack, &run.worker, n)?;
-    let delivered: HashSet<_> =
-        outcomes.iter().filter(|o| o.outcome == OutcomeKind::Delivered).filter_map(|o| o.sop_instance_uid.clone()).collect();
+    let delivered: HashSet<_> = outcomes
+        .iter()
+        .filter(|o| o.outcome == OutcomeKind::Delivered)
+        .filter_map(|o| o.sop_instance_uid.clone())
+        .collect();
     ensure!(delivered == run.sops(), "every instance has a delivered outcome ({} of {n})", delivered.len());
     let partitions: HashSet<_> = outcomes.iter().map(|o| o.source_partition).collect();
     ensure!(partitions.len() > 1, "events were spread over partitions: {partitions:?}");
@@ -153,7 +167,10 @@ async fn corrupt_and_missing_objects_are_dead_lettered_while_the_rest_flow() -> 
     let template = run.published[0].event.clone();
     let corrupt_key = format!("{}/corrupt/not-dicom.dcm", run.worker.topic);
     let corrupt_loc = ObjectLocation { bucket: stack.bucket.clone(), key: corrupt_key.clone(), size: None, etag: None };
-    store.put(&corrupt_loc, bytes::Bytes::from_static(b"this is not a DICOM file")).await.map_err(|e| anyhow::anyhow!(e.reason))?;
+    store
+        .put(&corrupt_loc, bytes::Bytes::from_static(b"this is not a DICOM file"))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.reason))?;
     let mut corrupt = template.clone();
     corrupt.object = corrupt_loc;
     corrupt.sop_instance_uid = "2.25.1111".into();
@@ -205,7 +222,10 @@ async fn a_pacs_outage_mid_run_loses_and_duplicates_nothing() -> Result<()> {
     wait_all_in_pacs(&orthanc.pacs, &run, Duration::from_secs(180), &[&worker]).await?;
     assert_all_in_pacs_once(&orthanc.pacs, &run).await?;
     ensure!(during > 0.0, "the outage should have caused STOW retries");
-    ensure!(dead_letters(&stack, &run.worker, 0)?.is_empty(), "an outage within the retry deadline dead-letters nothing");
+    ensure!(
+        dead_letters(&stack, &run.worker, 0)?.is_empty(),
+        "an outage within the retry deadline dead-letters nothing"
+    );
     Ok(())
 }
 
@@ -236,7 +256,8 @@ async fn two_workers_share_partitions_and_one_takes_over_when_the_other_dies() -
     let mut a = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "group-a")?;
     let b = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "group-b")?;
     wait_until(Duration::from_secs(60), "both workers to own partitions", || async {
-        let (pa, pb) = (a.metric("radstream_assigned_partitions").await, b.metric("radstream_assigned_partitions").await);
+        let (pa, pb) =
+            (a.metric("radstream_assigned_partitions").await, b.metric("radstream_assigned_partitions").await);
         pa > 0.0 && pb > 0.0 && pa + pb == f64::from(PARTITIONS)
     })
     .await

@@ -1,8 +1,9 @@
 //! Builds the data set of one synthetic instance and encodes it as a Part-10 file.
 
+use dicom_core::dictionary::{DataDictionary, VirtualVr};
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::{tags, uids, StandardDataDictionary};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 
@@ -15,6 +16,8 @@ use super::{stream_rng, Stream, SynthInstance, SynthOptions};
 pub const PRIVATE_GROUP: u16 = 0x0009;
 /// Private creator of the block in [`PRIVATE_GROUP`].
 pub const PRIVATE_CREATOR: &str = "SYNTH SCANNER 1.0";
+/// The private block reserved for [`PRIVATE_CREATOR`]: its elements are (0009,10xx).
+const PRIVATE_BLOCK: u16 = 0x10;
 /// Element offset, within the private block, of a copy of the patient's name (PN).
 pub const PRIVATE_PATIENT_NAME: u8 = 0x10;
 /// Element offset, within the private block, of a copy of the patient's ID (LO).
@@ -29,14 +32,7 @@ pub(super) fn build_instance(
     instance: usize,
     side: u16,
 ) -> SynthInstance {
-    let sop_instance_uid = synth_uid(
-        &opts.uid_root,
-        opts.seed,
-        UidKind::Instance,
-        study.index,
-        series.index,
-        instance,
-    );
+    let sop_instance_uid = synth_uid(&opts.uid_root, opts.seed, UidKind::Instance, study.index, series.index, instance);
     let mut ds = DataSet(InMemDicomObject::new_empty());
     put_common(&mut ds, study, series, instance, &sop_instance_uid);
     put_phi(&mut ds, study);
@@ -44,9 +40,8 @@ pub(super) fn build_instance(
     put_acquisition(&mut ds, study, series);
     put_pixels(&mut ds, opts, study, series, instance, side);
 
-    let file = ds
-        .0
-        .with_meta(
+    let file =
+        ds.0.with_meta(
             FileMetaTableBuilder::new()
                 .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
                 .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
@@ -56,8 +51,7 @@ pub(super) fn build_instance(
         .expect("the data set has SOP class and instance UIDs for the file meta");
     let pixel_bytes = usize::from(side) * usize::from(side) * 2;
     let mut bytes = Vec::with_capacity(pixel_bytes + 8 * 1024);
-    file.write_all(&mut bytes)
-        .expect("encoding a well-formed data set into memory cannot fail");
+    file.write_all(&mut bytes).expect("encoding a well-formed data set into memory cannot fail");
 
     SynthInstance {
         study_instance_uid: study.instance_uid.clone(),
@@ -68,46 +62,59 @@ pub(super) fn build_instance(
         body_part_examined: Some(study.body_part.code().to_owned()),
         instance_number: instance as i32 + 1,
         series_instance_count: series.count as i32,
-        relative_path: format!(
-            "{}/{}/{sop_instance_uid}.dcm",
-            study.instance_uid, series.instance_uid
-        ),
+        relative_path: format!("{}/{}/{sop_instance_uid}.dcm", study.instance_uid, series.instance_uid),
         bytes,
     }
 }
 
-/// Thin setters so that each attribute is one readable line.
+/// Thin setters so that each attribute is one readable line. The VR of a
+/// standard attribute comes from the dictionary, so it cannot be mistyped.
 struct DataSet(InMemDicomObject);
 
+/// The VR the standard dictionary gives `tag`.
+fn dictionary_vr(tag: Tag) -> VR {
+    match StandardDataDictionary.by_tag(tag).map(|entry| entry.vr) {
+        Some(VirtualVr::Exact(vr)) => vr,
+        other => panic!("{tag} has no single VR in the dictionary: {other:?}"),
+    }
+}
+
 impl DataSet {
-    fn str(&mut self, tag: Tag, vr: VR, value: impl Into<String>) {
-        self.0.put(DataElement::new(tag, vr, PrimitiveValue::Str(value.into())));
+    fn put(&mut self, tag: Tag, value: PrimitiveValue) {
+        self.0.put(DataElement::new(tag, dictionary_vr(tag), value));
     }
 
-    fn strs(&mut self, tag: Tag, vr: VR, values: &[&str]) {
+    fn str(&mut self, tag: Tag, value: impl Into<String>) {
+        self.put(tag, PrimitiveValue::Str(value.into()));
+    }
+
+    fn strs(&mut self, tag: Tag, values: &[&str]) {
         let values = values.iter().map(|v| (*v).to_owned()).collect();
-        self.0.put(DataElement::new(tag, vr, PrimitiveValue::Strs(values)));
+        self.put(tag, PrimitiveValue::Strs(values));
     }
 
     fn decimals(&mut self, tag: Tag, values: &[f64]) {
+        debug_assert_eq!(dictionary_vr(tag), VR::DS, "{tag}");
         let values = values.iter().map(|&v| decimal_string(v)).collect();
-        self.0.put(DataElement::new(tag, VR::DS, PrimitiveValue::Strs(values)));
+        self.put(tag, PrimitiveValue::Strs(values));
     }
 
     fn decimal(&mut self, tag: Tag, value: f64) {
-        self.str(tag, VR::DS, decimal_string(value));
+        self.decimals(tag, &[value]);
     }
 
+    /// An IS value, or a DS one that happens to be whole.
     fn integer(&mut self, tag: Tag, value: impl std::fmt::Display) {
-        self.str(tag, VR::IS, value.to_string());
+        debug_assert!(matches!(dictionary_vr(tag), VR::IS | VR::DS), "{tag}");
+        self.str(tag, value.to_string());
     }
 
     fn us(&mut self, tag: Tag, value: u16) {
-        self.0.put(DataElement::new(tag, VR::US, PrimitiveValue::from(value)));
+        self.put(tag, PrimitiveValue::from(value));
     }
 
-    fn empty(&mut self, tag: Tag, vr: VR) {
-        self.0.put(DataElement::new(tag, vr, PrimitiveValue::Empty));
+    fn empty(&mut self, tag: Tag) {
+        self.put(tag, PrimitiveValue::Empty);
     }
 
     fn sequence(&mut self, tag: Tag, items: Vec<DataSet>) {
@@ -115,16 +122,14 @@ impl DataSet {
         self.0.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
     }
 
+    /// Puts `value` at `element` of the [`PRIVATE_CREATOR`] block. The block is
+    /// reserved by hand at (0009,0010), the first slot PS3.5 §7.8.1 allows:
+    /// `put_private_element` in dicom-object 0.10 starts at (0009,0001).
     fn private(&mut self, element: u8, vr: VR, value: impl Into<String>) {
-        self.0
-            .put_private_element(
-                PRIVATE_GROUP,
-                PRIVATE_CREATOR,
-                element,
-                vr,
-                PrimitiveValue::Str(value.into()),
-            )
-            .expect("the private group is odd and has free blocks");
+        let creator = Tag(PRIVATE_GROUP, PRIVATE_BLOCK);
+        self.0.put(DataElement::new(creator, VR::LO, PRIVATE_CREATOR));
+        let tag = Tag(PRIVATE_GROUP, (PRIVATE_BLOCK << 8) | u16::from(element));
+        self.0.put(DataElement::new(tag, vr, PrimitiveValue::Str(value.into())));
     }
 }
 
@@ -153,66 +158,52 @@ fn time_string(seconds_of_day: u32) -> String {
 }
 
 /// Identification, dates, equipment, study and series: the modules every image has.
-fn put_common(
-    ds: &mut DataSet,
-    study: &StudyPlan,
-    series: &SeriesPlan,
-    instance: usize,
-    sop_instance_uid: &str,
-) {
+fn put_common(ds: &mut DataSet, study: &StudyPlan, series: &SeriesPlan, instance: usize, sop_instance_uid: &str) {
     let equipment = study.modality.equipment();
     let date = study.date.to_da();
     let series_time = study.start_s + series.start_offset_s;
     let content_time = series_time + 2 * instance as u32;
 
-    ds.str(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100");
-    ds.strs(tags::IMAGE_TYPE, VR::CS, series.image_type);
-    ds.str(tags::INSTANCE_CREATION_DATE, VR::DA, date.clone());
-    ds.str(tags::INSTANCE_CREATION_TIME, VR::TM, time_string(content_time));
-    ds.str(tags::SOP_CLASS_UID, VR::UI, study.modality.sop_class_uid());
-    ds.str(tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid);
-    ds.str(tags::STUDY_DATE, VR::DA, date.clone());
-    ds.str(tags::SERIES_DATE, VR::DA, date.clone());
-    ds.str(tags::ACQUISITION_DATE, VR::DA, date.clone());
-    ds.str(tags::CONTENT_DATE, VR::DA, date);
-    ds.str(tags::STUDY_TIME, VR::TM, time_string(study.start_s));
-    ds.str(tags::SERIES_TIME, VR::TM, time_string(series_time));
-    ds.str(tags::ACQUISITION_TIME, VR::TM, time_string(content_time));
-    ds.str(tags::CONTENT_TIME, VR::TM, time_string(content_time));
-    ds.str(tags::ACCESSION_NUMBER, VR::SH, study.accession_number.clone());
-    ds.str(tags::MODALITY, VR::CS, study.modality.code());
-    ds.str(tags::MANUFACTURER, VR::LO, equipment.manufacturer);
-    ds.str(tags::INSTITUTION_NAME, VR::LO, study.institution.name);
-    ds.str(tags::INSTITUTION_ADDRESS, VR::ST, study.institution.address);
-    ds.str(tags::STATION_NAME, VR::SH, equipment.station);
-    ds.str(tags::STUDY_DESCRIPTION, VR::LO, study.description.clone());
-    ds.str(tags::SERIES_DESCRIPTION, VR::LO, series.description.clone());
-    ds.str(
-        tags::INSTITUTIONAL_DEPARTMENT_NAME,
-        VR::LO,
-        study.institution.department,
-    );
-    ds.str(tags::MANUFACTURER_MODEL_NAME, VR::LO, equipment.model);
-    ds.str(tags::BODY_PART_EXAMINED, VR::CS, study.body_part.code());
-    ds.str(tags::DEVICE_SERIAL_NUMBER, VR::LO, equipment.serial);
-    ds.str(tags::SOFTWARE_VERSIONS, VR::LO, equipment.software);
-    ds.str(
-        tags::PROTOCOL_NAME,
-        VR::LO,
-        format!("{} {}", study.body_part.code(), series.description),
-    );
-    ds.str(tags::STUDY_INSTANCE_UID, VR::UI, study.instance_uid.clone());
-    ds.str(tags::SERIES_INSTANCE_UID, VR::UI, series.instance_uid.clone());
-    ds.str(tags::STUDY_ID, VR::SH, study.study_id.clone());
+    ds.str(tags::SPECIFIC_CHARACTER_SET, "ISO_IR 100");
+    ds.strs(tags::IMAGE_TYPE, series.image_type);
+    ds.str(tags::INSTANCE_CREATION_DATE, date.clone());
+    ds.str(tags::INSTANCE_CREATION_TIME, time_string(content_time));
+    ds.str(tags::SOP_CLASS_UID, study.modality.sop_class_uid());
+    ds.str(tags::SOP_INSTANCE_UID, sop_instance_uid);
+    ds.str(tags::STUDY_DATE, date.clone());
+    ds.str(tags::SERIES_DATE, date.clone());
+    ds.str(tags::ACQUISITION_DATE, date.clone());
+    ds.str(tags::CONTENT_DATE, date);
+    ds.str(tags::STUDY_TIME, time_string(study.start_s));
+    ds.str(tags::SERIES_TIME, time_string(series_time));
+    ds.str(tags::ACQUISITION_TIME, time_string(content_time));
+    ds.str(tags::CONTENT_TIME, time_string(content_time));
+    ds.str(tags::ACCESSION_NUMBER, study.accession_number.clone());
+    ds.str(tags::MODALITY, study.modality.code());
+    ds.str(tags::MANUFACTURER, equipment.manufacturer);
+    ds.str(tags::INSTITUTION_NAME, study.institution.name);
+    ds.str(tags::INSTITUTION_ADDRESS, study.institution.address);
+    ds.str(tags::STATION_NAME, equipment.station);
+    ds.str(tags::STUDY_DESCRIPTION, study.description.clone());
+    ds.str(tags::SERIES_DESCRIPTION, series.description.clone());
+    ds.str(tags::INSTITUTIONAL_DEPARTMENT_NAME, study.institution.department);
+    ds.str(tags::MANUFACTURER_MODEL_NAME, equipment.model);
+    ds.str(tags::BODY_PART_EXAMINED, study.body_part.code());
+    ds.str(tags::DEVICE_SERIAL_NUMBER, equipment.serial);
+    ds.str(tags::SOFTWARE_VERSIONS, equipment.software);
+    ds.str(tags::PROTOCOL_NAME, format!("{} {}", study.body_part.code(), series.description));
+    ds.str(tags::STUDY_INSTANCE_UID, study.instance_uid.clone());
+    ds.str(tags::SERIES_INSTANCE_UID, series.instance_uid.clone());
+    ds.str(tags::STUDY_ID, study.study_id.clone());
     ds.integer(tags::SERIES_NUMBER, series.number);
     ds.integer(tags::ACQUISITION_NUMBER, 1);
     ds.integer(tags::INSTANCE_NUMBER, instance + 1);
     ds.integer(tags::IMAGES_IN_ACQUISITION, series.count);
     if let Some(laterality) = study.laterality {
-        ds.str(tags::LATERALITY, VR::CS, laterality);
+        ds.str(tags::LATERALITY, laterality);
     }
-    ds.str(tags::BURNED_IN_ANNOTATION, VR::CS, "NO");
-    ds.str(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00");
+    ds.str(tags::BURNED_IN_ANNOTATION, "NO");
+    ds.str(tags::LOSSY_IMAGE_COMPRESSION, "00");
 }
 
 /// Identifying information where scanners put it, including the nested and
@@ -222,39 +213,38 @@ fn put_phi(ds: &mut DataSet, study: &StudyPlan) {
     let staff = &study.staff;
     let age = study.date.years_since(patient.birth_date);
 
-    ds.str(tags::REFERRING_PHYSICIAN_NAME, VR::PN, staff.referring.clone());
+    ds.str(tags::REFERRING_PHYSICIAN_NAME, staff.referring.clone());
     ds.sequence(tags::REFERRING_PHYSICIAN_IDENTIFICATION_SEQUENCE, {
         let mut code = item();
-        code.str(tags::CODE_VALUE, VR::SH, staff.referring_id.clone());
-        code.str(tags::CODING_SCHEME_DESIGNATOR, VR::SH, "99SYNTH");
-        code.str(tags::CODE_MEANING, VR::LO, "Synthetic physician number");
+        code.str(tags::CODE_VALUE, staff.referring_id.clone());
+        code.str(tags::CODING_SCHEME_DESIGNATOR, "99SYNTH");
+        code.str(tags::CODE_MEANING, "Synthetic physician number");
         let mut person = item();
         person.sequence(tags::PERSON_IDENTIFICATION_CODE_SEQUENCE, vec![code]);
-        person.str(tags::INSTITUTION_NAME, VR::LO, study.institution.name);
+        person.str(tags::INSTITUTION_NAME, study.institution.name);
         vec![person]
     });
     ds.sequence(tags::PROCEDURE_CODE_SEQUENCE, vec![procedure_code(study)]);
-    ds.str(tags::PERFORMING_PHYSICIAN_NAME, VR::PN, staff.performing.clone());
-    ds.str(tags::OPERATORS_NAME, VR::PN, staff.operator.clone());
+    ds.str(tags::PERFORMING_PHYSICIAN_NAME, staff.performing.clone());
+    ds.str(tags::OPERATORS_NAME, staff.operator.clone());
 
-    ds.str(tags::PATIENT_NAME, VR::PN, patient.name.clone());
-    ds.str(tags::PATIENT_ID, VR::LO, patient.id.clone());
-    ds.str(tags::ISSUER_OF_PATIENT_ID, VR::LO, "SYNTH");
-    ds.str(tags::PATIENT_BIRTH_DATE, VR::DA, patient.birth_date.to_da());
-    ds.str(tags::PATIENT_SEX, VR::CS, patient.sex);
+    ds.str(tags::PATIENT_NAME, patient.name.clone());
+    ds.str(tags::PATIENT_ID, patient.id.clone());
+    ds.str(tags::ISSUER_OF_PATIENT_ID, "SYNTH");
+    ds.str(tags::PATIENT_BIRTH_DATE, patient.birth_date.to_da());
+    ds.str(tags::PATIENT_SEX, patient.sex);
     ds.sequence(tags::OTHER_PATIENT_I_DS_SEQUENCE, {
         let mut other = item();
-        other.str(tags::PATIENT_ID, VR::LO, patient.other_id.clone());
-        other.str(tags::ISSUER_OF_PATIENT_ID, VR::LO, "SYNTH OTHER HOSPITAL");
-        other.str(tags::TYPE_OF_PATIENT_ID, VR::CS, "TEXT");
+        other.str(tags::PATIENT_ID, patient.other_id.clone());
+        other.str(tags::ISSUER_OF_PATIENT_ID, "SYNTH OTHER HOSPITAL");
+        other.str(tags::TYPE_OF_PATIENT_ID, "TEXT");
         vec![other]
     });
-    ds.str(tags::PATIENT_AGE, VR::AS, format!("{age:03}Y"));
+    ds.str(tags::PATIENT_AGE, format!("{age:03}Y"));
     ds.decimal(tags::PATIENT_SIZE, patient.size_m);
     ds.integer(tags::PATIENT_WEIGHT, patient.weight_kg);
     ds.str(
         tags::PATIENT_COMMENTS,
-        VR::LT,
         format!(
             "Synthetic patient {} ({}), born {}; fictitious person, not for clinical use.",
             patient.name,
@@ -262,40 +252,20 @@ fn put_phi(ds: &mut DataSet, study: &StudyPlan) {
             patient.birth_date.to_da()
         ),
     );
-    ds.str(tags::REQUESTING_PHYSICIAN, VR::PN, staff.requesting.clone());
+    ds.str(tags::REQUESTING_PHYSICIAN, staff.requesting.clone());
     ds.sequence(tags::REQUEST_ATTRIBUTES_SEQUENCE, {
         let mut request = item();
-        request.str(tags::ACCESSION_NUMBER, VR::SH, study.accession_number.clone());
-        request.str(tags::STUDY_INSTANCE_UID, VR::UI, study.instance_uid.clone());
-        request.str(
-            tags::REQUESTED_PROCEDURE_DESCRIPTION,
-            VR::LO,
-            study.description.clone(),
-        );
-        request.sequence(
-            tags::REQUESTED_PROCEDURE_CODE_SEQUENCE,
-            vec![procedure_code(study)],
-        );
-        request.str(
-            tags::SCHEDULED_PROCEDURE_STEP_DESCRIPTION,
-            VR::LO,
-            study.description.clone(),
-        );
-        request.str(
-            tags::SCHEDULED_PROCEDURE_STEP_ID,
-            VR::SH,
-            format!("SPS{:08}", study.index),
-        );
-        request.str(
-            tags::REQUESTED_PROCEDURE_ID,
-            VR::SH,
-            format!("RP{:08}", study.index),
-        );
+        request.str(tags::ACCESSION_NUMBER, study.accession_number.clone());
+        request.str(tags::STUDY_INSTANCE_UID, study.instance_uid.clone());
+        request.str(tags::REQUESTED_PROCEDURE_DESCRIPTION, study.description.clone());
+        request.sequence(tags::REQUESTED_PROCEDURE_CODE_SEQUENCE, vec![procedure_code(study)]);
+        request.str(tags::SCHEDULED_PROCEDURE_STEP_DESCRIPTION, study.description.clone());
+        request.str(tags::SCHEDULED_PROCEDURE_STEP_ID, format!("SPS{:08}", study.index));
+        request.str(tags::REQUESTED_PROCEDURE_ID, format!("RP{:08}", study.index));
         vec![request]
     });
     ds.str(
         tags::IMAGE_COMMENTS,
-        VR::LT,
         format!(
             "Synthetic {} image of {} ({}), referred by {}.",
             study.modality.code(),
@@ -319,41 +289,31 @@ fn put_phi(ds: &mut DataSet, study: &StudyPlan) {
 
 fn procedure_code(study: &StudyPlan) -> DataSet {
     let mut code = item();
-    code.str(tags::CODE_VALUE, VR::SH, study.procedure_code.clone());
-    code.str(tags::CODING_SCHEME_DESIGNATOR, VR::SH, "99SYNTH");
-    code.str(tags::CODE_MEANING, VR::LO, study.description.clone());
+    code.str(tags::CODE_VALUE, study.procedure_code.clone());
+    code.str(tags::CODING_SCHEME_DESIGNATOR, "99SYNTH");
+    code.str(tags::CODE_MEANING, study.description.clone());
     code
 }
 
 /// Patient-space geometry for CT and MR; projection geometry for CR.
-fn put_geometry(
-    ds: &mut DataSet,
-    study: &StudyPlan,
-    series: &SeriesPlan,
-    instance: usize,
-    side: u16,
-) {
+fn put_geometry(ds: &mut DataSet, study: &StudyPlan, series: &SeriesPlan, instance: usize, side: u16) {
     let fov = series.field_of_view_mm;
     let spacing = fov / f64::from(side);
     let Some(frame_of_reference_uid) = &study.frame_of_reference_uid else {
         ds.decimals(tags::IMAGER_PIXEL_SPACING, &[spacing, spacing]);
         if let Some(view) = series.view_position {
-            ds.str(tags::VIEW_POSITION, VR::CS, view);
+            ds.str(tags::VIEW_POSITION, view);
         }
         if let Some(orientation) = &series.patient_orientation {
-            ds.strs(tags::PATIENT_ORIENTATION, VR::CS, orientation);
+            ds.strs(tags::PATIENT_ORIENTATION, orientation);
         }
         return;
     };
 
-    let patient_position = if study.body_part == BodyPart::Knee {
-        "FFS"
-    } else {
-        "HFS"
-    };
-    ds.str(tags::PATIENT_POSITION, VR::CS, patient_position);
-    ds.str(tags::FRAME_OF_REFERENCE_UID, VR::UI, frame_of_reference_uid.clone());
-    ds.empty(tags::POSITION_REFERENCE_INDICATOR, VR::LO);
+    let patient_position = if study.body_part == BodyPart::Knee { "FFS" } else { "HFS" };
+    ds.str(tags::PATIENT_POSITION, patient_position);
+    ds.str(tags::FRAME_OF_REFERENCE_UID, frame_of_reference_uid.clone());
+    ds.empty(tags::POSITION_REFERENCE_INDICATOR);
     ds.decimals(tags::PIXEL_SPACING, &[spacing, spacing]);
     ds.decimal(tags::SLICE_THICKNESS, series.slice_thickness_mm);
 
@@ -367,26 +327,10 @@ fn put_geometry(
     let offset = (instance as f64 - (series.count as f64 - 1.0) / 2.0) * series.slice_spacing_mm;
     let half = fov / 2.0;
     let (position, orientation, location) = match series.plane {
-        Plane::Axial => (
-            [-half, -half, centre_z - offset],
-            [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-            Some(centre_z - offset),
-        ),
-        Plane::Sagittal => (
-            [offset, -half, centre_z + half],
-            [0.0, 1.0, 0.0, 0.0, 0.0, -1.0],
-            Some(offset),
-        ),
-        Plane::Coronal => (
-            [-half, offset, centre_z + half],
-            [1.0, 0.0, 0.0, 0.0, 0.0, -1.0],
-            Some(offset),
-        ),
-        Plane::Frontal | Plane::Lateral => (
-            [-half, 0.0, centre_z + half],
-            [1.0, 0.0, 0.0, 0.0, 0.0, -1.0],
-            None,
-        ),
+        Plane::Axial => ([-half, -half, centre_z - offset], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0], Some(centre_z - offset)),
+        Plane::Sagittal => ([offset, -half, centre_z + half], [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], Some(offset)),
+        Plane::Coronal => ([-half, offset, centre_z + half], [1.0, 0.0, 0.0, 0.0, 0.0, -1.0], Some(offset)),
+        Plane::Frontal | Plane::Lateral => ([-half, 0.0, centre_z + half], [1.0, 0.0, 0.0, 0.0, 0.0, -1.0], None),
     };
     if series.plane != Plane::Frontal && series.plane != Plane::Lateral {
         ds.decimal(tags::SPACING_BETWEEN_SLICES, series.slice_spacing_mm);
@@ -408,15 +352,15 @@ fn put_acquisition(ds: &mut DataSet, study: &StudyPlan, series: &SeriesPlan) {
                 (false, BodyPart::Head) => (300, "H30s"),
                 (false, _) => (220, "B30f"),
             };
-            ds.str(tags::KVP, VR::DS, "120");
+            ds.str(tags::KVP, "120");
             ds.integer(tags::DATA_COLLECTION_DIAMETER, 500);
             ds.decimal(tags::RECONSTRUCTION_DIAMETER, series.field_of_view_mm);
             ds.decimal(tags::GANTRY_DETECTOR_TILT, 0.0);
             ds.decimal(tags::TABLE_HEIGHT, 160.0);
-            ds.str(tags::ROTATION_DIRECTION, VR::CS, "CW");
+            ds.str(tags::ROTATION_DIRECTION, "CW");
             ds.integer(tags::EXPOSURE_TIME, 1000);
             ds.integer(tags::X_RAY_TUBE_CURRENT, current_ma);
-            ds.str(tags::CONVOLUTION_KERNEL, VR::SH, kernel);
+            ds.str(tags::CONVOLUTION_KERNEL, kernel);
         }
         Modality::Cr => {
             let (kvp, current_ma, time_ms): (u32, u32, u32) = match study.body_part {
@@ -430,15 +374,15 @@ fn put_acquisition(ds: &mut DataSet, study: &StudyPlan, series: &SeriesPlan) {
         }
         Modality::Mr => {
             let Some(mr) = series.mr else { return };
-            ds.str(tags::SCANNING_SEQUENCE, VR::CS, mr.scanning_sequence);
-            ds.strs(tags::SEQUENCE_VARIANT, VR::CS, mr.sequence_variant);
+            ds.str(tags::SCANNING_SEQUENCE, mr.scanning_sequence);
+            ds.strs(tags::SEQUENCE_VARIANT, mr.sequence_variant);
             if mr.scan_options.is_empty() {
-                ds.empty(tags::SCAN_OPTIONS, VR::CS);
+                ds.empty(tags::SCAN_OPTIONS);
             } else {
-                ds.str(tags::SCAN_OPTIONS, VR::CS, mr.scan_options);
+                ds.str(tags::SCAN_OPTIONS, mr.scan_options);
             }
-            ds.str(tags::MR_ACQUISITION_TYPE, VR::CS, "2D");
-            ds.str(tags::SEQUENCE_NAME, VR::SH, mr.sequence_name);
+            ds.str(tags::MR_ACQUISITION_TYPE, "2D");
+            ds.str(tags::SEQUENCE_NAME, mr.sequence_name);
             ds.decimal(tags::REPETITION_TIME, mr.repetition_time_ms);
             ds.decimal(tags::ECHO_TIME, mr.echo_time_ms);
             if let Some(ti) = mr.inversion_time_ms {
@@ -446,7 +390,7 @@ fn put_acquisition(ds: &mut DataSet, study: &StudyPlan, series: &SeriesPlan) {
             }
             ds.integer(tags::ECHO_TRAIN_LENGTH, mr.echo_train_length);
             ds.decimal(tags::IMAGING_FREQUENCY, 63.8766);
-            ds.str(tags::IMAGED_NUCLEUS, VR::SH, "1H");
+            ds.str(tags::IMAGED_NUCLEUS, "1H");
             ds.decimal(tags::MAGNETIC_FIELD_STRENGTH, 1.5);
             ds.decimal(tags::FLIP_ANGLE, mr.flip_angle_deg);
         }
@@ -463,13 +407,9 @@ fn put_pixels(
     side: u16,
 ) {
     let signed = series.contrast == Contrast::Ct;
-    let photometric = if study.monochrome1 {
-        "MONOCHROME1"
-    } else {
-        "MONOCHROME2"
-    };
+    let photometric = if study.monochrome1 { "MONOCHROME1" } else { "MONOCHROME2" };
     ds.us(tags::SAMPLES_PER_PIXEL, 1);
-    ds.str(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric);
+    ds.str(tags::PHOTOMETRIC_INTERPRETATION, photometric);
     ds.us(tags::ROWS, side);
     ds.us(tags::COLUMNS, side);
     ds.us(tags::BITS_ALLOCATED, 16);
@@ -477,41 +417,31 @@ fn put_pixels(
     ds.us(tags::HIGH_BIT, 11);
     ds.us(tags::PIXEL_REPRESENTATION, u16::from(signed));
 
-    let (centers, widths, explanations): (&[f64], &[f64], &[&str]) =
-        match (series.contrast, study.body_part) {
-            (Contrast::Ct, _) if series.plane == Plane::Frontal => {
-                (&[0.0], &[1000.0], &["TOPOGRAM"])
-            }
-            (Contrast::Ct, BodyPart::Head) => (&[40.0], &[80.0], &["BRAIN"]),
-            (Contrast::Ct, BodyPart::Chest) => {
-                (&[40.0, -600.0], &[400.0, 1500.0], &["MEDIASTINUM", "LUNG"])
-            }
-            (Contrast::Ct, _) => (&[50.0], &[350.0], &["ABDOMEN"]),
-            (Contrast::Xray, _) => (&[2048.0], &[4096.0], &["FULL"]),
-            (Contrast::MrT1, _) => (&[900.0], &[1800.0], &["T1"]),
-            (Contrast::MrT2, _) => (&[1000.0], &[2200.0], &["T2"]),
-            (Contrast::MrPd, _) => (&[1000.0], &[2000.0], &["PD"]),
-            (Contrast::MrFlair, _) => (&[700.0], &[1400.0], &["FLAIR"]),
-        };
+    let (centers, widths, explanations): (&[f64], &[f64], &[&str]) = match (series.contrast, study.body_part) {
+        (Contrast::Ct, _) if series.plane == Plane::Frontal => (&[0.0], &[1000.0], &["TOPOGRAM"]),
+        (Contrast::Ct, BodyPart::Head) => (&[40.0], &[80.0], &["BRAIN"]),
+        (Contrast::Ct, BodyPart::Chest) => (&[40.0, -600.0], &[400.0, 1500.0], &["MEDIASTINUM", "LUNG"]),
+        (Contrast::Ct, _) => (&[50.0], &[350.0], &["ABDOMEN"]),
+        (Contrast::Xray, _) => (&[2048.0], &[4096.0], &["FULL"]),
+        (Contrast::MrT1, _) => (&[900.0], &[1800.0], &["T1"]),
+        (Contrast::MrT2, _) => (&[1000.0], &[2200.0], &["T2"]),
+        (Contrast::MrPd, _) => (&[1000.0], &[2000.0], &["PD"]),
+        (Contrast::MrFlair, _) => (&[700.0], &[1400.0], &["FLAIR"]),
+    };
     ds.decimals(tags::WINDOW_CENTER, centers);
     ds.decimals(tags::WINDOW_WIDTH, widths);
-    ds.strs(tags::WINDOW_CENTER_WIDTH_EXPLANATION, VR::LO, explanations);
+    ds.strs(tags::WINDOW_CENTER_WIDTH_EXPLANATION, explanations);
     if signed {
         ds.decimal(tags::RESCALE_INTERCEPT, -1024.0);
         ds.decimal(tags::RESCALE_SLOPE, 1.0);
-        ds.str(tags::RESCALE_TYPE, VR::LO, "HU");
+        // PS3.3 C.8.2.1.1.4: a localizer's values are not calibrated Hounsfield units.
+        if series.plane != Plane::Frontal {
+            ds.str(tags::RESCALE_TYPE, "HU");
+        }
     }
 
-    let mut rng = stream_rng(
-        opts.seed,
-        Stream::Pixels,
-        &[study.index as u64, series.index as u64, instance as u64],
-    );
-    let slice_position = if series.count > 1 {
-        instance as f32 / (series.count - 1) as f32
-    } else {
-        0.5
-    };
+    let mut rng = stream_rng(opts.seed, Stream::Pixels, &[study.index as u64, series.index as u64, instance as u64]);
+    let slice_position = if series.count > 1 { instance as f32 / (series.count - 1) as f32 } else { 0.5 };
     let pixels = pixels::render(
         &ImageSpec {
             body_part: study.body_part,
@@ -524,11 +454,7 @@ fn put_pixels(
         },
         &mut rng,
     );
-    ds.0.put(DataElement::new(
-        tags::PIXEL_DATA,
-        VR::OW,
-        PrimitiveValue::U16(pixels.into()),
-    ));
+    ds.0.put(DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())));
 }
 
 #[cfg(test)]

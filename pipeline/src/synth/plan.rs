@@ -188,9 +188,7 @@ impl Date {
         let era = year.div_euclid(400);
         let yoe = year.rem_euclid(400);
         let month = i64::from(self.month);
-        let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-            + i64::from(self.day)
-            - 1;
+        let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(self.day) - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
         era * 146_097 + doe - 719_468
     }
@@ -224,16 +222,8 @@ impl Patient {
     fn new(seed: u64, index: usize) -> Self {
         let mut rng = stream_rng(seed, Stream::Patient, &[index as u64]);
         let age_at_2024 = rng.i64(18..=90);
-        let birth_date = Date::from_days(
-            Date {
-                year: 2024,
-                month: 1,
-                day: 1,
-            }
-            .to_days()
-                - age_at_2024 * 365
-                - rng.i64(0..365),
-        );
+        let birth_date =
+            Date::from_days(Date { year: 2024, month: 1, day: 1 }.to_days() - age_at_2024 * 365 - rng.i64(0..365));
         let sex = if rng.bool() { "F" } else { "M" };
         Patient {
             name: format!("SYNTH^PATIENT^{index:04}"),
@@ -356,13 +346,11 @@ impl StudyPlan {
                 (body_part, series)
             }
             Modality::Cr => {
-                let body_part = if rng.usize(0..3) == 2 {
-                    BodyPart::Knee
-                } else {
-                    BodyPart::Chest
-                };
+                let body_part = if rng.usize(0..3) == 2 { BodyPart::Knee } else { BodyPart::Chest };
                 let views: &[(&str, Plane, &str, [&str; 2])] = match body_part {
-                    BodyPart::Knee => &[("AP", Plane::Frontal, "AP", ["L", "F"]), ("LAT", Plane::Lateral, "LL", ["A", "F"])],
+                    BodyPart::Knee => {
+                        &[("AP", Plane::Frontal, "AP", ["L", "F"]), ("LAT", Plane::Lateral, "LL", ["A", "F"])]
+                    }
                     _ => &[("PA", Plane::Frontal, "PA", ["L", "F"]), ("LAT", Plane::Lateral, "LL", ["A", "F"])],
                 };
                 let view_count = if rng.bool() { 2 } else { 1 };
@@ -409,7 +397,7 @@ impl StudyPlan {
                         plane,
                         contrast,
                         count: count(&mut rng, 3, 6),
-                        image_type: &["ORIGINAL", "PRIMARY", "M", "NONE"],
+                        image_type: &["ORIGINAL", "PRIMARY", "OTHER"],
                         field_of_view_mm: fov,
                         slice_thickness_mm: thickness,
                         slice_spacing_mm: spacing,
@@ -440,12 +428,7 @@ impl StudyPlan {
             (Modality::Mr, BodyPart::Head) => "MR BRAIN W/O CONTRAST".to_owned(),
             (Modality::Mr, body_part) => format!("MR {}{side} W/O CONTRAST", body_part.code()),
         };
-        let procedure_code = format!(
-            "SYN-{}{}-{}",
-            modality.code(),
-            &body_part.code()[..2],
-            series.len()
-        );
+        let procedure_code = format!("SYN-{}{}-{}", modality.code(), &body_part.code()[..2], series.len());
 
         let staff = Staff {
             referring: format!("SYNTH^REFERRER^{:02}", rng.u32(1..=40)),
@@ -455,21 +438,11 @@ impl StudyPlan {
             operator: format!("SYNTH^TECHNOLOGIST^{:02}", rng.u32(1..=25)),
         };
         let institution = &INSTITUTIONS[rng.usize(0..INSTITUTIONS.len())];
-        let date = Date::from_days(
-            Date {
-                year: 2021,
-                month: 1,
-                day: 1,
-            }
-            .to_days()
-                + rng.i64(0..4 * 365),
-        );
+        let date = Date::from_days(Date { year: 2021, month: 1, day: 1 }.to_days() + rng.i64(0..4 * 365));
         let start_s = rng.u32(7 * 3600..18 * 3600);
         let monochrome1 = modality == Modality::Cr && rng.usize(0..3) == 0;
 
-        let study_uid = |kind, series, instance| {
-            synth_uid(&opts.uid_root, opts.seed, kind, index, series, instance)
-        };
+        let study_uid = |kind, series, instance| synth_uid(&opts.uid_root, opts.seed, kind, index, series, instance);
         let series = series
             .into_iter()
             .enumerate()
@@ -507,8 +480,7 @@ impl StudyPlan {
             accession_number: format!("SYNA{index:08}"),
             study_id: format!("{}", 1000 + index),
             instance_uid: study_uid(UidKind::Study, 0, 0),
-            frame_of_reference_uid: (modality != Modality::Cr)
-                .then(|| study_uid(UidKind::FrameOfReference, 0, 0)),
+            frame_of_reference_uid: (modality != Modality::Cr).then(|| study_uid(UidKind::FrameOfReference, 0, 0)),
             monochrome1,
             series,
         }
@@ -610,18 +582,10 @@ mod tests {
         for days in [-1000, 0, 1, 59, 365, 11_016, 18_628, 20_000] {
             assert_eq!(Date::from_days(days).to_days(), days);
         }
-        let leap = Date {
-            year: 2024,
-            month: 2,
-            day: 29,
-        };
+        let leap = Date { year: 2024, month: 2, day: 29 };
         assert_eq!(Date::from_days(leap.to_days()), leap);
         assert_eq!(leap.to_da(), "20240229");
-        let birth = Date {
-            year: 1980,
-            month: 3,
-            day: 1,
-        };
+        let birth = Date { year: 1980, month: 3, day: 1 };
         assert_eq!(leap.years_since(birth), 43);
     }
 

@@ -1,5 +1,6 @@
 use std::collections::{BTreeMap, HashSet};
 
+use dicom_core::header::Header as _;
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::DefaultDicomObject;
 
@@ -8,12 +9,7 @@ use super::*;
 
 /// Small images keep the tests fast; sizes are tested separately.
 fn small(studies: usize, seed: u64) -> SynthOptions {
-    SynthOptions {
-        studies,
-        seed,
-        target_instance_bytes: Some(12 * 1024),
-        ..SynthOptions::default()
-    }
+    SynthOptions { studies, seed, target_instance_bytes: Some(12 * 1024), ..SynthOptions::default() }
 }
 
 /// Parses a Part-10 file held in memory (`from_reader` starts after the preamble).
@@ -33,11 +29,7 @@ fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> String {
 
 #[test]
 fn files_parse_back_with_consistent_attributes() {
-    let opts = SynthOptions {
-        studies: 3,
-        seed: 11,
-        ..SynthOptions::default()
-    };
+    let opts = SynthOptions { studies: 3, seed: 11, ..SynthOptions::default() };
     for instance in generate(&opts) {
         let obj = parse(&instance);
         let meta = obj.meta();
@@ -50,10 +42,7 @@ fn files_parse_back_with_consistent_attributes() {
         assert_eq!(text(&obj, tags::STUDY_INSTANCE_UID), instance.study_instance_uid);
         assert_eq!(text(&obj, tags::SERIES_INSTANCE_UID), instance.series_instance_uid);
         assert_eq!(text(&obj, tags::MODALITY), instance.modality);
-        assert_eq!(
-            Some(text(&obj, tags::BODY_PART_EXAMINED)),
-            instance.body_part_examined
-        );
+        assert_eq!(Some(text(&obj, tags::BODY_PART_EXAMINED)), instance.body_part_examined);
         let number: i32 = obj.element(tags::INSTANCE_NUMBER).unwrap().to_int().unwrap();
         assert_eq!(number, instance.instance_number);
         assert_eq!(
@@ -97,11 +86,7 @@ fn uids_are_valid_and_unique_across_twenty_studies() {
     let mut studies = HashSet::new();
     let mut series = HashSet::new();
     for instance in &instances {
-        for uid in [
-            &instance.study_instance_uid,
-            &instance.series_instance_uid,
-            &instance.sop_instance_uid,
-        ] {
+        for uid in [&instance.study_instance_uid, &instance.series_instance_uid, &instance.sop_instance_uid] {
             assert!(is_valid_uid(uid), "invalid UID {uid}");
             assert!(uid.starts_with("2.25."), "{uid}");
         }
@@ -114,10 +99,7 @@ fn uids_are_valid_and_unique_across_twenty_studies() {
     let series_count: usize = (0..20).map(|s| plan::StudyPlan::new(&small(20, 3), s).series.len()).sum();
     assert_eq!(series.len(), series_count);
 
-    let custom = SynthOptions {
-        uid_root: "1.2.826.0.1.3680043.10".to_owned(),
-        ..small(1, 3)
-    };
+    let custom = SynthOptions { uid_root: "1.2.826.0.1.3680043.10".to_owned(), ..small(1, 3) };
     let instance = generate(&custom).next().unwrap();
     assert!(instance.sop_instance_uid.starts_with("1.2.826.0.1.3680043.10."));
     assert!(is_valid_uid(&instance.sop_instance_uid));
@@ -189,11 +171,19 @@ fn modalities_rotate_with_realistic_series() {
     }
     assert_eq!(per_modality, BTreeMap::from([("CT", 7), ("CR", 7), ("MR", 6)]));
 
-    let fixed = SynthOptions {
-        instances_per_series: Some(2),
-        ..small(3, 5)
-    };
+    let fixed = SynthOptions { instances_per_series: Some(2), ..small(3, 5) };
     assert!(generate(&fixed).all(|i| i.series_instance_count == 2));
+}
+
+#[test]
+fn study_ranges_concatenate_to_the_whole_run() {
+    let opts = small(5, 13);
+    let whole: Vec<SynthInstance> = generate(&opts).collect();
+    let mut parts: Vec<SynthInstance> = generate_studies(&opts, 0..2).collect();
+    parts.extend(generate_studies(&opts, 2..4));
+    parts.extend(generate_studies(&opts, 4..99));
+    assert_eq!(parts, whole);
+    assert_eq!(generate_studies(&opts, 7..9).len(), 0);
 }
 
 #[test]
@@ -217,11 +207,7 @@ fn target_size_is_met_within_ten_percent() {
         for instance in generate(&opts) {
             let size = instance.bytes.len() as f64;
             let ratio = size / target as f64;
-            assert!(
-                (0.9..=1.1).contains(&ratio),
-                "{} file of {size} bytes for target {target}",
-                instance.modality
-            );
+            assert!((0.9..=1.1).contains(&ratio), "{} file of {size} bytes for target {target}", instance.modality);
         }
     }
 }
@@ -254,10 +240,11 @@ fn phi_is_present_in_the_usual_places() {
         assert!(text(&obj, tags::IMAGE_COMMENTS).contains(&name));
         assert!(text(&obj, tags::PATIENT_COMMENTS).contains(&id));
 
-        let private_name = obj
-            .private_element(PRIVATE_GROUP, PRIVATE_CREATOR, PRIVATE_PATIENT_NAME)
-            .expect("private patient name");
+        let private_name =
+            obj.private_element(PRIVATE_GROUP, PRIVATE_CREATOR, PRIVATE_PATIENT_NAME).expect("private patient name");
         assert_eq!(private_name.to_str().unwrap().trim_end(), name);
+        // The block sits at the first slot PS3.5 allows, not in (0009,0001-000F).
+        assert_eq!(private_name.tag(), dicom_core::Tag(PRIVATE_GROUP, 0x1010));
         let private_comment = obj.private_element(PRIVATE_GROUP, PRIVATE_CREATOR, PRIVATE_COMMENT).unwrap();
         assert!(private_comment.to_str().unwrap().contains(&id));
 
@@ -270,10 +257,7 @@ fn phi_is_present_in_the_usual_places() {
         assert_eq!(text_in(request, tags::STUDY_INSTANCE_UID), instance.study_instance_uid);
         assert!(!text_in(request, tags::REQUESTED_PROCEDURE_ID).is_empty());
         assert!(!text_in(request, tags::SCHEDULED_PROCEDURE_STEP_ID).is_empty());
-        for tag in [
-            tags::PROCEDURE_CODE_SEQUENCE,
-            tags::REFERRING_PHYSICIAN_IDENTIFICATION_SEQUENCE,
-        ] {
+        for tag in [tags::PROCEDURE_CODE_SEQUENCE, tags::REFERRING_PHYSICIAN_IDENTIFICATION_SEQUENCE] {
             assert_eq!(obj.element(tag).unwrap().items().unwrap().len(), 1);
         }
     }
@@ -313,18 +297,9 @@ fn written_files_open_and_metadata_comes_back() {
 #[test]
 fn invalid_options_are_rejected() {
     let bad = [
-        SynthOptions {
-            uid_root: "2.25.x".to_owned(),
-            ..SynthOptions::default()
-        },
-        SynthOptions {
-            instances_per_series: Some(0),
-            ..SynthOptions::default()
-        },
-        SynthOptions {
-            target_instance_bytes: Some(100),
-            ..SynthOptions::default()
-        },
+        SynthOptions { uid_root: "2.25.x".to_owned(), ..SynthOptions::default() },
+        SynthOptions { instances_per_series: Some(0), ..SynthOptions::default() },
+        SynthOptions { target_instance_bytes: Some(100), ..SynthOptions::default() },
     ];
     for opts in bad {
         assert!(opts.validate().is_err(), "{opts:?}");

@@ -46,14 +46,7 @@ pub(super) enum UidKind {
 /// The UID of one object. `study`, `series` and `instance` must be below
 /// [`MAX_STUDIES`], [`MAX_SERIES`] and [`MAX_INSTANCES`] (checked by
 /// `SynthOptions::validate`); indices that do not apply are 0.
-pub(super) fn synth_uid(
-    root: &str,
-    seed: u64,
-    kind: UidKind,
-    study: usize,
-    series: usize,
-    instance: usize,
-) -> String {
+pub(super) fn synth_uid(root: &str, seed: u64, kind: UidKind, study: usize, series: usize, instance: usize) -> String {
     debug_assert!(study < MAX_STUDIES && series < MAX_SERIES && instance < MAX_INSTANCES);
     // seed:64 | kind:3 | study:29 | series:8 | instance:24 = 128 bits.
     let packed = (u128::from(seed) << 64)
@@ -80,10 +73,7 @@ fn scramble(mut x: u128) -> u128 {
 /// Checks that `root` is a UID prefix: dot-separated numeric components without
 /// leading zeros, short enough to leave room for the generated suffix.
 pub(super) fn validate_root(root: &str) -> Result<(), SynthError> {
-    let invalid = |reason: &'static str| SynthError::InvalidUidRoot {
-        root: root.to_owned(),
-        reason,
-    };
+    let invalid = |reason: &'static str| SynthError::InvalidUidRoot { root: root.to_owned(), reason };
     if root.is_empty() {
         return Err(invalid("it is empty"));
     }
@@ -108,11 +98,9 @@ pub(super) fn validate_root(root: &str) -> Result<(), SynthError> {
 #[cfg(test)]
 pub(super) fn is_valid_uid(uid: &str) -> bool {
     uid.len() <= 64
-        && uid.split('.').all(|c| {
-            !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_digit())
-                && !(c.len() > 1 && c.starts_with('0'))
-        })
+        && uid
+            .split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && !(c.len() > 1 && c.starts_with('0')))
 }
 
 #[cfg(test)]

@@ -98,7 +98,12 @@ impl PhaseResult {
 
 /// The ceiling: plain STOW-RS, one instance per request, `concurrency` requests in flight,
 /// optionally paced to `rate` requests per second.
-async fn direct_stow(pacs: &Pacs, files: &[(PathBuf, String)], concurrency: usize, rate: Option<f64>) -> Result<PhaseResult> {
+async fn direct_stow(
+    pacs: &Pacs,
+    files: &[(PathBuf, String)],
+    concurrency: usize,
+    rate: Option<f64>,
+) -> Result<PhaseResult> {
     let client = reqwest::Client::new();
     let bodies: Vec<Vec<u8>> = files.iter().map(|(p, _)| std::fs::read(p)).collect::<Result<_, _>>()?;
     let boundary = "radstream-bench-boundary-7d1f0c";
@@ -120,7 +125,10 @@ async fn direct_stow(pacs: &Pacs, files: &[(PathBuf, String)], concurrency: usiz
                 let resp = client
                     .post(&url)
                     .basic_auth(&pacs.user, Some(&pacs.password))
-                    .header("Content-Type", format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"))
+                    .header(
+                        "Content-Type",
+                        format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
+                    )
                     .header("Accept", "application/dicom+json")
                     .body(body)
                     .send()
@@ -155,7 +163,9 @@ async fn pipeline(
     create_topic(&stack.kafka, &worker.outcome_topic, 1).await?;
     let text = format!(
         "{}\n",
-        worker.toml().replace("[runtime]\n", &format!("[runtime]\nbatch_size = 4\nparallelism = {{ stow = {concurrency} }}\n"))
+        worker
+            .toml()
+            .replace("[runtime]\n", &format!("[runtime]\nbatch_size = 4\nparallelism = {{ stow = {concurrency} }}\n"))
     );
     let text = text.replace("retry_deadline_secs", &format!("concurrency = 1\nretry_deadline_secs"));
     std::env::set_var("RADSTREAM_TEST_PACS_PASSWORD", &stack.orthanc_password);
@@ -180,11 +190,13 @@ async fn pipeline(
     // Let the consumer join its group before the clock starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let producer: FutureProducer = radstream_pipeline::kafka::producer_config(&stack.kafka, &Default::default()).create()?;
+    let producer: FutureProducer =
+        radstream_pipeline::kafka::producer_config(&stack.kafka, &Default::default()).create()?;
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let producing = {
-        let (producer, sent, topic, format) = (producer.clone(), sent.clone(), worker.topic.clone(), config.kafka.format);
+        let (producer, sent, topic, format) =
+            (producer.clone(), sent.clone(), worker.topic.clone(), config.kafka.format);
         tokio::spawn(async move {
             stream::iter(published.into_iter().enumerate())
                 .for_each_concurrent(64, |(i, p)| {
@@ -194,8 +206,7 @@ async fn pipeline(
                             tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into()).await;
                         }
                         let mut event = p.event;
-                        event.event_time_ms =
-                            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+                        event.event_time_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
                         if publish::send_event(&producer, &topic, format, &event).await.is_ok() {
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
@@ -226,14 +237,17 @@ async fn pipeline(
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let a = args()?;
-    let Some(stack) = Stack::get() else { bail!("the test stack is not running: infra/stack.sh up; eval \"$(infra/stack.sh env)\"") };
+    let Some(stack) = Stack::get() else {
+        bail!("the test stack is not running: infra/stack.sh up; eval \"$(infra/stack.sh env)\"")
+    };
     let dir = tempfile::tempdir()?;
     eprintln!("generating 4 sets of fresh instances (~{} KiB each)...", a.kib);
     let burst_direct = make_files(dir.path(), a.instances, a.kib)?;
     let burst_pipe = make_files(dir.path(), a.instances, a.kib)?;
     let paced_direct = make_files(dir.path(), a.paced, a.kib)?;
     let paced_pipe = make_files(dir.path(), a.paced, a.kib)?;
-    let mean_kib = burst_direct.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum::<u64>() as f64
+    let mean_kib = burst_direct.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum::<u64>()
+        as f64
         / burst_direct.len() as f64
         / 1024.0;
 
@@ -249,7 +263,10 @@ async fn main() -> Result<()> {
 
     let (d50, d99) = (direct_paced.p(0.5), direct_paced.p(0.99));
     let (p50, p99) = (pipe_paced.latencies_ms[0], pipe_paced.latencies_ms[1]);
-    println!("radstream pipeline benchmark: {} instances of {mean_kib:.0} KiB, concurrency {}", a.instances, a.concurrency);
+    println!(
+        "radstream pipeline benchmark: {} instances of {mean_kib:.0} KiB, concurrency {}",
+        a.instances, a.concurrency
+    );
     println!();
     println!("| burst of {} | instances/s | MB/s | request or event→ack p50 | p99 |", a.instances);
     println!("|---|---|---|---|---|");

@@ -1,0 +1,419 @@
+//! A stand-in PACS for the zero-setup demo only: a DICOMweb STOW-RS endpoint on 127.0.0.1 that
+//! files each instance under `root/studies/<StudyInstanceUID>/series/<SeriesInstanceUID>/
+//! instances/<SOPInstanceUID>.dcm` and answers like a PACS (a Store Instances response in the
+//! DICOM JSON model, PS3.18 10.5.3). It lets `radstream demo` exercise the real `stow` sink
+//! without Orthanc; it is not a PACS (no query, no retrieve, no authentication).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use dicom_dictionary_std::tags;
+use dicom_object::{InMemDicomObject, OpenFileOptions};
+use radstream_operators::stow::multipart::{related_boundary, split_parts};
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Largest request accepted: one instance per request from the sink, but a large one (an
+/// uncompressed multi-frame) must still fit.
+const MAX_REQUEST_BYTES: usize = 1 << 30;
+
+/// FailureReason 0xC000: cannot understand (the part is not a readable Part-10 file).
+const CANNOT_UNDERSTAND: u16 = 0xC000;
+/// FailureReason 0x0110: processing failure (the file could not be written; worth a retry).
+const PROCESSING_FAILURE: u16 = 0x0110;
+
+/// The running stand-in PACS. Dropping it stops the server; [`FolderPacs::stop`] also waits
+/// for it.
+#[derive(Debug)]
+pub struct FolderPacs {
+    addr: SocketAddr,
+    stored: Arc<AtomicUsize>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    root: PathBuf,
+    base_url: String,
+    stored: Arc<AtomicUsize>,
+}
+
+impl FolderPacs {
+    /// Creates `root` and serves `POST /dicom-web/studies` on an ephemeral port of 127.0.0.1.
+    pub async fn start(root: PathBuf) -> anyhow::Result<FolderPacs> {
+        tokio::fs::create_dir_all(&root).await.with_context(|| format!("creating {}", root.display()))?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the folder PACS")?;
+        let addr = listener.local_addr().context("reading the folder PACS address")?;
+        let stored = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared { root, base_url: base_url(addr), stored: stored.clone() });
+        let app = Router::new()
+            .route("/dicom-web/studies", post(store_instances))
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+            .with_state(shared);
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let stopped = async {
+                // A send or a dropped sender both mean stop.
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+                tracing::warn!(error = %e, "folder PACS server failed");
+            }
+        });
+        tracing::info!(url = %base_url(addr), "folder PACS listening");
+        Ok(FolderPacs { addr, stored, shutdown: Some(shutdown), server: Some(server) })
+    }
+
+    /// The DICOMweb base URL, for example `http://127.0.0.1:40123/dicom-web`.
+    pub fn base_url(&self) -> String {
+        base_url(self.addr)
+    }
+
+    /// Distinct instances written so far (storing the same SOP instance again replaces the file
+    /// and is not counted twice).
+    pub fn stored(&self) -> usize {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// Stops the server and waits for open requests to finish (at most a few seconds).
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(mut server) = self.server.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut server).await.is_err() {
+                server.abort();
+            }
+        }
+    }
+}
+
+impl Drop for FolderPacs {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+fn base_url(addr: SocketAddr) -> String {
+    format!("http://{addr}/dicom-web")
+}
+
+async fn store_instances(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(boundary) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(related_boundary) else {
+        let problem = "expected Content-Type: multipart/related; type=\"application/dicom\"; boundary=...";
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, problem).into_response();
+    };
+    // Parsing headers and writing files block: keep them off the executor.
+    let outcome = tokio::task::spawn_blocking(move || store_parts(&shared, &body, &boundary)).await;
+    let (status, response) = match outcome {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(problem)) => return (StatusCode::BAD_REQUEST, problem).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "folder PACS store task failed");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    (status, [(CONTENT_TYPE, "application/dicom+json")], response.to_string()).into_response()
+}
+
+/// One stored or failed part, as an item of ReferencedSOPSequence or FailedSOPSequence.
+enum PartOutcome {
+    Stored(Value),
+    Failed(Value),
+}
+
+/// Stores every part; the status and Store Instances response to answer with.
+fn store_parts(shared: &Shared, body: &[u8], boundary: &str) -> Result<(StatusCode, Value), String> {
+    let parts = split_parts(body, boundary).map_err(|e| format!("unreadable multipart body: {e}"))?;
+    if parts.is_empty() {
+        return Err("the multipart body holds no part".into());
+    }
+    let mut referenced = Vec::new();
+    let mut failed = Vec::new();
+    for (index, part) in parts.iter().enumerate() {
+        match store_part(shared, index, part.body) {
+            PartOutcome::Stored(item) => referenced.push(item),
+            PartOutcome::Failed(item) => failed.push(item),
+        }
+    }
+    let status = match (referenced.is_empty(), failed.is_empty()) {
+        (_, true) => StatusCode::OK,
+        (false, false) => StatusCode::ACCEPTED,
+        (true, false) => StatusCode::CONFLICT,
+    };
+    let mut response = Map::new();
+    if !failed.is_empty() {
+        response.insert(json_key(tags::FAILED_SOP_SEQUENCE), json!({"vr": "SQ", "Value": failed}));
+    }
+    if !referenced.is_empty() {
+        response.insert(json_key(tags::REFERENCED_SOP_SEQUENCE), json!({"vr": "SQ", "Value": referenced}));
+    }
+    Ok((status, Value::Object(response)))
+}
+
+/// The UIDs that place an instance.
+struct InstanceUids {
+    study: String,
+    series: String,
+    sop_instance: String,
+    sop_class: String,
+}
+
+fn store_part(shared: &Shared, index: usize, part: &[u8]) -> PartOutcome {
+    let uids = match read_uids(part) {
+        Ok(uids) => uids,
+        Err(problem) => {
+            tracing::warn!(part = index, %problem, "folder PACS: unreadable part");
+            return PartOutcome::Failed(failed_item(None, None, CANNOT_UNDERSTAND));
+        }
+    };
+    let dir = shared.root.join("studies").join(&uids.study).join("series").join(&uids.series).join("instances");
+    let path = dir.join(format!("{}.dcm", uids.sop_instance));
+    match write_atomically(&dir, &path, part) {
+        Ok(replaced) => {
+            if !replaced {
+                shared.stored.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(sop_instance_uid = %uids.sop_instance, replaced, "folder PACS stored an instance");
+            let url = format!(
+                "{}/studies/{}/series/{}/instances/{}",
+                shared.base_url, uids.study, uids.series, uids.sop_instance
+            );
+            let mut item = sop_reference(&uids.sop_class, &uids.sop_instance);
+            item.insert(json_key(tags::RETRIEVE_URL), json!({"vr": "UR", "Value": [url]}));
+            PartOutcome::Stored(Value::Object(item))
+        }
+        Err(e) => {
+            tracing::warn!(sop_instance_uid = %uids.sop_instance, path = %path.display(), error = %e, "folder PACS: cannot write");
+            PartOutcome::Failed(failed_item(Some(&uids.sop_class), Some(&uids.sop_instance), PROCESSING_FAILURE))
+        }
+    }
+}
+
+/// Reads the placing UIDs from a Part-10 file, stopping before Pixel Data.
+fn read_uids(part: &[u8]) -> Result<InstanceUids, String> {
+    let object = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(part)
+        .map_err(|e| format!("not a DICOM Part-10 file: {e}"))?;
+    let uid = |tag, name| -> Result<String, String> {
+        let value = uid_value(&object, tag).ok_or_else(|| format!("no {name}"))?;
+        // The UIDs become path components: only a well-formed UID may.
+        let well_formed = !value.is_empty()
+            && value.len() <= 64
+            && value.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+            && !value.starts_with('.')
+            && !value.ends_with('.');
+        if well_formed {
+            Ok(value)
+        } else {
+            Err(format!("{name} is not a well-formed UID"))
+        }
+    };
+    Ok(InstanceUids {
+        study: uid(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+        series: uid(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+        sop_instance: uid(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+        sop_class: uid(tags::SOP_CLASS_UID, "SOPClassUID")?,
+    })
+}
+
+fn uid_value(object: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    let value = object.element(tag).ok()?.to_str().ok()?;
+    Some(value.trim_end_matches(['\0', ' ']).trim().to_string())
+}
+
+/// Writes through a temporary file and a rename, so that a reader never sees half a file.
+/// Returns whether an earlier copy was replaced.
+fn write_atomically(dir: &Path, path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    std::fs::create_dir_all(dir)?;
+    let replaced = path.exists();
+    let temporary = path.with_extension(format!("dcm.{:016x}.tmp", fastrand::u64(..)));
+    std::fs::write(&temporary, contents)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })?;
+    Ok(replaced)
+}
+
+fn sop_reference(sop_class: &str, sop_instance: &str) -> Map<String, Value> {
+    let mut item = Map::new();
+    item.insert(json_key(tags::REFERENCED_SOP_CLASS_UID), json!({"vr": "UI", "Value": [sop_class]}));
+    item.insert(json_key(tags::REFERENCED_SOP_INSTANCE_UID), json!({"vr": "UI", "Value": [sop_instance]}));
+    item
+}
+
+fn failed_item(sop_class: Option<&str>, sop_instance: Option<&str>, reason: u16) -> Value {
+    let mut item = match (sop_class, sop_instance) {
+        (Some(class), Some(instance)) => sop_reference(class, instance),
+        _ => Map::new(),
+    };
+    item.insert(json_key(tags::FAILURE_REASON), json!({"vr": "US", "Value": [reason]}));
+    Value::Object(item)
+}
+
+/// The DICOM JSON key of a tag: eight upper-case hex digits.
+fn json_key(tag: dicom_core::Tag) -> String {
+    format!("{:04X}{:04X}", tag.group(), tag.element())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::uids;
+    use dicom_object::FileMetaTableBuilder;
+    use radstream_operators::stow::multipart::RelatedBody;
+    use radstream_operators::stow::StowConfig;
+    use radstream_operators::{BuildContext, Envelope, Operator, Outcome};
+    use radstream_schemas::{InstanceEvent, ObjectLocation, Priority};
+
+    use super::*;
+
+    const STUDY: &str = "1.2.826.0.1.3680043.8.498.1";
+    const SERIES: &str = "1.2.826.0.1.3680043.8.498.2";
+
+    fn part10(sop_instance_uid: &str) -> (dicom_object::FileDicomObject<InMemDicomObject>, Vec<u8>) {
+        let element = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+        let object = InMemDicomObject::from_element_iter([
+            element(tags::SOP_CLASS_UID, VR::UI, uids::SECONDARY_CAPTURE_IMAGE_STORAGE),
+            element(tags::SOP_INSTANCE_UID, VR::UI, sop_instance_uid),
+            element(tags::STUDY_INSTANCE_UID, VR::UI, STUDY),
+            element(tags::SERIES_INSTANCE_UID, VR::UI, SERIES),
+            element(tags::MODALITY, VR::CS, "OT"),
+        ])
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap();
+        let mut bytes = Vec::new();
+        object.write_all(&mut bytes).unwrap();
+        (object, bytes)
+    }
+
+    async fn post(pacs: &FolderPacs, payload: &[u8]) -> (u16, Value) {
+        let body = RelatedBody::single_dicom(payload);
+        let response = reqwest::Client::new()
+            .post(format!("{}/studies", pacs.base_url()))
+            .header(CONTENT_TYPE, body.content_type())
+            .body(body.body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn stores_an_instance_where_dicomweb_would_and_answers_like_a_pacs() {
+        let root = tempfile::tempdir().unwrap();
+        let pacs = FolderPacs::start(root.path().to_path_buf()).await.unwrap();
+        let (_, bytes) = part10("1.2.826.0.1.3680043.8.498.3");
+
+        let (status, response) = post(&pacs, &bytes).await;
+        assert_eq!(status, 200);
+        let item = &response["00081199"]["Value"][0];
+        assert_eq!(item["00081155"]["Value"][0], "1.2.826.0.1.3680043.8.498.3");
+        assert_eq!(item["00081150"]["Value"][0], uids::SECONDARY_CAPTURE_IMAGE_STORAGE);
+        let path =
+            root.path().join(format!("studies/{STUDY}/series/{SERIES}/instances/1.2.826.0.1.3680043.8.498.3.dcm"));
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(pacs.stored(), 1);
+
+        // Storing it again replaces the file and is not counted twice.
+        assert_eq!(post(&pacs, &bytes).await.0, 200);
+        assert_eq!(pacs.stored(), 1);
+        pacs.stop().await;
+    }
+
+    #[tokio::test]
+    async fn answers_409_with_cannot_understand_for_an_unreadable_part() {
+        let root = tempfile::tempdir().unwrap();
+        let pacs = FolderPacs::start(root.path().to_path_buf()).await.unwrap();
+        let (status, response) = post(&pacs, b"not a DICOM file at all").await;
+        assert_eq!(status, 409);
+        assert_eq!(response["00081198"]["Value"][0]["00081197"]["Value"][0], 0xC000);
+        assert_eq!(pacs.stored(), 0);
+    }
+
+    #[tokio::test]
+    async fn refuses_uids_that_are_not_path_safe() {
+        let root = tempfile::tempdir().unwrap();
+        let pacs = FolderPacs::start(root.path().to_path_buf()).await.unwrap();
+        let (_, bytes) = part10("../../escape");
+        let (status, _) = post(&pacs, &bytes).await;
+        assert_eq!(status, 409);
+        assert_eq!(pacs.stored(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_stow_sink_delivers_to_it() {
+        let root = tempfile::tempdir().unwrap();
+        let pacs = FolderPacs::start(root.path().to_path_buf()).await.unwrap();
+        let mut sink = StowConfig::new(pacs.base_url()).build(&BuildContext::default()).unwrap();
+        let batch = (0..4)
+            .map(|i| {
+                let sop = format!("1.2.826.0.1.3680043.8.498.3.{i}");
+                let (header, bytes) = part10(&sop);
+                Envelope {
+                    ticket: i,
+                    event: InstanceEvent {
+                        object: ObjectLocation {
+                            bucket: "demo".into(),
+                            key: format!("{i}.dcm"),
+                            size: None,
+                            etag: None,
+                        },
+                        study_instance_uid: STUDY.into(),
+                        series_instance_uid: SERIES.into(),
+                        sop_instance_uid: sop,
+                        sop_class_uid: uids::SECONDARY_CAPTURE_IMAGE_STORAGE.into(),
+                        modality: "OT".into(),
+                        body_part_examined: None,
+                        instance_number: None,
+                        expected_series_instances: None,
+                        priority: Priority::Routine,
+                        source: None,
+                        event_time_ms: 0,
+                    },
+                    object: Bytes::from(bytes),
+                    header,
+                    branch: None,
+                    received_at: Instant::now(),
+                }
+            })
+            .collect();
+        let processed = sink.process_batch(batch).await;
+        assert!(processed.iter().all(|p| matches!(p.outcome, Outcome::Forward)), "{processed:?}");
+        assert_eq!(pacs.stored(), 4);
+        drop(pacs);
+    }
+
+    #[tokio::test]
+    async fn rejects_a_request_that_is_not_multipart_related() {
+        let root = tempfile::tempdir().unwrap();
+        let pacs = FolderPacs::start(root.path().to_path_buf()).await.unwrap();
+        let response = reqwest::Client::new()
+            .post(format!("{}/studies", pacs.base_url()))
+            .header(CONTENT_TYPE, "application/dicom")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 415);
+    }
+}
