@@ -240,6 +240,10 @@ pub struct WorkerConfig {
     pub pacs: Pacs,
     /// STOW retry deadline.
     pub stow_retry_deadline_secs: u64,
+    /// Extra TOML lines for the `[runtime]` section.
+    pub runtime_extra: String,
+    /// Extra TOML lines for the `stow` operator.
+    pub stow_extra: String,
 }
 
 impl WorkerConfig {
@@ -255,6 +259,8 @@ impl WorkerConfig {
             s3_endpoint: stack.s3_endpoint.clone(),
             pacs,
             stow_retry_deadline_secs: 120,
+            runtime_extra: String::new(),
+            stow_extra: String::new(),
         }
     }
 
@@ -280,6 +286,7 @@ timeout_secs = 10
 
 [runtime]
 drain_deadline_secs = 20
+{runtime_extra}
 
 [[operators]]
 type = "route"
@@ -297,6 +304,7 @@ url = "{pacs}"
 retry_deadline_secs = {deadline}
 initial_backoff_ms = 100
 max_backoff_ms = 2000
+{stow_extra}
 
 [operators.auth]
 kind = "basic"
@@ -312,6 +320,8 @@ password_env = "RADSTREAM_TEST_PACS_PASSWORD"
             pacs = self.pacs.dicomweb(),
             deadline = self.stow_retry_deadline_secs,
             user = self.pacs.user,
+            runtime_extra = self.runtime_extra,
+            stow_extra = self.stow_extra,
         )
     }
 

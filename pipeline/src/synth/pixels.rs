@@ -67,12 +67,13 @@ pub(super) fn render(spec: &ImageSpec, rng: &mut fastrand::Rng) -> Vec<u16> {
     let rows = usize::from(spec.rows);
     let columns = usize::from(spec.columns);
     let classify = classifier(spec.body_part, spec.plane);
+    let scale = section_scale(spec.body_part, spec.plane, spec.slice_position);
     let mut pixels = Vec::with_capacity(rows * columns);
     for row in 0..rows {
         let v = 2.0 * (row as f32 + 0.5) / rows as f32 - 1.0;
         for column in 0..columns {
             let u = 2.0 * (column as f32 + 0.5) / columns as f32 - 1.0;
-            let tissue = classify(spec.plane, u, v, spec.slice_position);
+            let tissue = classify(spec.plane, u, v, scale);
             let bits = rng.u32(..);
             // Two uniform bytes sum to a triangular distribution on [-1, 1].
             let noise = ((bits & 0xff) + ((bits >> 8) & 0xff)) as f32 / 255.0 - 1.0;
@@ -124,26 +125,38 @@ fn vertebra(u: f32, v: f32, cu: f32, cv: f32, radius: f32) -> Option<Tissue> {
     }
 }
 
+/// How the body part's section shrinks towards the ends of a stack: 1 at the
+/// centre slice.
+fn section_scale(body_part: BodyPart, plane: Plane, t: f32) -> f32 {
+    let arc = (std::f32::consts::PI * t).sin();
+    match (body_part, plane) {
+        (_, Plane::Frontal | Plane::Lateral) => 1.0,
+        (BodyPart::Head, _) => 0.6 + 0.4 * (std::f32::consts::PI * (0.15 + 0.7 * t)).sin(),
+        (BodyPart::Chest, _) => 0.9 + 0.1 * arc,
+        (BodyPart::Abdomen, _) => 0.95 + 0.05 * arc,
+        (BodyPart::Knee, Plane::Axial) => 1.0,
+        (BodyPart::Knee, _) => 0.75 + 0.25 * arc,
+    }
+}
+
 /// The layout of `body_part` cut along `plane`, chosen once per image rather
 /// than per pixel. The function takes the plane, the pixel's coordinates in
-/// [-1, 1] and the slice position in [0, 1].
+/// [-1, 1] and the [`section_scale`] of the slice.
 fn classifier(body_part: BodyPart, plane: Plane) -> fn(Plane, f32, f32, f32) -> Tissue {
     match (body_part, plane) {
         (BodyPart::Head, Plane::Frontal | Plane::Lateral) => |_, u, v, _| head_projection(u, v),
         (BodyPart::Head, _) => head_slice,
         (BodyPart::Chest, Plane::Frontal) => |_, u, v, _| chest_frontal(u, v),
         (BodyPart::Chest, Plane::Lateral) => |_, u, v, _| chest_lateral(u, v),
-        (BodyPart::Chest, _) => |_, u, v, t| chest_axial(u, v, t),
-        (BodyPart::Abdomen, Plane::Axial) => |_, u, v, t| abdomen_axial(u, v, t),
+        (BodyPart::Chest, _) => |_, u, v, scale| chest_axial(u, v, scale),
+        (BodyPart::Abdomen, Plane::Axial) => |_, u, v, scale| abdomen_axial(u, v, scale),
         (BodyPart::Abdomen, _) => |_, u, v, _| abdomen_frontal(u, v),
         (BodyPart::Knee, Plane::Axial) => |_, u, v, _| knee_axial(u, v),
         (BodyPart::Knee, _) => knee_long,
     }
 }
 
-fn head_slice(plane: Plane, u: f32, v: f32, t: f32) -> Tissue {
-    // Slices near the ends of the stack cut a smaller section of the skull.
-    let scale = 0.6 + 0.4 * (std::f32::consts::PI * (0.15 + 0.7 * t)).sin();
+fn head_slice(plane: Plane, u: f32, v: f32, scale: f32) -> Tissue {
     if plane != Plane::Axial && v > 0.55 && u.abs() < 0.3 {
         return Tissue::Soft; // neck
     }
@@ -175,8 +188,7 @@ fn head_projection(u: f32, v: f32) -> Tissue {
     }
 }
 
-fn chest_axial(u: f32, v: f32, t: f32) -> Tissue {
-    let scale = 0.9 + 0.1 * (std::f32::consts::PI * t).sin();
+fn chest_axial(u: f32, v: f32, scale: f32) -> Tissue {
     let r = ellipse(u, v, 0.0, 0.05, 0.88 * scale, 0.62 * scale);
     if r > 1.0 {
         return Tissue::Air;
@@ -191,7 +203,7 @@ fn chest_axial(u: f32, v: f32, t: f32) -> Tissue {
     if r > 0.68 && r < 0.76 && (v.atan2(u) * 11.0).sin() > 0.55 {
         return Tissue::Bone;
     }
-    if t > 0.3 && ellipse(u, v, 0.1, 0.05, 0.22, 0.2) < 1.0 {
+    if scale > 0.95 && ellipse(u, v, 0.1, 0.05, 0.22, 0.2) < 1.0 {
         return Tissue::Soft; // heart
     }
     if ellipse(u, v, 0.4, 0.0, 0.3 * scale, 0.42 * scale) < 1.0
@@ -238,8 +250,7 @@ fn chest_lateral(u: f32, v: f32) -> Tissue {
     Tissue::Soft
 }
 
-fn abdomen_axial(u: f32, v: f32, t: f32) -> Tissue {
-    let scale = 0.95 + 0.05 * (std::f32::consts::PI * t).sin();
+fn abdomen_axial(u: f32, v: f32, scale: f32) -> Tissue {
     let r = ellipse(u, v, 0.0, 0.05, 0.9 * scale, 0.68 * scale);
     if r > 1.0 {
         return Tissue::Air;
@@ -298,13 +309,7 @@ fn knee_axial(u: f32, v: f32) -> Tissue {
 }
 
 /// Knee in a plane along the leg: sagittal and coronal slices, CR projections.
-fn knee_long(plane: Plane, u: f32, v: f32, t: f32) -> Tissue {
-    // Off-centre slices cut narrower bones.
-    let scale = if matches!(plane, Plane::Sagittal | Plane::Coronal) {
-        0.75 + 0.25 * (std::f32::consts::PI * t).sin()
-    } else {
-        1.0
-    };
+fn knee_long(plane: Plane, u: f32, v: f32, scale: f32) -> Tissue {
     if u.abs() > 0.55 {
         return Tissue::Air;
     }

@@ -401,7 +401,10 @@ impl StudyPlan {
                         field_of_view_mm: fov,
                         slice_thickness_mm: thickness,
                         slice_spacing_mm: spacing,
-                        mr: Some(mr_params(contrast)),
+                        mr: Some(MrParams {
+                            scan_options: if description.contains(" FS ") { "FS" } else { "" },
+                            ..mr_params(contrast)
+                        }),
                         ..SeriesDraft::default()
                     })
                     .collect();
@@ -551,7 +554,7 @@ fn mr_params(contrast: Contrast) -> MrParams {
         Contrast::MrFlair => MrParams {
             scanning_sequence: "IR",
             sequence_variant: &["SK", "SP", "MP"],
-            scan_options: "IR",
+            scan_options: "",
             sequence_name: "*tir2d1_16",
             repetition_time_ms: 9000.0,
             echo_time_ms: 120.0,

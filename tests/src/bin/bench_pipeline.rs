@@ -157,17 +157,15 @@ async fn pipeline(
     concurrency: usize,
     rate: Option<f64>,
 ) -> Result<PhaseResult> {
-    let worker = WorkerConfig::new(stack, "bench", stack.pacs());
+    let mut worker = WorkerConfig::new(stack, "bench", stack.pacs());
+    // The same number of STOW requests in flight as the plain client: `concurrency` sink tasks
+    // sending one request at a time.
+    worker.runtime_extra = format!("batch_size = 4\nparallelism = {{ stow = {concurrency} }}");
+    worker.stow_extra = "concurrency = 1".into();
     create_topic(&stack.kafka, &worker.topic, 6).await?;
     create_topic(&stack.kafka, &worker.dead_letter_topic, 1).await?;
     create_topic(&stack.kafka, &worker.outcome_topic, 1).await?;
-    let text = format!(
-        "{}\n",
-        worker
-            .toml()
-            .replace("[runtime]\n", &format!("[runtime]\nbatch_size = 4\nparallelism = {{ stow = {concurrency} }}\n"))
-    );
-    let text = text.replace("retry_deadline_secs", &format!("concurrency = 1\nretry_deadline_secs"));
+    let text = worker.toml();
     std::env::set_var("RADSTREAM_TEST_PACS_PASSWORD", &stack.orthanc_password);
     let mut config = Config::from_toml_str(&text, Path::new("bench.toml"), Vec::new())?;
     config.metrics.listen = String::new();

@@ -1,0 +1,142 @@
+//! The `radstream` command line, without servers: validate, route --dry-run, synth, demo.
+
+use std::process::Command;
+
+use radstream_tests::radstream_bin;
+
+const CONFIG: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+input_topic = "dicom.instances"
+
+[[operators]]
+type = "route"
+default_action = "drop"
+
+[[operators.rules]]
+name = "ct-chest"
+modality = ["CT"]
+branch = "chest-ct"
+
+[[operators.rules]]
+name = "radiographs"
+modality = ["CR", "DX"]
+branch = "xr"
+
+[[operators]]
+type = "stow"
+url = "http://127.0.0.1:8042/dicom-web"
+"#;
+
+fn radstream(args: &[&str]) -> std::process::Output {
+    Command::new(radstream_bin()).args(args).env_remove("RADSTREAM_LOG").output().expect("run radstream")
+}
+
+#[test]
+fn validate_accepts_a_good_config_and_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, CONFIG).unwrap();
+    let out = radstream(&["validate", "--config", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("route -> stow"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, CONFIG.replace("http://127.0.0.1:8042/dicom-web", "ftp://pacs")).unwrap();
+    let out = radstream(&["validate", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("operators[1].url"), "the error names the key: {err}");
+
+    let out = radstream(&["validate", "--config", dir.path().join("missing.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn validate_applies_environment_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let out = Command::new(radstream_bin())
+        .args(["validate", "--config", path.to_str().unwrap()])
+        .env("RADSTREAM__RUNTIME__BATCH_SIZE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runtime.batch_size"));
+}
+
+#[test]
+fn route_dry_run_prints_the_matching_rule_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let studies = dir.path().join("studies");
+    let out = radstream(&["synth", "--studies", "3", "--out", studies.to_str().unwrap(), "--seed", "7"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("studies/not-dicom.dcm"), b"hello").unwrap();
+
+    let out = radstream(&["route", "--dry-run", "--config", config.to_str().unwrap(), studies.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() > 3, "{stdout}");
+    let modality_of = |line: &str| line.split('\t').nth(1).unwrap_or("").to_string();
+    assert!(lines.iter().any(|l| modality_of(l) == "ct-chest" && l.ends_with("forward -> chest-ct")), "{stdout}");
+    assert!(lines.iter().any(|l| modality_of(l) == "radiographs" && l.ends_with("forward -> xr")), "{stdout}");
+    assert!(lines.iter().any(|l| l.contains("(default)\tdrop")), "MR matches no rule and is dropped: {stdout}");
+    assert!(lines.iter().any(|l| l.contains("not-dicom.dcm\t(unreadable)")), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "an unreadable file makes the exit status 1");
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = radstream(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["run", "validate", "route", "demo", "synth", "publish"] {
+        assert!(text.contains(command), "--help lists {command}: {text}");
+    }
+}
+
+#[test]
+fn demo_runs_the_whole_chain_with_nothing_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = radstream_tests::free_port().to_string();
+    let out = radstream(&[
+        "demo",
+        "--studies",
+        "3",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--metrics-listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let field = |name: &str| -> u64 {
+        let line =
+            stdout.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| panic!("{name}: {stdout}"));
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let (total, delivered, dropped, dead) =
+        (field("instances in"), field("delivered"), field("dropped"), field("dead-lettered"));
+    assert!(total > 0 && delivered > 0, "{stdout}");
+    assert_eq!(delivered + dropped + dead, total, "every instance ends in exactly one place: {stdout}");
+    // What was delivered is in the DICOMweb-like folder, one file per instance.
+    let stored =
+        walk(&dir.path().join("dicomweb/studies")).iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).count();
+    assert_eq!(stored as u64, delivered);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
