@@ -156,7 +156,7 @@ service_ready() {
         tansu)
             # A real Kafka round trip (metadata), not only an open port.
             port_open "$KAFKA_PORT" &&
-                timeout 10 "$(tansu_bin)" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
+                timeout 5 "$(tansu_bin)" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null 2>&1
             ;;
         moto)
             curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$S3_PORT/" 2>/dev/null

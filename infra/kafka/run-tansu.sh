@@ -36,6 +36,9 @@ data=$(cd "$data" && pwd)
 # tansu resolves a sqlite:// URL against its working directory (and reads a .env file from it),
 # so run it from the data directory and name the database relative to it.
 cd "$data"
+# A schema registry inherited from the caller's environment would make the broker validate
+# records against it.
+unset SCHEMA_REGISTRY
 log "tansu on 127.0.0.1:$port, storage $data/tansu.db, cluster $cluster_id"
 exec "$tansu" broker \
     --cluster-id "$cluster_id" \

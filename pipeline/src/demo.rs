@@ -78,7 +78,7 @@ default_action = "drop"
 
 [[operators.rules]]
 name = "skip-localizers"
-series_description = "(?i)scout|localizer|survey"
+series_description = "(?i)scout|localizer|survey|topogram"
 action = "drop"
 
 [[operators.rules]]
