@@ -400,21 +400,16 @@ impl Worker {
 
     /// One metric value (summed over label sets) from `/metrics`, or 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
-        let Ok(resp) = reqwest::get(format!("http://{}/metrics", self.metrics)).await else {
-            return 0.0;
-        };
-        let text = resp.text().await.unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_at(&self.metrics, name).await
     }
 
-    /// The log so far (for assertion messages).
+    /// The end of the log so far, for failure messages (`RADSTREAM_TEST_LOG_LINES` lines, 40
+    /// by default).
     pub fn log_tail(&self) -> String {
+        let keep = var("RADSTREAM_TEST_LOG_LINES").and_then(|v| v.parse().ok()).unwrap_or(40);
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(keep)..].join("\n")
     }
 }
 
@@ -424,6 +419,18 @@ impl Drop for Worker {
             self.kill();
         }
     }
+}
+
+/// One metric value (summed over label sets) from the `/metrics` of `addr`, or 0 when absent.
+pub async fn metric_at(addr: &str, name: &str) -> f64 {
+    let Ok(resp) = reqwest::get(format!("http://{addr}/metrics")).await else {
+        return 0.0;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// An Orthanc of a test's own (for outage tests), run by `infra/orthanc/run.sh`.
