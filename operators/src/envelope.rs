@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use dicom_core::Tag;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use radstream_schemas::InstanceEvent;
 
@@ -31,4 +32,15 @@ impl Envelope {
     pub fn object_key(&self) -> String {
         self.event.object.display_key()
     }
+}
+
+/// The text of a header attribute, without DICOM padding; `None` when absent or empty.
+pub fn element_text(header: &InMemDicomObject, tag: Tag) -> Option<String> {
+    header
+        .element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
+        .filter(|s| !s.is_empty())
 }

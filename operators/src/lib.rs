@@ -16,7 +16,7 @@ pub mod route;
 pub mod stow;
 
 pub use config::{BuildContext, ConfigError, OperatorConfig};
-pub use envelope::Envelope;
+pub use envelope::{element_text, Envelope};
 pub use error::{OperatorError, RetryHint};
 pub use operator::{Operator, Outcome, Processed};
 pub use radstream_schemas::ErrorClass;

@@ -12,7 +12,7 @@ use dicom_object::InMemDicomObject;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::{ConfigError, Envelope, Operator, Outcome, Processed};
+use crate::{element_text, ConfigError, Envelope, Operator, Outcome, Processed};
 
 /// What a rule (or the default) does with an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -168,15 +168,7 @@ pub struct RouteAttributes {
 impl RouteAttributes {
     /// Reads the attributes from a parsed header; `source` comes from the event.
     pub fn from_header(header: &InMemDicomObject, source: Option<&str>) -> Self {
-        let text = |tag| {
-            header
-                .element_opt(tag)
-                .ok()
-                .flatten()
-                .and_then(|e| e.to_str().ok())
-                .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
-                .filter(|s| !s.is_empty())
-        };
+        let text = |tag| element_text(header, tag);
         Self {
             modality: text(tags::MODALITY),
             body_part: text(tags::BODY_PART_EXAMINED),

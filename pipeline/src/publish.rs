@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use dicom_dictionary_std::tags;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use radstream_schemas::wire::{self, SchemaSet};
 use radstream_schemas::{EventFormat, InstanceEvent, ObjectLocation, Priority};
@@ -15,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::config::{KafkaConfig, ObjectsConfig};
 use crate::kafka::producer_config;
 use crate::objects::ObjectFetcher;
-use crate::runtime::parse_header;
+use crate::runtime::{event_from_header, parse_header};
 
 /// What to publish and where.
 #[derive(Debug, Clone)]
@@ -67,35 +66,13 @@ pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, String)
     Ok(out)
 }
 
-fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
 /// Builds the event for a Part-10 object at `location` from its header.
 pub fn event_for(bytes: &[u8], location: ObjectLocation, opts: &PublishOptions) -> anyhow::Result<InstanceEvent> {
-    let header = parse_header(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", location.display_key()))?;
-    let need =
-        |tag, name| text(&header, tag).ok_or_else(|| anyhow::anyhow!("{} has no {name}", location.display_key()));
+    let key = location.display_key();
+    let header = parse_header(bytes).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    Ok(InstanceEvent {
-        study_instance_uid: need(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
-        series_instance_uid: need(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
-        sop_instance_uid: need(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
-        sop_class_uid: need(tags::SOP_CLASS_UID, "SOPClassUID")?,
-        modality: text(&header, tags::MODALITY).unwrap_or_default(),
-        body_part_examined: text(&header, tags::BODY_PART_EXAMINED),
-        instance_number: text(&header, tags::INSTANCE_NUMBER).and_then(|s| s.parse().ok()),
-        expected_series_instances: None,
-        priority: opts.priority,
-        source: opts.source.clone(),
-        event_time_ms: now,
-        object: ObjectLocation { size: Some(bytes.len() as i64), ..location },
-    })
+    let location = ObjectLocation { size: Some(bytes.len() as i64), ..location };
+    event_from_header(&header, location, now, opts.priority, opts.source.clone()).map_err(anyhow::Error::msg)
 }
 
 /// Encodes an event in the topic's format (`confluent_avro` uses schema id 1 and the v1 schema

@@ -21,7 +21,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use futures::stream::{FuturesUnordered, StreamExt};
-use radstream_operators::{BuildContext, Envelope, Operator, Outcome, RetryHint};
+use radstream_operators::{element_text, BuildContext, Envelope, Operator, Outcome, RetryHint};
 use radstream_schemas::wire::{self, SchemaSet};
 use radstream_schemas::{
     DeadLetter, ErrorClass, EventPayload, InstanceEvent, ObjectLocation, OutcomeEvent, OutcomeKind, Priority,
@@ -515,7 +515,7 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
         })?;
     let event = match item.event {
         Some(event) => {
-            let sop = header_text(&header, tags::SOP_INSTANCE_UID);
+            let sop = element_text(&header, tags::SOP_INSTANCE_UID);
             if sop.as_deref() != Some(event.sop_instance_uid.as_str()) {
                 return Err((
                     "parse",
@@ -529,7 +529,7 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
             }
             event
         }
-        None => event_from_header(&header, item.location, item.event_time_ms)
+        None => event_from_header(&header, item.location, item.event_time_ms, Priority::Routine, None)
             .map_err(|reason| ("parse", ErrorClass::MalformedDicom, reason))?,
     };
     Ok(Envelope { ticket: item.ticket, event, object, header, branch: None, received_at: Instant::now() })
@@ -548,35 +548,28 @@ pub fn parse_header(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, S
         .map_err(|e| e.to_string())
 }
 
-fn header_text(header: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    header
-        .element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-/// Builds the event of an object known only by its key (S3 notifications).
-fn event_from_header(
+/// Builds the event of an object from its header (for S3 notifications, which only name the
+/// object, and for `radstream publish`).
+pub fn event_from_header(
     header: &InMemDicomObject,
     object: ObjectLocation,
     event_time_ms: i64,
+    priority: Priority,
+    source: Option<String>,
 ) -> Result<InstanceEvent, String> {
     let key = object.display_key();
-    let required = |tag, name: &str| header_text(header, tag).ok_or_else(|| format!("object {key} has no {name}"));
+    let required = |tag, name: &str| element_text(header, tag).ok_or_else(|| format!("object {key} has no {name}"));
     Ok(InstanceEvent {
         study_instance_uid: required(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
         series_instance_uid: required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
         sop_instance_uid: required(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
         sop_class_uid: required(tags::SOP_CLASS_UID, "SOPClassUID")?,
-        modality: header_text(header, tags::MODALITY).unwrap_or_default(),
-        body_part_examined: header_text(header, tags::BODY_PART_EXAMINED),
-        instance_number: header_text(header, tags::INSTANCE_NUMBER).and_then(|s| s.parse().ok()),
+        modality: element_text(header, tags::MODALITY).unwrap_or_default(),
+        body_part_examined: element_text(header, tags::BODY_PART_EXAMINED),
+        instance_number: element_text(header, tags::INSTANCE_NUMBER).and_then(|s| s.parse().ok()),
         expected_series_instances: None,
-        priority: Priority::Routine,
-        source: None,
+        priority,
+        source,
         event_time_ms,
         object,
     })
