@@ -240,6 +240,8 @@ pub struct WorkerConfig {
     pub pacs: Pacs,
     /// STOW retry deadline.
     pub stow_retry_deadline_secs: u64,
+    /// Extra TOML lines for the `[kafka]` section (for example the event format).
+    pub kafka_extra: String,
     /// Extra TOML lines for the `[runtime]` section.
     pub runtime_extra: String,
     /// Extra TOML lines for the `stow` operator.
@@ -259,6 +261,7 @@ impl WorkerConfig {
             s3_endpoint: stack.s3_endpoint.clone(),
             pacs,
             stow_retry_deadline_secs: 120,
+            kafka_extra: String::new(),
             runtime_extra: String::new(),
             stow_extra: String::new(),
         }
@@ -276,6 +279,7 @@ dead_letter_topic = "{dlq}"
 outcome_topic = "{outcomes}"
 session_timeout_ms = 6000
 commit_interval_ms = 500
+{kafka_extra}
 
 [objects]
 kind = "s3"
@@ -320,6 +324,7 @@ password_env = "RADSTREAM_TEST_PACS_PASSWORD"
             pacs = self.pacs.dicomweb(),
             deadline = self.stow_retry_deadline_secs,
             user = self.pacs.user,
+            kafka_extra = self.kafka_extra,
             runtime_extra = self.runtime_extra,
             stow_extra = self.stow_extra,
         )

@@ -314,3 +314,82 @@ async fn two_workers_share_partitions_and_one_takes_over_when_the_other_dies() -
     ensure!(delivered == run.sops(), "every instance has a delivered outcome ({} of {n})", delivered.len());
     Ok(())
 }
+
+/// S3 event notifications (the AWS/MinIO shape, URL-encoded keys) name only the object; the
+/// pipeline reads the DICOM metadata from the object itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_event_notifications_are_processed_from_the_object_header() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let mut run = prepare(&stack, "e2e-s3note", stack.pacs(), 0).await?;
+    run.worker.kafka_extra = "format = \"s3_notification\"".into();
+    run.config_path = run.worker.write(&run.dir)?;
+
+    // Upload only (no instance events), under keys with spaces and a plus sign.
+    let files_dir = run.dir.join("s3note");
+    synth::write_to_dir(&SynthOptions { studies: 2, seed: unique_seed(), ..Default::default() }, &files_dir)?;
+    let config = run.worker.parsed()?;
+    let opts = PublishOptions {
+        bucket: stack.bucket.clone(),
+        prefix: format!("{}/scanner one+two", run.worker.topic),
+        priority: Priority::Routine,
+        source: None,
+        concurrency: 8,
+        skip_events: true,
+    };
+    run.published =
+        publish::publish(&config.kafka, &config.objects, publish::collect_files(&[files_dir])?, &opts, || {}).await?;
+    let producer: rdkafka::producer::FutureProducer =
+        radstream_pipeline::kafka::producer_config(&stack.kafka, &Default::default()).create()?;
+    // Two objects per notification, as S3 may batch them; plus a delete that must be ignored.
+    for pair in run.published.chunks(2) {
+        let records: Vec<_> = pair
+            .iter()
+            .map(|p| {
+                let key: String = p.event.object.key.replace('+', "%2B").replace(' ', "+");
+                serde_json::json!({
+                    "eventName": "ObjectCreated:Put",
+                    "eventTime": "2026-11-27T10:00:00.000Z",
+                    "s3": {"bucket": {"name": p.event.object.bucket}, "object": {"key": key, "size": p.event.object.size}}
+                })
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "Records": records }))?;
+        let record = rdkafka::producer::FutureRecord::to(&run.worker.topic).key("s3").payload(&body);
+        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e)?;
+    }
+    let delete = serde_json::json!({"Records": [{"eventName": "ObjectRemoved:Delete", "eventTime": "2026-11-27T10:00:00Z",
+        "s3": {"bucket": {"name": stack.bucket}, "object": {"key": "gone.dcm"}}}]});
+    let body = serde_json::to_vec(&delete)?;
+    producer
+        .send(rdkafka::producer::FutureRecord::to(&run.worker.topic).key("s3").payload(&body), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)?;
+
+    let worker = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "s3note")?;
+    wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(120), &[&worker]).await?;
+    assert_all_in_pacs_once(&stack.pacs(), &run).await?;
+    let outcomes = outcomes(&stack, &run.worker, run.published.len() + 1)?;
+    let dropped: Vec<_> = outcomes.iter().filter(|o| o.outcome == OutcomeKind::Dropped).collect();
+    ensure!(dropped.len() == 1 && dropped[0].detail.as_deref() == Some("no_created_object"), "{dropped:?}");
+    let delivered: HashSet<_> = outcomes.iter().filter_map(|o| o.sop_instance_uid.clone()).collect();
+    ensure!(delivered == run.sops(), "UIDs were read from the objects");
+    Ok(())
+}
+
+/// The Confluent wire format (magic byte, schema id, Avro binary), schema from a local file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_avro_events_flow_with_a_local_schema_file() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let mut run = prepare(&stack, "e2e-avro", stack.pacs(), 0).await?;
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/avro/instance_event.v1.avsc");
+    run.worker.kafka_extra = format!("format = \"confluent_avro\"\nschema_file = {:?}", schema.display().to_string());
+    run.config_path = run.worker.write(&run.dir)?;
+    run.published = publish_studies(&stack, &run.worker, &run.dir, 3).await?;
+    let worker = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "avro")?;
+    wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(120), &[&worker]).await?;
+    assert_all_in_pacs_once(&stack.pacs(), &run).await?;
+    let raw = read_topic(&stack.kafka, &run.worker.topic, run.published.len(), Duration::from_secs(10))?;
+    ensure!(raw.iter().all(|v| v.first() == Some(&0)), "the input topic really carried Confluent-framed Avro");
+    ensure!(dead_letters(&stack, &run.worker, 0)?.is_empty());
+    Ok(())
+}
