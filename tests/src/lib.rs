@@ -408,6 +408,14 @@ impl Worker {
         metric_at(&self.metrics, name).await
     }
 
+    /// HTTP status of `/readyz` (0 when the endpoint does not answer).
+    pub async fn readyz(&self) -> u16 {
+        match reqwest::get(format!("http://{}/readyz", self.metrics)).await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
     /// The end of the log so far, for failure messages (`RADSTREAM_TEST_LOG_LINES` lines, 40
     /// by default).
     pub fn log_tail(&self) -> String {

@@ -141,6 +141,13 @@ async fn hundreds_of_instances_over_six_partitions_reach_the_pacs_exactly_once()
     ensure!(partitions.len() > 1, "events were spread over partitions: {partitions:?}");
     ensure!(dead_letters(&stack, &run.worker, 0)?.is_empty(), "no dead letters expected");
 
+    ensure!(worker.readyz().await == 200, "a worker with partitions and a reachable PACS is ready");
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.metrics)).await?.text().await?;
+    for name in ["radstream_end_to_end_seconds_bucket", "radstream_destination_requests_total", "radstream_operator_events_total"] {
+        ensure!(metrics.contains(name), "/metrics exposes {name}");
+    }
+    ensure!(!metrics.contains(&run.published[0].event.sop_instance_uid), "no UID in any metric label");
+
     // SIGTERM drains, commits and exits 0: the committed offsets reach the end of every partition.
     let status = worker.terminate(Duration::from_secs(40))?;
     ensure!(status.success(), "SIGTERM should exit 0, got {status}; log:\n{}", worker.log_tail());
@@ -216,7 +223,7 @@ async fn a_pacs_outage_mid_run_loses_and_duplicates_nothing() -> Result<()> {
     let worker = Worker::start(&run.config_path, &orthanc.pacs.password, &run.dir, "outage")?;
     wait_delivered(&worker, (n / 5.0).ceil(), Duration::from_secs(120)).await?;
     orthanc.stop();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    wait_until(Duration::from_secs(15), "/readyz to report the PACS outage", || async { worker.readyz().await == 503 }).await?;
     let during = worker.metric("radstream_destination_retries_total").await;
     orthanc.restart().await?;
     wait_all_in_pacs(&orthanc.pacs, &run, Duration::from_secs(180), &[&worker]).await?;
