@@ -74,6 +74,23 @@ fn dead_letters(stack: &Stack, w: &WorkerConfig, expected: usize) -> Result<Vec<
         .collect()
 }
 
+/// Fails when `text` holds a synthetic patient name, patient ID or accession number (the shapes
+/// `radstream synth` writes), so logs and dead letters are checked for PHI.
+fn assert_no_phi(what: &str, text: &str) -> Result<()> {
+    let ids = regex::Regex::new(r"SYN(A|ALT)?[0-9]{4,}").expect("static pattern");
+    ensure!(!text.contains("SYNTH^"), "{what} contains a person name");
+    ensure!(!ids.is_match(text), "{what} contains a patient ID or accession number: {:?}", ids.find(text));
+    Ok(())
+}
+
+#[test]
+fn the_phi_check_finds_synthetic_identifiers() {
+    assert!(assert_no_phi("x", "patient SYNTH^PATIENT^0007 seen").is_err());
+    assert!(assert_no_phi("x", "id=SYN0007").is_err());
+    assert!(assert_no_phi("x", "acc SYNA00000007").is_err());
+    assert!(assert_no_phi("x", "source SYNTH_CT_1, object radstream-test/e2e/1.2.3.dcm").is_ok());
+}
+
 /// Every published instance is in the PACS exactly once.
 async fn assert_all_in_pacs_once(pacs: &Pacs, run: &Run) -> Result<()> {
     let counts = pacs.count_instances(&run.studies()).await?;
@@ -143,10 +160,16 @@ async fn hundreds_of_instances_over_six_partitions_reach_the_pacs_exactly_once()
 
     ensure!(worker.readyz().await == 200, "a worker with partitions and a reachable PACS is ready");
     let metrics = reqwest::get(format!("http://{}/metrics", worker.metrics)).await?.text().await?;
-    for name in ["radstream_end_to_end_seconds_bucket", "radstream_destination_requests_total", "radstream_operator_events_total"] {
+    for name in [
+        "radstream_end_to_end_seconds_bucket",
+        "radstream_destination_requests_total",
+        "radstream_operator_events_total",
+    ] {
         ensure!(metrics.contains(name), "/metrics exposes {name}");
     }
     ensure!(!metrics.contains(&run.published[0].event.sop_instance_uid), "no UID in any metric label");
+    assert_no_phi("/metrics", &metrics)?;
+    assert_no_phi("the worker log", &std::fs::read_to_string(&worker.log)?)?;
 
     // SIGTERM drains, commits and exits 0: the committed offsets reach the end of every partition.
     let status = worker.terminate(Duration::from_secs(40))?;
@@ -210,6 +233,10 @@ async fn corrupt_and_missing_objects_are_dead_lettered_while_the_rest_flow() -> 
     use base64::Engine;
     let original = base64::engine::general_purpose::STANDARD.decode(&garbage.original_value_base64)?;
     ensure!(original == b"{not json", "the dead letter keeps the original bytes for replay");
+    for letter in &letters {
+        assert_no_phi("a dead letter", &serde_json::to_string(letter)?)?;
+    }
+    assert_no_phi("the worker log", &std::fs::read_to_string(&worker.log)?)?;
     Ok(())
 }
 
@@ -223,7 +250,8 @@ async fn a_pacs_outage_mid_run_loses_and_duplicates_nothing() -> Result<()> {
     let worker = Worker::start(&run.config_path, &orthanc.pacs.password, &run.dir, "outage")?;
     wait_delivered(&worker, (n / 5.0).ceil(), Duration::from_secs(120)).await?;
     orthanc.stop();
-    wait_until(Duration::from_secs(15), "/readyz to report the PACS outage", || async { worker.readyz().await == 503 }).await?;
+    wait_until(Duration::from_secs(15), "/readyz to report the PACS outage", || async { worker.readyz().await == 503 })
+        .await?;
     let during = worker.metric("radstream_destination_retries_total").await;
     orthanc.restart().await?;
     wait_all_in_pacs(&orthanc.pacs, &run, Duration::from_secs(180), &[&worker]).await?;
