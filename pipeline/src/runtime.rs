@@ -71,6 +71,7 @@ pub struct RunStats {
     /// Instances dead-lettered.
     pub dead_lettered: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
+    pipeline_ms: Mutex<Vec<f64>>,
 }
 
 impl RunStats {
@@ -83,22 +84,33 @@ impl RunStats {
 
     /// The `q` quantile (0..=1) of event-to-outcome latency of delivered instances, in ms.
     pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
-        let mut v = self.latencies_ms.lock().expect("stats lock").clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
-        let idx = ((v.len() - 1) as f64 * q).round() as usize;
-        Some(v[idx])
+        quantile(&self.latencies_ms.lock().expect("stats lock"), q)
     }
 
-    fn record_latency(&self, ms: f64) {
-        let mut v = self.latencies_ms.lock().expect("stats lock");
+    /// The `q` quantile (0..=1) of Kafka read to PACS acknowledgement (radstream's own share of
+    /// the latency, destination included) of delivered instances, in ms.
+    pub fn pipeline_quantile_ms(&self, q: f64) -> Option<f64> {
+        quantile(&self.pipeline_ms.lock().expect("stats lock"), q)
+    }
+
+    fn record_latency(&self, end_to_end_ms: f64, pipeline_ms: f64) {
         // A summary needs a sample, not every value of a long-running worker.
-        if v.len() < 1_000_000 {
-            v.push(ms);
+        for (v, ms) in [(&self.latencies_ms, end_to_end_ms), (&self.pipeline_ms, pipeline_ms)] {
+            let mut v = v.lock().expect("stats lock");
+            if v.len() < 1_000_000 {
+                v.push(ms);
+            }
         }
     }
+}
+
+fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[((v.len() - 1) as f64 * q).round() as usize])
 }
 
 /// Everything the stages share.
@@ -756,7 +768,7 @@ async fn finish_one(shared: Arc<Shared>, c: Completion) {
         Finish::Delivered => {
             shared.outputs.send_json(&shared.outputs.outcome_topic, key, &outcome).await;
             shared.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            shared.stats.record_latency(end_to_end_ms);
+            shared.stats.record_latency(end_to_end_ms, pipeline_ms);
         }
     }
     m.outcomes.with_label_values(&[kind.as_str()]).inc();

@@ -281,6 +281,11 @@ session_timeout_ms = 6000
 commit_interval_ms = 500
 {kafka_extra}
 
+# tansu answers a fetch only when fetch.wait.max.ms has passed, even when data is there
+# (Apache Kafka answers at once), so the default 500 ms would add up to 500 ms per event.
+[kafka.consumer]
+"fetch.wait.max.ms" = "10"
+
 [objects]
 kind = "s3"
 endpoint = "{s3}"
