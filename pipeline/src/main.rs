@@ -182,7 +182,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
-        Command::Run { config } => run(load(&config)?).await,
+        Command::Run { config: path } => match Config::load(&path, std::env::vars()) {
+            Ok(config) => run(config).await,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Route { dry_run: _, config, files } => route_dry_run(load(&config)?, &files),
         Command::Demo { studies, out, pacs_url, metrics_listen, seed } => {
             let summary = demo::run(DemoOptions { studies, out, pacs_url, metrics_listen, seed }).await?;

@@ -140,3 +140,13 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn run_refuses_an_invalid_config_with_exit_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, CONFIG.replace("input_topic = \"dicom.instances\"", "input_topic = \"bad topic!\"")).unwrap();
+    let out = radstream(&["run", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kafka.input_topic"));
+}
