@@ -45,7 +45,8 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { rounds: 3, local_objects: false, rate: None, instances: 1000, paced: 300, concurrency: 8, kib: 512 };
+    let mut a =
+        Args { rounds: 3, local_objects: false, rate: None, instances: 1000, paced: 300, concurrency: 8, kib: 512 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().context("flag needs a value")?.parse::<usize>().context("not a number");
@@ -344,9 +345,17 @@ async fn main() -> Result<()> {
 
     let rate = a.rate.unwrap_or(median(direct_rates) / 4.0);
     eprintln!("paced at {rate:.1}/s...");
-    let mut direct_paced = direct_stow(&stack.pacs(), &make_files(dir.path(), a.paced, a.kib)?, a.concurrency, Some(rate)).await?;
-    let pipe_paced =
-        pipeline(&stack, dir.path(), make_files(dir.path(), a.paced, a.kib)?, a.concurrency, Some(rate), a.local_objects).await?;
+    let mut direct_paced =
+        direct_stow(&stack.pacs(), &make_files(dir.path(), a.paced, a.kib)?, a.concurrency, Some(rate)).await?;
+    let pipe_paced = pipeline(
+        &stack,
+        dir.path(),
+        make_files(dir.path(), a.paced, a.kib)?,
+        a.concurrency,
+        Some(rate),
+        a.local_objects,
+    )
+    .await?;
     let (d50, d99) = (direct_paced.p(0.5), direct_paced.p(0.99));
     let (e50, e99) = (pipe_paced.latencies_ms[0], pipe_paced.latencies_ms[1]);
     let (r50, r99) = (pipe_paced.latencies_ms[2], pipe_paced.latencies_ms[3]);
@@ -357,7 +366,11 @@ async fn main() -> Result<()> {
     println!("| pipeline, Kafka read → PACS ack | {r50:.1} ms | {r99:.1} ms |");
     println!("| pipeline, event produced → PACS ack | {e50:.1} ms | {e99:.1} ms |");
     println!("| **radstream overhead (read → ack minus PACS time)** | **{:.1} ms** | {:.1} ms |", r50 - d50, r99 - d99);
-    println!("| overhead incl. Kafka delivery (event → ack minus PACS time) | {:.1} ms | {:.1} ms |", e50 - d50, e99 - d99);
+    println!(
+        "| overhead incl. Kafka delivery (event → ack minus PACS time) | {:.1} ms | {:.1} ms |",
+        e50 - d50,
+        e99 - d99
+    );
     let _ = mean_kib;
     Ok(())
 }
