@@ -162,7 +162,7 @@ service_ready() {
             curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$S3_PORT/" 2>/dev/null
             ;;
         orthanc)
-            [[ $(orthanc_status /system) == 200 && $(orthanc_status /dicom-web/studies) == 200 ]]
+            [[ $(orthanc_status /system) == 200 && $(orthanc_status "/dicom-web/studies?limit=1") == 200 ]]
             ;;
     esac
 }

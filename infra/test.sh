@@ -73,6 +73,12 @@ on_exit() {
         printf '  %s\n' "${timings[@]}" >&2
     fi
     log "exit status $rc"
+    # One closing line for the whole run: cargo prints a result line per test binary, and the
+    # last of those is usually a crate's empty doc-test run.
+    if [[ -s ${test_output:-} ]]; then
+        awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+             END { printf "tests: %d passed, %d failed\n", p, f }' "$test_output"
+    fi
     exit "$rc"
 }
 trap on_exit EXIT
@@ -97,4 +103,7 @@ source "$STACK_DIR/env"
 export RADSTREAM_REQUIRE_STACK=1
 
 run_phase build cargo build --workspace --all-targets
-run_phase test cargo test "${scope[@]}" "${cargo_args[@]}" -- "${test_args[@]}"
+test_output="$STACK_DIR/test-output.log"
+: >"$test_output"
+run_phase test bash -c 'set -o pipefail; "$@" 2>&1 | tee "$0"' "$test_output" \
+    cargo test "${scope[@]}" "${cargo_args[@]}" -- "${test_args[@]}"
