@@ -427,19 +427,22 @@ async fn fetch_schema(http: &reqwest::Client, base: &str, id: u32) -> Result<apa
     let url = format!("{}/schemas/ids/{id}", base.trim_end_matches('/'));
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=4 {
-        let result = async {
-            let resp = http.get(&url).timeout(Duration::from_secs(10)).send().await.map_err(|e| e.to_string())?;
+        // Err((retryable, reason)): a missing id will not appear by asking again.
+        let result: Result<apache_avro::Schema, (bool, String)> = async {
+            let resp =
+                http.get(&url).timeout(Duration::from_secs(10)).send().await.map_err(|e| (true, e.to_string()))?;
             let status = resp.status();
             if !status.is_success() {
-                return Err(format!("HTTP {status} from {url}"));
+                return Err((status.is_server_error(), format!("HTTP {status} from {url}")));
             }
-            let body: SchemaById = resp.json().await.map_err(|e| format!("unexpected registry answer: {e}"))?;
-            SchemaSet::parse_schema(&body.schema).map_err(|e| e.to_string())
+            let body: SchemaById =
+                resp.json().await.map_err(|e| (false, format!("unexpected registry answer: {e}")))?;
+            SchemaSet::parse_schema(&body.schema).map_err(|e| (false, e.to_string()))
         }
         .await;
         match result {
             Ok(schema) => return Ok(schema),
-            Err(e) if attempt == 4 => return Err(e),
+            Err((retryable, reason)) if !retryable || attempt == 4 => return Err(reason),
             Err(_) => {
                 tokio::time::sleep(delay).await;
                 delay *= 2;
@@ -802,6 +805,35 @@ fn base64_encode(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registry client against a stand-in that answers like Confluent Schema Registry's
+    /// `GET /schemas/ids/{id}` (no registry server can be installed on the test machines).
+    #[tokio::test]
+    async fn writer_schemas_are_fetched_by_id_from_a_registry() {
+        use axum::extract::Path;
+        use axum::routing::get;
+        let app = axum::Router::new().route(
+            "/schemas/ids/{id}",
+            get(|Path(id): Path<u32>| async move {
+                if id == 7 {
+                    let body =
+                        serde_json::json!({ "schema": radstream_schemas::instance_event::INSTANCE_EVENT_V1_AVSC });
+                    (axum::http::StatusCode::OK, body.to_string())
+                } else {
+                    (axum::http::StatusCode::NOT_FOUND, r#"{"error_code":40403,"message":"Schema not found"}"#.into())
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let http = reqwest::Client::new();
+        let schema = fetch_schema(&http, &base, 7).await.unwrap();
+        assert_eq!(schema.canonical_form(), SchemaSet::v1().canonical_form());
+        let err = fetch_schema(&http, &base, 8).await.unwrap_err();
+        assert!(err.contains("404"), "{err}");
+    }
 
     #[test]
     fn non_dicom_bytes_are_rejected_with_a_reason() {
