@@ -46,8 +46,8 @@ pub struct DemoSummary {
     pub stats: Arc<RunStats>,
     /// Wall time of the pipeline run.
     pub elapsed: Duration,
-    /// Where the results are.
-    pub out: PathBuf,
+    /// Where the results are, when they were kept (`--out`).
+    pub out: Option<PathBuf>,
 }
 
 const DEMO_TOPIC: &str = "radstream.demo.instances";
@@ -64,6 +64,10 @@ input_topic = "{DEMO_TOPIC}"
 format = "json"
 dead_letter_topic = "radstream.demo.dead-letter"
 outcome_topic = "radstream.demo.outcomes"
+
+# librdkafka's mock broker holds each fetch for the full wait; keep it short for the demo.
+[kafka.consumer]
+"fetch.wait.max.ms" = "10"
 
 [objects]
 kind = "local"
@@ -204,9 +208,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     if stats.finished() < total {
         anyhow::bail!("only {} of {total} instances finished before the demo's deadline", stats.finished());
     }
-    if _tmp.is_some() {
-        eprintln!("radstream demo: results were in a temporary folder (pass --out DIR to keep them)");
-    }
+    let out = _tmp.is_none().then_some(out);
     Ok(DemoSummary { instances: total, stats, elapsed, out })
 }
 
@@ -226,7 +228,10 @@ impl DemoSummary {
             q(0.5),
             q(0.99),
             rate,
-            self.out.display(),
+            match &self.out {
+                Some(dir) => format!("{} (dicomweb/ holds what was delivered)", dir.display()),
+                None => "removed with its temporary folder; pass --out DIR to keep it".into(),
+            },
         )
     }
 }
