@@ -296,12 +296,11 @@ async fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     let (mut direct_rates, mut pipe_rates) = (Vec::new(), Vec::new());
-    let mut mean_kib = 0.0;
     for round in 1..=a.rounds {
         eprintln!("round {round}: generating fresh instances...");
         let direct_files = make_files(dir.path(), a.instances, a.kib)?;
         let pipe_files = make_files(dir.path(), a.instances, a.kib)?;
-        mean_kib = direct_files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum::<u64>()
+        let mean_kib = direct_files.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum::<u64>()
             as f64
             / direct_files.len() as f64
             / 1024.0;
@@ -371,6 +370,5 @@ async fn main() -> Result<()> {
         e50 - d50,
         e99 - d99
     );
-    let _ = mean_kib;
     Ok(())
 }
