@@ -4,7 +4,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::export::ExportConfig;
+use crate::key_object::KeyObjectConfig;
+use crate::pseudonymize::PseudonymizeConfig;
+use crate::relink::RelinkConfig;
 use crate::route::RouteConfig;
+use crate::services::{ObjectWriter, TableReader, TopicWriter};
 use crate::stow::StowConfig;
 use crate::Operator;
 
@@ -56,11 +61,18 @@ impl OperatorObserver for NoopObserver {
 pub struct BuildContext {
     /// Where operators report their observations.
     pub observer: Arc<dyn OperatorObserver>,
+    /// Kafka topics for side outputs; `None` where the operator runs without a broker (the
+    /// `deid` command, unit tests).
+    pub topics: Option<Arc<dyn TopicWriter>>,
+    /// The object store for side outputs; `None` where there is none.
+    pub objects: Option<Arc<dyn ObjectWriter>>,
+    /// Readers of compacted topics; `None` without a broker.
+    pub tables: Option<Arc<dyn TableReader>>,
 }
 
 impl Default for BuildContext {
     fn default() -> Self {
-        Self { observer: Arc::new(NoopObserver) }
+        Self { observer: Arc::new(NoopObserver), topics: None, objects: None, tables: None }
     }
 }
 
@@ -76,6 +88,15 @@ impl std::fmt::Debug for BuildContext {
 pub enum OperatorConfig {
     /// Rules on DICOM attributes choose a branch or drop the instance.
     Route(RouteConfig),
+    /// PS3.15 Annex E de-identification with keyed pseudonyms and re-identification links.
+    Pseudonymize(PseudonymizeConfig),
+    /// Restores original UIDs, patient and study on results (trusted side only).
+    Relink(RelinkConfig),
+    /// Replaces the instance with a Key Object Selection document that references it.
+    KeyObject(KeyObjectConfig),
+    /// Writes the instance to a bucket and optionally announces it on a topic (a sink that
+    /// forwards).
+    Export(ExportConfig),
     /// STOW-RS to a DICOMweb PACS (a sink).
     Stow(StowConfig),
 }
@@ -85,19 +106,27 @@ impl OperatorConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             OperatorConfig::Route(_) => "route",
+            OperatorConfig::Pseudonymize(_) => "pseudonymize",
+            OperatorConfig::Relink(_) => "relink",
+            OperatorConfig::KeyObject(_) => "key_object",
+            OperatorConfig::Export(_) => "export",
             OperatorConfig::Stow(_) => "stow",
         }
     }
 
     /// True when the operator delivers to a destination.
     pub fn is_sink(&self) -> bool {
-        matches!(self, OperatorConfig::Stow(_))
+        matches!(self, OperatorConfig::Export(_) | OperatorConfig::Stow(_))
     }
 
     /// Checks the configuration without touching the network or the filesystem.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self {
             OperatorConfig::Route(c) => c.validate(),
+            OperatorConfig::Pseudonymize(c) => c.validate(),
+            OperatorConfig::Relink(c) => c.validate(),
+            OperatorConfig::KeyObject(c) => c.validate(),
+            OperatorConfig::Export(c) => c.validate(),
             OperatorConfig::Stow(c) => c.validate(),
         }
     }
@@ -106,6 +135,10 @@ impl OperatorConfig {
     pub fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Operator>, ConfigError> {
         Ok(match self {
             OperatorConfig::Route(c) => Box::new(c.build()?),
+            OperatorConfig::Pseudonymize(c) => Box::new(c.build(ctx)?),
+            OperatorConfig::Relink(c) => Box::new(c.build(ctx)?),
+            OperatorConfig::KeyObject(c) => Box::new(c.build()?),
+            OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),
         })
     }

@@ -4,7 +4,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use dicom_core::Tag;
-use dicom_object::{FileDicomObject, InMemDicomObject};
+use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use radstream_schemas::InstanceEvent;
 
 /// One DICOM instance on its way through the chain.
@@ -43,4 +45,19 @@ pub fn element_text(header: &InMemDicomObject, tag: Tag) -> Option<String> {
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_end_matches(['\0', ' ']).trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+/// Parses a Part-10 object's file meta and its data set up to (not including) Pixel Data, which
+/// is never decoded here. The preamble is optional. The error says what is wrong without quoting
+/// the data.
+pub fn parse_header(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, String> {
+    let body = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { &bytes[128..] } else { bytes };
+    if body.len() < 4 || &body[..4] != b"DICM" {
+        return Err("no DICM magic code at byte 128 (or 0): not a Part-10 file".into());
+    }
+    OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(body)
+        .map_err(|e| e.to_string())
 }

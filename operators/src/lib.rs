@@ -11,8 +11,13 @@
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod export;
+pub mod key_object;
 pub mod operator;
+pub mod pseudonymize;
+pub mod relink;
 pub mod route;
+pub mod services;
 pub mod stow;
 
 pub use config::{BuildContext, ConfigError, OperatorConfig};

@@ -831,7 +831,7 @@ mod tests {
     }
 
     async fn deliver_one(config: &StowConfig, observer: Arc<RecordingObserver>) -> Processed {
-        let mut sink = config.build(&BuildContext { observer }).unwrap();
+        let mut sink = config.build(&BuildContext { observer, ..Default::default() }).unwrap();
         assert!(sink.is_sink());
         let mut processed = sink.process_batch(vec![envelope(7, SOP_UID)]).await;
         assert_eq!(processed.len(), 1);

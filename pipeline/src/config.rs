@@ -27,7 +27,8 @@ pub struct Config {
     /// The `/metrics`, `/healthz` and `/readyz` endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
-    /// The operator chain, in order. It must end with a sink (`stow`).
+    /// The operator chain, in order. It must end with a sink (`stow`, `export`); a sink earlier
+    /// in the chain delivers and forwards.
     pub operators: Vec<OperatorConfig>,
 }
 
@@ -394,15 +395,23 @@ impl Config {
         }
         for (i, op) in self.operators.iter().enumerate() {
             op.validate().map_err(|e| e.within(&format!("operators[{i}]")))?;
-            let last = i + 1 == self.operators.len();
-            if op.is_sink() != last {
-                let problem = if last {
-                    format!("the chain must end with a sink (for example `stow`), not `{}`", op.kind())
-                } else {
-                    format!("the sink `{}` must be the last operator", op.kind())
-                };
-                return Err(ConfigError::new(format!("operators[{i}].type"), problem));
+            if let OperatorConfig::Export(export) = op {
+                if export.announce_topic.as_deref() == Some(k.input_topic.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("operators[{i}].announce_topic"),
+                        "must differ from kafka.input_topic: every exported instance would come back in",
+                    ));
+                }
             }
+        }
+        // A sink before the end delivers and forwards (for example `export`, then `stow`); only
+        // the last operator's acknowledgement makes an instance delivered.
+        let (last_index, last) = (self.operators.len() - 1, &self.operators[self.operators.len() - 1]);
+        if !last.is_sink() {
+            return Err(ConfigError::new(
+                format!("operators[{last_index}].type"),
+                format!("the chain must end with a sink (for example `stow` or `export`), not `{}`", last.kind()),
+            ));
         }
         Ok(())
     }
@@ -513,13 +522,39 @@ mod tests {
     }
 
     #[test]
+    fn a_sink_may_deliver_and_forward_before_the_last_one() {
+        let chain = BASE.replace(
+            "[[operators]]\n        type = \"stow\"",
+            "[[operators]]\n        type = \"export\"\n        bucket = \"exports\"\n\n        [[operators]]\n        type = \"stow\"",
+        );
+        let c = load(&chain, &[]).unwrap();
+        assert_eq!(c.operators.iter().map(|o| o.kind()).collect::<Vec<_>>(), ["route", "export", "stow"]);
+
+        let ends_with_route = format!(
+            "{BASE}\n[[operators]]\ntype = \"route\"\ndefault_action = \"forward\"\ndefault_branch = \"all\"\n"
+        );
+        let err = load(&ends_with_route, &[]).unwrap_err();
+        assert!(err.to_string().contains("operators[2].type"), "{err}");
+        assert!(err.to_string().contains("must end with a sink"), "{err}");
+
+        let looping =
+            chain.replace("bucket = \"exports\"", "bucket = \"exports\"\nannounce_topic = \"dicom.instances\"");
+        let err = load(&looping, &[]).unwrap_err();
+        assert!(err.to_string().contains("operators[1].announce_topic"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err = load(BASE, &[("RADSTREAM__RUNTIME__MAX_IN_FLIGHT", "0")]).unwrap_err();
         assert!(err.to_string().contains("runtime.max_in_flight"), "{err}");
         let err = load(BASE, &[("RADSTREAM__OPERATORS__7__URL", "x")]).unwrap_err();
         assert!(err.to_string().contains("RADSTREAM__OPERATORS__7__URL"), "{err}");
-        let err = load(&BASE.replace("type = \"stow\"", "type = \"route\"\ndefault_action = \"drop\""), &[]);
-        assert!(err.is_err());
+        let no_sink = BASE.replace(
+            "type = \"stow\"\n        url = \"http://127.0.0.1:8042/dicom-web\"",
+            "type = \"route\"\ndefault_action = \"drop\"",
+        );
+        let err = load(&no_sink, &[]).unwrap_err();
+        assert!(err.to_string().contains("operators[1].type"), "the last operator must be a sink: {err}");
         let err = load(&format!("{BASE}\n[runtime]\nbatch_sise = 3\n"), &[]).unwrap_err();
         assert!(err.to_string().contains("batch_sise"), "unknown keys are named: {err}");
         let err = load(&BASE.replace("url = ", "url = 5 #"), &[]).unwrap_err();

@@ -4,6 +4,7 @@
 
 pub mod acks;
 pub mod config;
+pub mod deid_cmd;
 pub mod demo;
 pub mod folder_pacs;
 pub mod health;
@@ -13,4 +14,5 @@ pub mod metrics;
 pub mod objects;
 pub mod publish;
 pub mod runtime;
+pub mod services;
 pub mod synth;

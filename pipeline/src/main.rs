@@ -1,14 +1,17 @@
 //! The `radstream` command.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use radstream_operators::pseudonymize::ProfileOption;
 use radstream_operators::route::RouteAttributes;
 use radstream_operators::OperatorConfig;
 use radstream_pipeline::config::Config;
+use radstream_pipeline::deid_cmd::{self, BurnedInPolicy, DeidCommand, KeySource, ProfileOptionParser};
 use radstream_pipeline::demo::{self, DemoOptions};
 use radstream_pipeline::metrics::Metrics;
 use radstream_pipeline::publish::{self, PublishOptions};
@@ -127,6 +130,62 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// De-identify DICOM files and folders (PS3.15 Basic Profile, keyed pseudonyms) into a folder.
+    ///
+    /// Every regular file under each INPUT is de-identified and written under --out: a file
+    /// argument by its name, a folder's files by their path below that folder (names are copied
+    /// as they are: names made of original UIDs or patient names leave with the data). Files are
+    /// written whole or not at all. Instances whose pixels may hold burned-in text
+    /// (BurnedInAnnotation YES, or absent on ultrasound, secondary capture and the like) are
+    /// never written to --out: they are rejected or quarantined. The same key always gives the
+    /// same pseudonyms, so studies de-identified in separate runs still line up.
+    ///
+    /// Exit status: 0 when every file was written (or quarantined), 1 when any failed or was
+    /// rejected (each is named on stderr as `path: reason`), 2 for a usage or configuration
+    /// problem (nothing is written then).
+    #[command(
+        group(clap::ArgGroup::new("key").required(true).args(["key_file", "key_env"])),
+        after_help = "Example:\n  radstream keygen --id 2026-11 --out /secure/deid.key\n  \
+                      radstream deid --key-file /secure/deid.key --option retain-longitudinal-modified-dates \\\n      \
+                      --burned-in quarantine --quarantine-dir /data/review --out /data/deid /data/incoming"
+    )]
+    Deid {
+        /// Key file written by `radstream keygen`.
+        #[arg(long, value_name = "KEY")]
+        key_file: Option<PathBuf>,
+        /// Environment variable holding the key file's text (instead of --key-file).
+        #[arg(long, value_name = "VAR")]
+        key_env: Option<String>,
+        /// A profile option on top of the Basic Profile; repeat for several.
+        #[arg(long = "option", value_name = "NAME", value_parser = ProfileOptionParser)]
+        options: Vec<ProfileOption>,
+        /// What happens to instances that may have burned-in text.
+        #[arg(long, value_enum, default_value_t = BurnedInPolicy::Reject)]
+        burned_in: BurnedInPolicy,
+        /// Where `--burned-in quarantine` writes them (de-identified header, pixels untouched),
+        /// with the same relative paths; must not overlap --out.
+        #[arg(long, value_name = "DIR", required_if_eq("burned_in", "quarantine"))]
+        quarantine_dir: Option<PathBuf>,
+        /// Files de-identified at once (default: the available parallelism).
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<NonZeroUsize>,
+        /// Output folder (created if needed); must not be inside an input folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// DICOM files or folders (searched recursively).
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Write a new pseudonymization key file for `deid` (mode 0600; never overwrites).
+    Keygen {
+        /// Key id, recorded in every de-identified instance so a key rotation can be traced
+        /// (e.g. `2026-11`).
+        #[arg(long)]
+        id: String,
+        /// Key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -220,6 +279,16 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("published {n} instances to {} (bucket {})", config.kafka.input_topic, opts.bucket);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Deid { key_file, key_env, options, burned_in, quarantine_dir, jobs, out, inputs } => {
+            let key = match (key_file, key_env) {
+                (Some(file), _) => KeySource::File(file),
+                (None, Some(var)) => KeySource::Env(var),
+                (None, None) => unreachable!("clap requires one of --key-file and --key-env"),
+            };
+            let command = DeidCommand { key, options, burned_in, quarantine_dir, jobs, out, inputs };
+            Ok(deid_cmd::run(&command))
+        }
+        Command::Keygen { id, out } => Ok(deid_cmd::keygen(&id, &out)),
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use radstream_schemas::{ErrorClass, ObjectLocation};
 
 use crate::config::{ObjectStoreKind, ObjectsConfig};
@@ -127,22 +127,60 @@ impl ObjectFetcher {
 impl ObjectFetcher {
     /// Writes an object (used by `radstream publish` and the demo); returns its ETag.
     pub async fn put(&self, location: &ObjectLocation, bytes: Bytes) -> Result<Option<String>, FetchError> {
-        let key = location.display_key();
+        self.put_parts(&location.bucket, &location.key, vec![bytes])
+            .await
+            .map_err(|e| FetchError { class: e.class, reason: e.reason })
+    }
+
+    /// Writes `parts`, concatenated, as `bucket/key` (replacing any existing object) without
+    /// copying them into one buffer; returns the ETag. The store's own retries have run when
+    /// this fails.
+    pub async fn put_parts(&self, bucket: &str, key: &str, parts: Vec<Bytes>) -> Result<Option<String>, PutError> {
+        let display_key = format!("{bucket}/{key}");
         if let (ObjectStoreKind::Local, Some(root)) = (self.config.kind, &self.config.root) {
-            let dir = root.join(&location.bucket);
-            std::fs::create_dir_all(&dir).map_err(|e| FetchError {
+            let dir = root.join(bucket);
+            std::fs::create_dir_all(&dir).map_err(|e| PutError {
                 class: ErrorClass::ObjectStore,
                 reason: format!("cannot create bucket folder {}: {e}", dir.display()),
+                retryable: e.kind() != std::io::ErrorKind::PermissionDenied,
             })?;
         }
-        let store = self.store(&location.bucket)?;
-        let path = ObjectPath::from(location.key.as_str());
-        let result = store.put(&path, bytes.into()).await.map_err(|e| FetchError {
-            class: ErrorClass::ObjectStore,
-            reason: format!("writing object {key} failed: {e}"),
-        })?;
+        let store = self.store(bucket).map_err(|e| PutError { class: e.class, reason: e.reason, retryable: false })?;
+        let path = ObjectPath::from(key);
+        let payload: PutPayload = parts.into_iter().collect();
+        let result = store.put(&path, payload).await.map_err(|e| classify_put(&display_key, e))?;
         Ok(result.e_tag)
     }
+}
+
+/// Why an object could not be written. Messages carry the object key, never its content.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct PutError {
+    /// Error class for dead letters and metrics.
+    pub class: ErrorClass,
+    /// What went wrong and what to do.
+    pub reason: String,
+    /// True when trying again later may help (the store was unreachable or failing); false when
+    /// only a configuration change will (denied access, a missing bucket).
+    pub retryable: bool,
+}
+
+fn classify_put(key: &str, error: object_store::Error) -> PutError {
+    let (reason, retryable) = match error {
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            (format!("writing object {key} was denied; check the worker's object store credentials"), false)
+        }
+        object_store::Error::NotFound { .. } => {
+            (format!("writing object {key} failed: the bucket does not exist; create it"), false)
+        }
+        e @ (object_store::Error::InvalidPath { .. }
+        | object_store::Error::NotSupported { .. }
+        | object_store::Error::NotImplemented { .. }
+        | object_store::Error::UnknownConfigurationKey { .. }) => (format!("writing object {key} failed: {e}"), false),
+        other => (format!("writing object {key} failed after retries: {other}"), true),
+    };
+    PutError { class: ErrorClass::ObjectStore, reason, retryable }
 }
 
 fn classify(key: &str, error: object_store::Error) -> FetchError {

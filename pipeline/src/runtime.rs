@@ -18,8 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
-use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_object::InMemDicomObject;
 use futures::stream::{FuturesUnordered, StreamExt};
 use radstream_operators::{element_text, BuildContext, Envelope, Operator, Outcome, RetryHint};
 use radstream_schemas::wire::{self, SchemaSet};
@@ -37,6 +36,7 @@ use crate::config::Config;
 use crate::kafka::{self, Outputs, SourceConsumer};
 use crate::metrics::Metrics;
 use crate::objects::ObjectFetcher;
+use crate::services::{KafkaTableReader, KafkaTopicWriter, StoreObjectWriter};
 
 /// Why the pipeline could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,13 @@ pub async fn run(
     stats: Arc<RunStats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), RuntimeError> {
-    let ctx = BuildContext { observer: Arc::new(metrics.clone()) };
+    // The table reader stops its consumers when dropped, at the end of this function.
+    let ctx = BuildContext {
+        observer: Arc::new(metrics.clone()),
+        topics: Some(Arc::new(KafkaTopicWriter::new(&config.kafka)?)),
+        objects: Some(Arc::new(StoreObjectWriter::new(config.objects.clone()))),
+        tables: Some(Arc::new(KafkaTableReader::new(&config.kafka))),
+    };
     // One Vec of operator instances per stage (several when the stage runs several tasks).
     let mut stages: Vec<(&'static str, Vec<Box<dyn Operator>>)> = Vec::new();
     for (index, c) in config.operators.iter().enumerate() {
@@ -550,18 +556,8 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
     Ok(Envelope { ticket: item.ticket, event, object, header, branch: None, received_at: Instant::now() })
 }
 
-/// Parses the file meta and the data set up to Pixel Data, which is never decoded here.
-pub fn parse_header(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, String> {
-    let body = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { &bytes[128..] } else { bytes };
-    if body.len() < 4 || &body[..4] != b"DICM" {
-        return Err("no DICM magic code at byte 128 (or 0): not a Part-10 file".into());
-    }
-    OpenFileOptions::new()
-        .read_preamble(ReadPreamble::Never)
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(body)
-        .map_err(|e| e.to_string())
-}
+/// Operators that rewrite an object parse their output with the same function.
+pub use radstream_operators::envelope::parse_header;
 
 /// Builds the event of an object from its header (for S3 notifications, which only name the
 /// object, and for `radstream publish`).

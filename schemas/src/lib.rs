@@ -15,5 +15,5 @@ pub mod s3_notification;
 pub mod wire;
 
 pub use instance_event::{InstanceEvent, ObjectLocation, Priority};
-pub use records::{DeadLetter, ErrorClass, OutcomeEvent, OutcomeKind};
+pub use records::{AuditEvent, AuditOutcome, DeadLetter, ErrorClass, OutcomeEvent, OutcomeKind};
 pub use wire::{DecodeError, EventFormat, EventPayload};

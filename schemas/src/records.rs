@@ -23,6 +23,14 @@ pub enum ErrorClass {
     PacsRejected,
     /// The PACS stayed unreachable or kept failing until the retry deadline.
     PacsUnavailable,
+    /// Producing a record to a side-output topic (for example an announcement) failed.
+    OutputTopic,
+    /// Pixel data is or may be burned in with text (BurnedInAnnotation YES, or absent on a
+    /// modality that commonly burns text) and the policy sends such instances here.
+    BurnedInText,
+    /// A result names a pseudonymized study or UID for which the trusted side holds no
+    /// re-identification link.
+    UnknownLink,
     /// A configuration problem surfaced while processing.
     Config,
     /// A bug in radstream.
@@ -41,6 +49,9 @@ impl ErrorClass {
             ErrorClass::EventMismatch => "event_mismatch",
             ErrorClass::PacsRejected => "pacs_rejected",
             ErrorClass::PacsUnavailable => "pacs_unavailable",
+            ErrorClass::OutputTopic => "output_topic",
+            ErrorClass::BurnedInText => "burned_in_text",
+            ErrorClass::UnknownLink => "unknown_link",
             ErrorClass::Config => "config",
             ErrorClass::Internal => "internal",
         }
@@ -129,4 +140,50 @@ pub struct OutcomeEvent {
     pub pipeline_ms: f64,
     /// When the outcome was reached (ms since the epoch).
     pub time_ms: i64,
+}
+
+/// What the `pseudonymize` operator did with one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// De-identified and passed on.
+    Pseudonymized,
+    /// Held back for review (burned-in text) in the quarantine location.
+    Quarantined,
+    /// Sent to the dead-letter topic (burned-in text under that policy, or unreadable).
+    Rejected,
+}
+
+/// One audit event per instance that reached the `pseudonymize` operator, on the audit topic.
+/// Carries no patient data: the input is named by its object key, the output by pseudonymized
+/// UIDs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Record format version.
+    pub v: u32,
+    /// When the decision was made (ms since the epoch).
+    pub time_ms: i64,
+    /// The operator (`pseudonymize`).
+    pub operator: String,
+    /// radstream's version.
+    pub operator_version: String,
+    /// The profile and the standard's edition it was generated from.
+    pub profile: String,
+    /// The profile options in use (their `radstream deid --option` names).
+    pub options: Vec<String>,
+    /// The id of the pseudonymization key.
+    pub key_id: String,
+    /// What happened.
+    pub outcome: AuditOutcome,
+    /// Why it was not pseudonymized, when it was not.
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
+    /// The input object (`bucket/key`).
+    pub object_key: String,
+    /// Pseudonymized StudyInstanceUID, when produced.
+    #[serde(default)]
+    pub pseudonymized_study_instance_uid: Option<String>,
+    /// Pseudonymized SOPInstanceUID, when produced.
+    #[serde(default)]
+    pub pseudonymized_sop_instance_uid: Option<String>,
 }

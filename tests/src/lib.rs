@@ -76,6 +76,15 @@ impl Stack {
     }
 }
 
+/// Fails when `text` holds a synthetic patient name, patient ID or accession number (the shapes
+/// `radstream synth` writes), so logs, records and objects are checked for PHI.
+pub fn assert_no_phi(what: &str, text: &str) -> Result<()> {
+    let ids = regex::Regex::new(r"SYN(A|ALT)?[0-9]{4,}").expect("static pattern");
+    anyhow::ensure!(!text.contains("SYNTH^"), "{what} contains a person name");
+    anyhow::ensure!(!ids.is_match(text), "{what} contains a patient ID or accession number: {:?}", ids.find(text));
+    Ok(())
+}
+
 /// A name no other test run uses.
 pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
@@ -95,10 +104,17 @@ pub fn free_port() -> u16 {
 
 /// Creates a topic with `partitions` partitions.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    create_topic_with(brokers, topic, partitions, &[]).await
+}
+
+/// Creates a topic with `partitions` partitions and topic configs (`cleanup.policy` and the like).
+pub async fn create_topic_with(brokers: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let results = admin
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let results = admin.create_topics(&[new], &AdminOptions::new()).await?;
     for r in results {
         r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
     }
@@ -200,6 +216,30 @@ impl Pacs {
         Ok(counts)
     }
 
+    /// The Part-10 bytes of an instance, by SOPInstanceUID (Orthanc's REST API).
+    pub async fn instance_file(&self, sop_uid: &str) -> Result<Vec<u8>> {
+        let client = reqwest::Client::new();
+        let found: Vec<String> = client
+            .post(format!("{}/tools/find", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+            .json(&serde_json::json!({"Level": "Instance", "Query": {"SOPInstanceUID": sop_uid}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = found.first().with_context(|| format!("the PACS has no instance {sop_uid}"))?;
+        let bytes = client
+            .get(format!("{}/instances/{id}/file", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        Ok(bytes.to_vec())
+    }
+
     /// Whether the PACS answers.
     pub async fn is_up(&self) -> bool {
         reqwest::Client::new()
@@ -267,8 +307,52 @@ impl WorkerConfig {
         }
     }
 
-    /// The TOML text.
+    /// The TOML text: the default chain (route, then STOW to the PACS).
     pub fn toml(&self) -> String {
+        let operators = format!(
+            r#"
+[[operators]]
+type = "route"
+default_action = "forward"
+default_branch = "all"
+
+[[operators.rules]]
+name = "no-secondary-capture"
+sop_class = ["1.2.840.10008.5.1.4.1.1.7"]
+action = "drop"
+
+{stow}"#,
+            stow = self.stow_toml()
+        );
+        self.toml_with_operators(&operators)
+    }
+
+    /// A `stow` operator entry for the PACS, with its basic auth.
+    pub fn stow_toml(&self) -> String {
+        format!(
+            r#"
+[[operators]]
+type = "stow"
+url = "{pacs}"
+retry_deadline_secs = {deadline}
+initial_backoff_ms = 100
+max_backoff_ms = 2000
+{stow_extra}
+
+[operators.auth]
+kind = "basic"
+username = "{user}"
+password_env = "RADSTREAM_TEST_PACS_PASSWORD"
+"#,
+            pacs = self.pacs.dicomweb(),
+            deadline = self.stow_retry_deadline_secs,
+            user = self.pacs.user,
+            stow_extra = self.stow_extra,
+        )
+    }
+
+    /// The TOML text with `operators` (`[[operators]]` entries) as the chain.
+    pub fn toml_with_operators(&self, operators: &str) -> String {
         format!(
             r#"
 [kafka]
@@ -296,42 +380,15 @@ timeout_secs = 10
 [runtime]
 drain_deadline_secs = 20
 {runtime_extra}
-
-[[operators]]
-type = "route"
-default_action = "forward"
-default_branch = "all"
-
-[[operators.rules]]
-name = "no-secondary-capture"
-sop_class = ["1.2.840.10008.5.1.4.1.1.7"]
-action = "drop"
-
-[[operators]]
-type = "stow"
-url = "{pacs}"
-retry_deadline_secs = {deadline}
-initial_backoff_ms = 100
-max_backoff_ms = 2000
-{stow_extra}
-
-[operators.auth]
-kind = "basic"
-username = "{user}"
-password_env = "RADSTREAM_TEST_PACS_PASSWORD"
-"#,
+{operators}"#,
             brokers = self.brokers,
             group = self.group,
             topic = self.topic,
             dlq = self.dead_letter_topic,
             outcomes = self.outcome_topic,
             s3 = self.s3_endpoint,
-            pacs = self.pacs.dicomweb(),
-            deadline = self.stow_retry_deadline_secs,
-            user = self.pacs.user,
             kafka_extra = self.kafka_extra,
             runtime_extra = self.runtime_extra,
-            stow_extra = self.stow_extra,
         )
     }
 

@@ -74,15 +74,6 @@ fn dead_letters(stack: &Stack, w: &WorkerConfig, expected: usize) -> Result<Vec<
         .collect()
 }
 
-/// Fails when `text` holds a synthetic patient name, patient ID or accession number (the shapes
-/// `radstream synth` writes), so logs and dead letters are checked for PHI.
-fn assert_no_phi(what: &str, text: &str) -> Result<()> {
-    let ids = regex::Regex::new(r"SYN(A|ALT)?[0-9]{4,}").expect("static pattern");
-    ensure!(!text.contains("SYNTH^"), "{what} contains a person name");
-    ensure!(!ids.is_match(text), "{what} contains a patient ID or accession number: {:?}", ids.find(text));
-    Ok(())
-}
-
 #[test]
 fn the_phi_check_finds_synthetic_identifiers() {
     assert!(assert_no_phi("x", "patient SYNTH^PATIENT^0007 seen").is_err());

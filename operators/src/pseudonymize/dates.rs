@@ -1,0 +1,115 @@
+//! Date shifting for Retain Longitudinal Temporal Information with Modified Dates: every date
+//! of a patient moves by the same whole number of days, so intervals survive.
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian), after H. Hinnant.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn digits(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Shifts a `YYYYMMDD` date by `days`; `None` when it is not a valid full date.
+fn shift_date(date: &[u8], days: i64) -> Option<[u8; 8]> {
+    if date.len() != 8 {
+        return None;
+    }
+    let (y, m, d) = (digits(&date[0..4])?, digits(&date[4..6])?, digits(&date[6..8])?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let (y, m, d) = civil_from_days(days_from_civil(y, m, d) + days);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    let s = format!("{y:04}{m:02}{d:02}");
+    let mut out = [0u8; 8];
+    out.copy_from_slice(s.as_bytes());
+    Some(out)
+}
+
+/// Shifts a DA value (backslash-separated, padded). A value that is not a full date becomes
+/// empty rather than leaking through unshifted.
+pub fn shift_da(value: &[u8], days: i64) -> Vec<u8> {
+    shift_values(value, |v| shift_date(v, days).map(|d| d.to_vec()))
+}
+
+/// Shifts the date part of a DT value; a DT without a full date becomes empty.
+pub fn shift_dt(value: &[u8], days: i64) -> Vec<u8> {
+    shift_values(value, |v| {
+        if v.len() < 8 {
+            return None;
+        }
+        let mut out = shift_date(&v[..8], days)?.to_vec();
+        out.extend_from_slice(&v[8..]);
+        Some(out)
+    })
+}
+
+fn shift_values(value: &[u8], f: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Vec<u8> {
+    let value = super::raw::trim(value);
+    let mut out = Vec::with_capacity(value.len() + 1);
+    for (i, v) in value.split(|b| *b == b'\\').enumerate() {
+        if i > 0 {
+            out.push(b'\\');
+        }
+        match f(super::raw::trim(v)) {
+            Some(shifted) => out.extend_from_slice(&shifted),
+            None => return Vec::new(),
+        }
+    }
+    if out.len() % 2 == 1 {
+        out.push(b' ');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_across_months_years_and_leap_days() {
+        assert_eq!(shift_da(b"20240301", -1), b"20240229");
+        assert_eq!(shift_da(b"20230101", -1), b"20221231");
+        assert_eq!(shift_da(b"19700101", 0), b"19700101");
+        assert_eq!(shift_da(b"20000229\\20000301", -366), b"19990228\\19990301 ".to_vec());
+        assert_eq!(civil_from_days(days_from_civil(1900, 3, 1)), (1900, 3, 1));
+    }
+
+    #[test]
+    fn partial_or_malformed_values_are_emptied() {
+        assert!(shift_da(b"2024", -10).is_empty());
+        assert!(shift_da(b"2024.01.01", -10).is_empty());
+        assert!(shift_da(b"20241301", -10).is_empty());
+        assert!(shift_dt(b"2024", -10).is_empty());
+    }
+
+    #[test]
+    fn keeps_the_time_of_a_datetime() {
+        assert_eq!(shift_dt(b"20240101123000.5+0100", -1), b"20231231123000.5+0100 ".to_vec());
+    }
+}

@@ -1,0 +1,254 @@
+//! `relink`: the trusted side's half of pseudonymization. Results computed on pseudonymized
+//! instances (anywhere, for example on a GPU pipeline in another network) come back carrying
+//! pseudonymized UIDs and patient; this operator restores the original StudyInstanceUID,
+//! every referenced UID, the patient and the study attributes from the links that
+//! `pseudonymize` wrote to the compacted link topic, so the PACS files the result under the
+//! original study.
+//!
+//! The links are read from the topic into memory at start and followed as they are written;
+//! a result whose study is not known yet waits for the reader to catch up before it is
+//! dead-lettered as `unknown_link`. Memory: about 250 bytes per pseudonymized UID.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dicom_core::VR;
+use radstream_schemas::ErrorClass;
+use serde::Deserialize;
+
+use crate::config::{BuildContext, ConfigError};
+use crate::envelope::parse_header;
+use crate::pseudonymize::raw::{find, put, trim, Element, Part10, Value};
+use crate::pseudonymize::{LinkRecord, LinkedAttribute};
+use crate::services::{TableFollower, TableSubscriber};
+use crate::{Envelope, Operator, OperatorError, Outcome, Processed};
+
+const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
+/// Attributes that say the object is de-identified; false once re-linked.
+const DEIDENTIFICATION_MARKS: [u32; 4] = [0x0012_0062, 0x0012_0063, 0x0012_0064, 0x0028_0303];
+
+/// Configuration of the `relink` operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelinkConfig {
+    /// The compacted link topic that `pseudonymize` writes (the same cluster, trusted side).
+    pub link_topic: String,
+    /// How long a result for an unknown study waits for the link reader to catch up before
+    /// it is retried.
+    #[serde(default = "default_catch_up")]
+    pub catch_up_timeout_secs: u64,
+}
+
+fn default_catch_up() -> u64 {
+    30
+}
+
+impl RelinkConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.link_topic.is_empty() {
+            return Err(ConfigError::new("link_topic", "must name the link topic that pseudonymize writes"));
+        }
+        if self.catch_up_timeout_secs == 0 || self.catch_up_timeout_secs > 600 {
+            return Err(ConfigError::new("catch_up_timeout_secs", "must be between 1 and 600"));
+        }
+        Ok(())
+    }
+
+    /// Starts following the link topic.
+    pub fn build(&self, ctx: &BuildContext) -> Result<Relink, ConfigError> {
+        self.validate()?;
+        let tables = ctx
+            .tables
+            .as_ref()
+            .ok_or_else(|| ConfigError::new("link_topic", "relink needs the pipeline's Kafka connection"))?;
+        let index = Arc::new(LinkIndex::default());
+        let follower = tables
+            .follow(&self.link_topic, index.clone())
+            .map_err(|e| ConfigError::new("link_topic", e.to_string()))?;
+        Ok(Relink {
+            index,
+            follower,
+            timeout: Duration::from_secs(self.catch_up_timeout_secs),
+            topic: self.link_topic.clone(),
+        })
+    }
+}
+
+/// The links in memory: pseudonymized UID to original, study attributes by pseudonymized
+/// study.
+#[derive(Debug, Default)]
+pub struct LinkIndex {
+    inner: Mutex<Links>,
+}
+
+#[derive(Debug, Default)]
+struct Links {
+    uids: HashMap<String, String>,
+    studies: HashMap<String, Arc<Vec<LinkedAttribute>>>,
+    unreadable: u64,
+}
+
+impl LinkIndex {
+    /// Adds one record.
+    pub fn insert(&self, record: LinkRecord) {
+        let mut links = self.inner.lock().expect("link index lock");
+        for (pseudo, original) in record.uids {
+            links.uids.insert(pseudo, original);
+        }
+        links.studies.insert(record.study, Arc::new(record.attributes));
+    }
+
+    fn study(&self, pseudo: &str) -> Option<Arc<Vec<LinkedAttribute>>> {
+        self.inner.lock().expect("link index lock").studies.get(pseudo).cloned()
+    }
+}
+
+impl TableSubscriber for LinkIndex {
+    fn apply(&self, _key: &[u8], value: Option<&[u8]>) {
+        // Tombstones are ignored: a link is immutable once written (pseudonyms are
+        // deterministic), and results may still arrive for it.
+        let Some(value) = value else { return };
+        match serde_json::from_slice::<LinkRecord>(value) {
+            Ok(record) => self.insert(record),
+            Err(e) => {
+                let mut links = self.inner.lock().expect("link index lock");
+                links.unreadable += 1;
+                tracing::warn!(error = %e, unreadable = links.unreadable, "skipping an unreadable link record");
+            }
+        }
+    }
+}
+
+/// The running operator.
+pub struct Relink {
+    index: Arc<LinkIndex>,
+    follower: Arc<dyn TableFollower>,
+    timeout: Duration,
+    topic: String,
+}
+
+impl Relink {
+    /// An operator over an index that the caller fills (tests, tools).
+    pub fn with_index(index: Arc<LinkIndex>, follower: Arc<dyn TableFollower>, topic: &str) -> Self {
+        Self { index, follower, timeout: Duration::from_secs(5), topic: topic.to_string() }
+    }
+
+    async fn relink_one(&self, envelope: &mut Envelope) -> Result<(), OperatorError> {
+        let malformed = |e: String| {
+            OperatorError::dead_letter(
+                ErrorClass::MalformedDicom,
+                format!("relink: {} is not a readable DICOM object: {e}", envelope.object_key()),
+            )
+        };
+        let mut object = Part10::parse(&envelope.object).map_err(|e| malformed(e.to_string()))?;
+        let study = find(&object.dataset, STUDY_INSTANCE_UID)
+            .map(|e| String::from_utf8_lossy(trim(e.bytes(&object.source))).into_owned())
+            .ok_or_else(|| malformed("it has no StudyInstanceUID".into()))?;
+        let attributes = match self.index.study(&study) {
+            Some(a) => a,
+            None => {
+                self.follower.catch_up(self.timeout).await.map_err(|e| {
+                    OperatorError::retry(
+                        ErrorClass::UnknownLink,
+                        format!("relink: reading {} failed: {e}", self.topic),
+                        None,
+                    )
+                })?;
+                self.index.study(&study).ok_or_else(|| {
+                    OperatorError::dead_letter(
+                        ErrorClass::UnknownLink,
+                        format!(
+                            "relink: no link for pseudonymized study {study} in {}: the result was not computed on \
+                             data this edge pseudonymized (or under another link topic); check the results' origin",
+                            self.topic
+                        ),
+                    )
+                })?
+            }
+        };
+        {
+            let links = self.index.inner.lock().expect("link index lock");
+            let source = object.source.clone();
+            map_uids(&mut object.meta, &source, &links.uids);
+            map_uids(&mut object.dataset, &source, &links.uids);
+        }
+        for tag in DEIDENTIFICATION_MARKS {
+            object.dataset.retain(|e| e.tag != tag);
+        }
+        for a in attributes.iter() {
+            if let (Some(tag), Some(vr), Some(value)) = (a.tag_number(), a.vr(), a.bytes()) {
+                put(&mut object.dataset, Element::new(tag, vr, value));
+            }
+        }
+        let parts = object.write();
+        let mut bytes = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+        for p in &parts {
+            bytes.extend_from_slice(p);
+        }
+        let bytes = Bytes::from(bytes);
+        envelope.header = parse_header(&bytes).map_err(|e| {
+            OperatorError::dead_letter(
+                ErrorClass::Internal,
+                format!("relink: the rewritten header does not parse: {e}"),
+            )
+        })?;
+        envelope.object = bytes;
+        Ok(())
+    }
+}
+
+/// Replaces every UID value (in any sequence) that has a link by its original.
+fn map_uids(elements: &mut [Element], source: &[u8], uids: &HashMap<String, String>) {
+    for e in elements.iter_mut() {
+        if let Some(items) = e.items_mut() {
+            for item in items.iter_mut() {
+                map_uids(item, source, uids);
+            }
+            continue;
+        }
+        if e.vr != VR::UI || matches!(e.value, Value::Encapsulated(_)) {
+            continue;
+        }
+        let value = trim(e.bytes(source));
+        let mut changed = false;
+        let mut out = Vec::with_capacity(value.len() + 16);
+        for (i, uid) in value.split(|b| *b == b'\\').enumerate() {
+            if i > 0 {
+                out.push(b'\\');
+            }
+            let uid = trim(uid);
+            match std::str::from_utf8(uid).ok().and_then(|u| uids.get(u)) {
+                Some(original) => {
+                    out.extend_from_slice(original.as_bytes());
+                    changed = true;
+                }
+                None => out.extend_from_slice(uid),
+            }
+        }
+        if changed {
+            if out.len() % 2 == 1 {
+                out.push(0);
+            }
+            e.set(out);
+        }
+    }
+}
+
+#[async_trait]
+impl Operator for Relink {
+    async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+        let mut done = Vec::with_capacity(batch.len());
+        for mut envelope in batch {
+            let outcome = match self.relink_one(&mut envelope).await {
+                Ok(()) => Outcome::Forward,
+                Err(e) => Outcome::Fail(e),
+            };
+            done.push(Processed { envelope, outcome });
+        }
+        done
+    }
+}

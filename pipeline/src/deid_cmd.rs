@@ -1,0 +1,852 @@
+//! `radstream deid` and `radstream keygen`: the de-identifier over files and folders, off the
+//! stream, for data sets leaving the trusted side in bulk.
+//!
+//! [`DeidCommand::plan`] does every check that can fail before any file is read (key, profile
+//! options, inputs, where outputs go), so a usage problem never leaves half an output tree behind;
+//! [`DeidPlan::execute`] then de-identifies every file on a pool of threads. Nothing printed here
+//! quotes a value from a file: files are named by path, problems by the de-identifier's own
+//! PHI-free errors, burned-in decisions by modality and SOP class.
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::num::NonZeroUsize;
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use indicatif::{ProgressBar, ProgressStyle};
+use radstream_operators::pseudonymize::{
+    BurnedIn, BurnedInRules, DeidKey, Deidentified, Deidentifier, ProfileOption, ProfileOptions,
+};
+
+/// Where the pseudonymization key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A key file (`radstream keygen` writes one).
+    File(PathBuf),
+    /// An environment variable holding the key file's text.
+    Env(String),
+}
+
+/// What happens to an instance whose pixels may hold burned-in text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BurnedInPolicy {
+    /// Write nothing; report the file as rejected (exit status 1).
+    #[default]
+    Reject,
+    /// Write the de-identified file under --quarantine-dir for a person to review.
+    Quarantine,
+}
+
+/// Parses `--option` values: the names of [`ProfileOption::name`], underscores accepted for
+/// dashes; lists them, with what each keeps, in `--help`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileOptionParser;
+
+impl ProfileOptionParser {
+    fn names() -> impl Iterator<Item = PossibleValue> {
+        ProfileOption::ALL.into_iter().map(|o| PossibleValue::new(o.name()).help(option_help(o)))
+    }
+}
+
+impl TypedValueParser for ProfileOptionParser {
+    type Value = ProfileOption;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<ProfileOption, clap::Error> {
+        if let Some(option) = value.to_str().and_then(ProfileOption::from_name) {
+            return Ok(option);
+        }
+        // clap's own parser words the error (with the possible values and a "did you mean").
+        let name = PossibleValuesParser::new(Self::names()).parse_ref(cmd, arg, value)?;
+        ProfileOption::from_name(&name).ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidValue))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Self::names()))
+    }
+}
+
+fn option_help(option: ProfileOption) -> &'static str {
+    match option {
+        ProfileOption::RetainSafePrivate => {
+            "Keep private attributes on a safe allow-list (E.3.10; needs an allow-list, which the command line has no way to give)"
+        }
+        ProfileOption::RetainUids => "Keep Study, Series and SOP Instance UIDs (E.3.9)",
+        ProfileOption::RetainDeviceIdentity => "Keep device serial numbers, station names and the like (E.3.8)",
+        ProfileOption::RetainInstitutionIdentity => "Keep institution names, addresses and departments (E.3.11)",
+        ProfileOption::RetainPatientCharacteristics => "Keep sex, age, size, weight and the like (E.3.7)",
+        ProfileOption::RetainLongitudinalModifiedDates => {
+            "Shift dates and times by a per-patient offset derived from the key (E.3.6)"
+        }
+        ProfileOption::CleanDescriptors => "Keep descriptions and comments, cleaned of identifiers (E.3.5)",
+    }
+}
+
+/// `radstream deid`, as given on the command line.
+#[derive(Debug, Clone)]
+pub struct DeidCommand {
+    /// The pseudonymization key.
+    pub key: KeySource,
+    /// Profile options on top of the Basic Profile.
+    pub options: Vec<ProfileOption>,
+    /// What happens to instances that may have burned-in text.
+    pub burned_in: BurnedInPolicy,
+    /// Where [`BurnedInPolicy::Quarantine`] puts them.
+    pub quarantine_dir: Option<PathBuf>,
+    /// Worker threads; the available parallelism when absent.
+    pub jobs: Option<NonZeroUsize>,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Files and folders to de-identify.
+    pub inputs: Vec<PathBuf>,
+}
+
+/// A problem with the command line or the configuration it names: nothing was written, exit
+/// status 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+/// One input file and where its output goes, relative to `--out` (or the quarantine folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeidInput {
+    /// The file as found (the input argument joined with the path below it).
+    pub source: PathBuf,
+    /// The output path below `--out`: the file name for a file argument, the path below the
+    /// folder for a folder argument.
+    pub relative: PathBuf,
+}
+
+/// A checked `deid` run: the key loaded, the options valid, the inputs listed, the output
+/// folders known not to overlap any input.
+#[derive(Debug)]
+pub struct DeidPlan {
+    deidentifier: Deidentifier,
+    rules: BurnedInRules,
+    policy: BurnedInPolicy,
+    out: PathBuf,
+    quarantine_dir: Option<PathBuf>,
+    threads: usize,
+    inputs: Vec<DeidInput>,
+    warnings: Vec<String>,
+}
+
+impl DeidCommand {
+    /// Checks everything that can be checked before a file is read: the key, the options, the
+    /// inputs and the output folders. Creates nothing.
+    pub fn plan(&self) -> Result<DeidPlan, UsageError> {
+        let key = match &self.key {
+            KeySource::File(path) => DeidKey::from_file(path),
+            KeySource::Env(var) => DeidKey::from_env(var),
+        }
+        .map_err(|e| usage(e.to_string()))?;
+
+        let mut options = ProfileOptions::default();
+        for option in &self.options {
+            options.enable(*option);
+        }
+        options.validate().map_err(|e| usage(format!("--option: {e}")))?;
+
+        match (self.burned_in, &self.quarantine_dir) {
+            (BurnedInPolicy::Quarantine, None) => {
+                return Err(usage("--burned-in quarantine needs --quarantine-dir DIR"));
+            }
+            (BurnedInPolicy::Reject, Some(_)) => {
+                return Err(usage("--quarantine-dir is only used with --burned-in quarantine"));
+            }
+            _ => {}
+        }
+        if self.inputs.is_empty() {
+            return Err(usage("no inputs: name at least one file or folder"));
+        }
+
+        let out = resolve(&self.out).map_err(|e| usage(format!("--out {}: {e}", self.out.display())))?;
+        for (flag, dir) in
+            std::iter::once(("--out", &self.out)).chain(self.quarantine_dir.iter().map(|q| ("--quarantine-dir", q)))
+        {
+            if dir.exists() && !dir.is_dir() {
+                return Err(usage(format!("{flag} {}: exists and is not a folder", dir.display())));
+            }
+        }
+        let quarantine = match &self.quarantine_dir {
+            Some(q) => {
+                let resolved = resolve(q).map_err(|e| usage(format!("--quarantine-dir {}: {e}", q.display())))?;
+                if resolved.starts_with(&out) || out.starts_with(&resolved) {
+                    return Err(usage(format!(
+                        "--quarantine-dir {} and --out {} overlap: quarantined files would mix with the \
+                         de-identified ones; use two separate folders",
+                        q.display(),
+                        self.out.display()
+                    )));
+                }
+                Some(resolved)
+            }
+            None => None,
+        };
+
+        let mut inputs = Vec::new();
+        let mut warnings = Vec::new();
+        for input in &self.inputs {
+            let meta = std::fs::metadata(input).map_err(|e| usage(format!("{}: {e}", input.display())))?;
+            let resolved = resolve(input).map_err(|e| usage(format!("{}: {e}", input.display())))?;
+            let outputs = std::iter::once(("--out", &self.out, &out))
+                .chain(quarantine.as_ref().zip(self.quarantine_dir.as_ref()).map(|(r, q)| ("--quarantine-dir", q, r)));
+            for (flag, given, dir) in outputs {
+                if meta.is_dir() && dir.starts_with(&resolved) {
+                    return Err(usage(format!(
+                        "{flag} {} is inside the input folder {}: outputs would be read back as inputs; \
+                         choose a folder outside it",
+                        given.display(),
+                        input.display()
+                    )));
+                }
+                if resolved.starts_with(dir) {
+                    return Err(usage(format!(
+                        "the input {} is inside {flag} {}: outputs could overwrite inputs; choose a folder \
+                         outside it",
+                        input.display(),
+                        given.display()
+                    )));
+                }
+            }
+            if meta.is_dir() {
+                list_folder(input, &mut inputs, &mut warnings)
+                    .map_err(|e| usage(format!("{}: cannot list: {e}", input.display())))?;
+            } else if meta.is_file() {
+                let name = input.file_name().ok_or_else(|| usage(format!("{}: not a file name", input.display())))?;
+                inputs.push(DeidInput { source: input.clone(), relative: PathBuf::from(name) });
+            } else {
+                return Err(usage(format!("{}: neither a regular file nor a folder", input.display())));
+            }
+        }
+        if inputs.is_empty() {
+            return Err(usage("no files found in the inputs"));
+        }
+        inputs.sort_by(|a, b| a.relative.cmp(&b.relative).then_with(|| a.source.cmp(&b.source)));
+        for pair in inputs.windows(2) {
+            if pair[0].relative == pair[1].relative {
+                return Err(usage(format!(
+                    "{} and {} would both be written to {}: de-identify them into separate folders",
+                    pair[0].source.display(),
+                    pair[1].source.display(),
+                    self.out.join(&pair[0].relative).display()
+                )));
+            }
+        }
+
+        let available = std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1);
+        let threads = self.jobs.map_or(available, NonZeroUsize::get).min(inputs.len()).max(1);
+        Ok(DeidPlan {
+            deidentifier: Deidentifier::new(key, options),
+            rules: BurnedInRules::default(),
+            policy: self.burned_in,
+            out: self.out.clone(),
+            quarantine_dir: self.quarantine_dir.clone(),
+            threads,
+            inputs,
+            warnings,
+        })
+    }
+}
+
+/// Every regular file below `root` (symbolic links to files included), with its path relative
+/// to `root`. Symbolic links to folders are not followed (a link cycle would never end); they
+/// and other special files are reported in `warnings`.
+fn list_folder(root: &Path, inputs: &mut Vec<DeidInput>, warnings: &mut Vec<String>) -> std::io::Result<()> {
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            let is_file = if kind.is_dir() {
+                folders.push(path);
+                continue;
+            } else if kind.is_symlink() {
+                match std::fs::metadata(&path) {
+                    Ok(target) if target.is_file() => true,
+                    Ok(target) if target.is_dir() => {
+                        warnings.push(format!("{}: skipped (a link to a folder is not followed)", path.display()));
+                        false
+                    }
+                    Ok(_) => false,
+                    Err(e) => {
+                        warnings.push(format!("{}: skipped (broken link: {e})", path.display()));
+                        false
+                    }
+                }
+            } else {
+                kind.is_file()
+            };
+            if is_file {
+                let relative = path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.clone());
+                inputs.push(DeidInput { source: path, relative });
+            } else if !kind.is_symlink() {
+                warnings.push(format!("{}: skipped (not a regular file)", path.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute with symbolic links resolved as far as it exists, so that two spellings
+/// of one folder compare equal, whether or not it exists yet.
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(mut resolved) => {
+                for part in rest.iter().rev() {
+                    match part {
+                        Component::ParentDir => {
+                            resolved.pop();
+                        }
+                        Component::CurDir => {}
+                        other => resolved.push(other),
+                    }
+                }
+                return Ok(resolved);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(parent) = existing.parent() else { return Err(e) };
+                rest.push(existing.components().next_back().expect("a path with a parent has a last part"));
+                existing = parent;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What happened to one input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    /// De-identified and written under `--out`.
+    Written,
+    /// Possibly burned-in: de-identified and written under `--quarantine-dir`.
+    Quarantined {
+        /// Why it may have burned-in text.
+        reason: String,
+    },
+    /// Possibly burned-in: nothing written.
+    Rejected {
+        /// Why it may have burned-in text.
+        reason: String,
+    },
+    /// Not de-identified (unreadable, not DICOM, truncated, not writable); nothing written.
+    Failed {
+        /// What went wrong; never a value from the file.
+        reason: String,
+    },
+}
+
+/// The result of a `deid` run.
+#[derive(Debug)]
+pub struct DeidReport {
+    /// Every input with its outcome, in input order.
+    pub files: Vec<(DeidInput, FileOutcome)>,
+    /// Bytes read from the inputs.
+    pub bytes_read: u64,
+    /// Bytes written under `--out` and `--quarantine-dir`.
+    pub bytes_written: u64,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+    /// The key id used.
+    pub key_id: String,
+    /// The profile options used.
+    pub options: Vec<ProfileOption>,
+    /// Where outputs went.
+    pub out: PathBuf,
+    /// Where quarantined outputs went.
+    pub quarantine_dir: Option<PathBuf>,
+}
+
+impl DeidPlan {
+    /// The files to de-identify, in the order they are reported.
+    pub fn inputs(&self) -> &[DeidInput] {
+        &self.inputs
+    }
+
+    /// Things skipped while listing the inputs (links to folders, special files).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Worker threads the run will use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// De-identifies every input on [`DeidPlan::threads`] threads; `on_file` is called once per
+    /// finished file, from the worker threads.
+    pub fn execute(&self, on_file: impl Fn(&DeidInput, &FileOutcome) + Sync) -> DeidReport {
+        let started = Instant::now();
+        let next = AtomicUsize::new(0);
+        let bytes_read = AtomicU64::new(0);
+        let bytes_written = AtomicU64::new(0);
+        let outcomes: Mutex<Vec<Option<FileOutcome>>> = Mutex::new(vec![None; self.inputs.len()]);
+        std::thread::scope(|scope| {
+            for _ in 0..self.threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(input) = self.inputs.get(i) else { break };
+                    let outcome = self.one(input, &bytes_read, &bytes_written);
+                    on_file(input, &outcome);
+                    outcomes.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+                });
+            }
+        });
+        let outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+        DeidReport {
+            files: self
+                .inputs
+                .iter()
+                .cloned()
+                .zip(outcomes)
+                .map(|(input, outcome)| {
+                    let outcome = outcome.unwrap_or(FileOutcome::Failed { reason: "not processed".into() });
+                    (input, outcome)
+                })
+                .collect(),
+            bytes_read: bytes_read.into_inner(),
+            bytes_written: bytes_written.into_inner(),
+            elapsed: started.elapsed(),
+            key_id: self.deidentifier.key_id().to_string(),
+            options: self.deidentifier.options().enabled(),
+            out: self.out.clone(),
+            quarantine_dir: self.quarantine_dir.clone(),
+        }
+    }
+
+    fn one(&self, input: &DeidInput, bytes_read: &AtomicU64, bytes_written: &AtomicU64) -> FileOutcome {
+        let failed = |reason: String| FileOutcome::Failed { reason };
+        let bytes = match std::fs::read(&input.source) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => return failed(format!("cannot read: {e}")),
+        };
+        bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let deidentified = match self.deidentifier.deidentify(&bytes) {
+            Ok(d) => d,
+            Err(e) => return failed(e.to_string()),
+        };
+        let verdict = self.rules.assess(
+            deidentified.burned_in_annotation,
+            deidentified.modality.as_deref(),
+            &deidentified.sop_class_uid,
+        );
+        let (dir, outcome) = match (verdict, self.policy, &self.quarantine_dir) {
+            (BurnedIn::No, _, _) => (&self.out, FileOutcome::Written),
+            (_, BurnedInPolicy::Quarantine, Some(q)) => {
+                (q, FileOutcome::Quarantined { reason: burned_in_reason(&self.rules, verdict, &deidentified) })
+            }
+            _ => return FileOutcome::Rejected { reason: burned_in_reason(&self.rules, verdict, &deidentified) },
+        };
+        let dest = dir.join(&input.relative);
+        match write_atomically(&dest, &deidentified.parts) {
+            Ok(n) => {
+                bytes_written.fetch_add(n, Ordering::Relaxed);
+                outcome
+            }
+            Err(e) => failed(format!("cannot write {}: {e}", dest.display())),
+        }
+    }
+}
+
+/// Why an instance counts as possibly burned-in, in terms that are not PHI (the flag, the
+/// modality, the SOP class).
+fn burned_in_reason(rules: &BurnedInRules, verdict: BurnedIn, d: &Deidentified) -> String {
+    if verdict == BurnedIn::Yes {
+        return "BurnedInAnnotation is YES".into();
+    }
+    let modality = d.modality.as_deref().map(printable_code);
+    match modality {
+        Some(m) if rules.modalities.iter().any(|x| x.eq_ignore_ascii_case(&m)) => {
+            format!("BurnedInAnnotation is absent on modality {m}")
+        }
+        _ => format!("BurnedInAnnotation is absent on SOP class {}", printable_code(&d.sop_class_uid)),
+    }
+}
+
+/// A code string (CS, UI) safe to print even from a malformed file: what is not a code
+/// character is replaced and the length is bounded.
+fn printable_code(value: &str) -> String {
+    value
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ' ' | '-') { c } else { '?' })
+        .collect()
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `parts` in order to a temporary file beside `dest` and renames it into place, so that
+/// `dest` is either absent, the previous file, or the whole new file; returns the bytes written.
+fn write_atomically(dest: &Path, parts: &[Bytes]) -> std::io::Result<u64> {
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let temp = parent.join(format!(
+        ".{name}.radstream-{}-{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut total = 0u64;
+        for part in parts {
+            file.write_all(part)?;
+            total += part.len() as u64;
+        }
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, dest)?;
+        Ok(total)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+impl DeidReport {
+    fn count(&self, f: impl Fn(&FileOutcome) -> bool) -> usize {
+        self.files.iter().filter(|(_, o)| f(o)).count()
+    }
+
+    /// Files written under `--out`.
+    pub fn written(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Written))
+    }
+
+    /// Files written under `--quarantine-dir`.
+    pub fn quarantined(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Quarantined { .. }))
+    }
+
+    /// Files rejected as possibly burned-in.
+    pub fn rejected(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Rejected { .. }))
+    }
+
+    /// Files that failed.
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, FileOutcome::Failed { .. }))
+    }
+
+    /// 0 when every file was written or quarantined, 1 otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.rejected() + self.failed() == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+
+    /// One `path: what happened` line per file that was not simply written.
+    pub fn notes(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .filter_map(|(input, outcome)| {
+                let what = match outcome {
+                    FileOutcome::Written => return None,
+                    FileOutcome::Quarantined { reason } => format!("quarantined: {reason}"),
+                    FileOutcome::Rejected { reason } => format!("rejected: {reason}"),
+                    FileOutcome::Failed { reason } => format!("failed: {reason}"),
+                };
+                Some(format!("{}: {what}", input.source.display()))
+            })
+            .collect()
+    }
+
+    /// The summary table printed at the end.
+    pub fn table(&self) -> String {
+        let seconds = self.elapsed.as_secs_f64();
+        let options = if self.options.is_empty() {
+            "none (Basic Profile)".to_string()
+        } else {
+            self.options.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+        };
+        let mut t = String::new();
+        let _ = write!(
+            t,
+            "\n  files            {:>8}\n  written          {:>8}\n  quarantined      {:>8}\n  rejected         {:>8}\n  \
+             failed           {:>8}\n  bytes read       {:>8}\n  bytes written    {:>8}\n  elapsed          {:>8.2} s\n  \
+             throughput       {:>8.1} files/s\n  key id           {}\n  options          {}\n  output           {}\n",
+            self.files.len(),
+            self.written(),
+            self.quarantined(),
+            self.rejected(),
+            self.failed(),
+            human_bytes(self.bytes_read),
+            human_bytes(self.bytes_written),
+            seconds,
+            self.files.len() as f64 / seconds.max(1e-9),
+            self.key_id,
+            options,
+            self.out.display(),
+        );
+        if let Some(q) = &self.quarantine_dir {
+            let _ = writeln!(t, "  quarantine       {}", q.display());
+        }
+        t
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Runs `radstream deid`: plans, de-identifies with a progress bar when stderr is a terminal,
+/// prints a line per file not written and the summary. Exit status 0 when every file was
+/// written or quarantined, 1 when any failed or was rejected, 2 for a usage problem.
+pub fn run(command: &DeidCommand) -> ExitCode {
+    let plan = match command.plan() {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for warning in plan.warnings() {
+        eprintln!("{warning}");
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(plan.inputs().len() as u64).with_style(
+            ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let problems = AtomicUsize::new(0);
+    let report = plan.execute(|_, outcome| {
+        if matches!(outcome, FileOutcome::Rejected { .. } | FileOutcome::Failed { .. }) {
+            let n = problems.fetch_add(1, Ordering::Relaxed) + 1;
+            bar.set_message(format!("{n} failed or rejected"));
+        }
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    for note in report.notes() {
+        eprintln!("{note}");
+    }
+    println!("{}", report.table());
+    report.exit_code()
+}
+
+/// Runs `radstream keygen`: writes a fresh key to `out` with mode 0600, never over an existing
+/// file. Exit status 2 when `out` exists or the id is not valid.
+pub fn keygen(id: &str, out: &Path) -> ExitCode {
+    let text = DeidKey::generate_file_text(id);
+    // The key parser is the authority on what an id may be.
+    if let Err(e) = DeidKey::parse(&text, "--id") {
+        eprintln!("error: {}", e.problem);
+        return ExitCode::from(2);
+    }
+    match write_new_private_file(out, text.as_bytes()) {
+        Ok(()) => {
+            println!("wrote pseudonymization key `{id}` to {} (mode 0600)", out.display());
+            println!("keep it on the trusted side only: whoever holds it can link pseudonyms back to patients");
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            eprintln!("error: {} already exists; refusing to overwrite a key (move it away first)", out.display());
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_new_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    let written = file.write_all(contents).and_then(|()| file.sync_all());
+    if written.is_err() {
+        drop(file);
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "id = \"test\"\nsecret = \"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"\n";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("key"), KEY).unwrap();
+            for f in ["in/a/b.dcm", "in/c.dcm", "in/DICOMDIR", "single/x.dcm"] {
+                let p = dir.path().join(f);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, b"not dicom").unwrap();
+            }
+            Fixture { dir }
+        }
+
+        fn path(&self, p: &str) -> PathBuf {
+            self.dir.path().join(p)
+        }
+
+        fn command(&self, out: &str, inputs: &[&str]) -> DeidCommand {
+            DeidCommand {
+                key: KeySource::File(self.path("key")),
+                options: vec![],
+                burned_in: BurnedInPolicy::Reject,
+                quarantine_dir: None,
+                jobs: None,
+                out: self.path(out),
+                inputs: inputs.iter().map(|i| self.path(i)).collect(),
+            }
+        }
+    }
+
+    #[test]
+    fn folders_keep_their_layout_and_files_their_name() {
+        let f = Fixture::new();
+        let plan = f.command("out", &["in", "single/x.dcm"]).plan().unwrap();
+        let relative: Vec<_> = plan.inputs().iter().map(|i| i.relative.to_str().unwrap().to_string()).collect();
+        assert_eq!(relative, ["DICOMDIR", "a/b.dcm", "c.dcm", "x.dcm"]);
+        assert_eq!(plan.inputs()[1].source, f.path("in/a/b.dcm"));
+    }
+
+    #[test]
+    fn outputs_may_not_overlap_inputs() {
+        let f = Fixture::new();
+        for out in ["in", "in/new/deeper", "in/a", "in/./a/../new"] {
+            let e = f.command(out, &["in"]).plan().unwrap_err();
+            assert!(e.0.contains("inside the input folder"), "{out}: {e}");
+        }
+        let e = f.command("key", &["in"]).plan().unwrap_err();
+        assert!(e.0.contains("not a folder"), "{e}");
+        let e = f.command("single", &["single/x.dcm"]).plan().unwrap_err();
+        assert!(e.0.contains("is inside --out"), "{e}");
+        f.command("out", &["in"]).plan().unwrap();
+        f.command("in2", &["in"]).plan().unwrap();
+
+        let mut c = f.command("out", &["in"]);
+        c.burned_in = BurnedInPolicy::Quarantine;
+        c.quarantine_dir = Some(f.path("out/q"));
+        assert!(c.plan().unwrap_err().0.contains("overlap"));
+        c.quarantine_dir = Some(f.path("in/q"));
+        assert!(c.plan().unwrap_err().0.contains("--quarantine-dir"));
+        c.quarantine_dir = Some(f.path("q"));
+        c.plan().unwrap();
+        c.quarantine_dir = None;
+        assert!(c.plan().unwrap_err().0.contains("needs --quarantine-dir"));
+    }
+
+    #[test]
+    fn two_inputs_for_one_output_are_refused() {
+        let f = Fixture::new();
+        std::fs::write(f.path("in/x.dcm"), b"x").unwrap();
+        let e = f.command("out", &["in", "single"]).plan().unwrap_err();
+        assert!(e.0.contains("would both be written"), "{e}");
+    }
+
+    #[test]
+    fn key_and_option_problems_are_usage_errors() {
+        let f = Fixture::new();
+        let mut c = f.command("out", &["in"]);
+        c.key = KeySource::File(f.path("missing-key"));
+        assert!(c.plan().unwrap_err().0.contains("missing-key"));
+        c.key = KeySource::Env("RADSTREAM_TEST_DEID_KEY_THAT_IS_NOT_SET".into());
+        assert!(c.plan().unwrap_err().0.contains("not set"));
+        let mut c = f.command("out", &["in"]);
+        c.options = vec![ProfileOption::RetainSafePrivate];
+        assert!(c.plan().unwrap_err().0.starts_with("--option"));
+        let c = f.command("out", &["in/nothing-here"]);
+        assert!(c.plan().is_err());
+    }
+
+    #[test]
+    fn files_that_fail_are_reported_and_nothing_is_written() {
+        let f = Fixture::new();
+        let plan = f.command("out", &["in"]).plan().unwrap();
+        let report = plan.execute(|_, _| {});
+        assert_eq!(report.failed(), 3);
+        assert_eq!(report.exit_code(), ExitCode::FAILURE);
+        let notes = report.notes();
+        assert!(notes.iter().any(|n| n.starts_with(&format!("{}: failed: ", f.path("in/c.dcm").display()))));
+        assert!(!f.path("out").join("c.dcm").exists());
+    }
+
+    #[test]
+    fn atomic_writes_concatenate_parts_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a/b/c.dcm");
+        let n = write_atomically(&dest, &[Bytes::from_static(b"head"), Bytes::new(), Bytes::from_static(b"pixels")])
+            .unwrap();
+        assert_eq!(n, 10);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"headpixels");
+        assert_eq!(std::fs::read_dir(dir.path().join("a/b")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn option_names_parse_with_dashes_or_underscores() {
+        let cmd = clap::Command::new("t");
+        for o in ProfileOption::ALL {
+            assert_eq!(ProfileOptionParser.parse_ref(&cmd, None, OsStr::new(o.name())).unwrap(), o);
+            let underscored = o.name().replace('-', "_");
+            assert_eq!(ProfileOptionParser.parse_ref(&cmd, None, OsStr::new(&underscored)).unwrap(), o);
+        }
+        assert!(ProfileOptionParser.parse_ref(&cmd, None, OsStr::new("retain-everything")).is_err());
+    }
+
+    #[test]
+    fn keygen_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        assert_eq!(keygen("k1", &path), ExitCode::SUCCESS);
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(DeidKey::from_file(&path).unwrap().id(), "k1");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert_eq!(keygen("k2", &path), ExitCode::from(2));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+        assert_eq!(keygen("has space", &dir.path().join("k3")), ExitCode::from(2));
+        assert!(!dir.path().join("k3").exists());
+    }
+}
