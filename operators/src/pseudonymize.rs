@@ -206,7 +206,7 @@ impl Pseudonymize {
         let (Some(topic), Some(topics)) = (&self.audit_topic, &self.topics) else { return Ok(()) };
         let key = event.pseudonymized_study_instance_uid.clone().unwrap_or_else(|| event.object_key.clone());
         let value = serde_json::to_vec(event).expect("audit events serialize");
-        topics.send(topic, &key, value).await.map_err(|e| service_error(ErrorClass::Internal, e))
+        topics.send(topic, &key, value).await.map_err(|e| service_error(ErrorClass::OutputTopic, e))
     }
 
     async fn finish(&self, mut envelope: Envelope, step: Step) -> Processed {
@@ -280,7 +280,7 @@ impl Pseudonymize {
             topics
                 .send(topic, &out.sop_instance_uid, value)
                 .await
-                .map_err(|e| service_error(ErrorClass::Internal, e))?;
+                .map_err(|e| service_error(ErrorClass::OutputTopic, e))?;
         }
         let audit = self.audit(envelope, AuditOutcome::Pseudonymized, None, Some(out));
         self.send_audit(&audit).await?;

@@ -7,6 +7,7 @@
 //! quotes a value from a file: files are named by path, problems by the de-identifier's own
 //! PHI-free errors, burned-in decisions by modality and SOP class.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use indicatif::{ProgressBar, ProgressStyle};
 use radstream_operators::pseudonymize::{
-    BurnedIn, BurnedInRules, DeidKey, Deidentified, Deidentifier, ProfileOption, ProfileOptions,
+    BurnedIn, BurnedInRules, DeidKey, Deidentified, Deidentifier, ProfileOption, ProfileOptions, SafePrivateRule,
 };
 
 /// Where the pseudonymization key comes from.
@@ -76,10 +77,44 @@ impl TypedValueParser for ProfileOptionParser {
     }
 }
 
+/// Parses a `--safe-private` value, `CREATOR:ELEMENT` or `CREATOR:GROUP:ELEMENT`, from the
+/// right, so that a creator may hold colons: ELEMENT is the part after the last colon, GROUP the
+/// part before it when that part is hex digits, CREATOR the rest. A creator whose own last
+/// colon-separated part is hex digits therefore needs GROUP given. Padding spaces around the
+/// creator are dropped, as DICOM ignores them.
+pub fn parse_safe_private(value: &str) -> Result<SafePrivateRule, String> {
+    const SHAPE: &str = "expected CREATOR:ELEMENT or CREATOR:GROUP:ELEMENT, e.g. `GEMS_ACQU_01:0019:23`";
+    let (rest, element) = value.rsplit_once(':').ok_or(SHAPE)?;
+    if element.len() != 2 || !element.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "ELEMENT `{element}` is not two hex digits: it is the element's offset in its private block, \
+             `23` for (0019,1023); {SHAPE}"
+        ));
+    }
+    let (creator, group) = match rest.rsplit_once(':') {
+        Some((creator, group)) if !group.is_empty() && group.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            if group.len() != 4 {
+                return Err(format!(
+                    "GROUP `{group}` is not four hex digits (a creator whose last `:` part is hex digits needs \
+                     GROUP given as well); {SHAPE}"
+                ));
+            }
+            (creator, Some(group.to_string()))
+        }
+        _ => (rest, None),
+    };
+    let rule =
+        SafePrivateRule { creator: creator.trim_matches([' ', '\0']).to_string(), group, element: element.into() };
+    // ProfileOptions is the authority on what a rule may be (an odd group, a creator).
+    let one = ProfileOptions { safe_private: vec![rule.clone()], ..ProfileOptions::default() };
+    one.validate().map_err(|e| e.strip_prefix("safe_private[0].").unwrap_or(&e).to_string())?;
+    Ok(rule)
+}
+
 fn option_help(option: ProfileOption) -> &'static str {
     match option {
         ProfileOption::RetainSafePrivate => {
-            "Keep private attributes on a safe allow-list (E.3.10; needs an allow-list, which the command line has no way to give)"
+            "Keep the private attributes given with --safe-private, and their creators (E.3.10)"
         }
         ProfileOption::RetainUids => "Keep Study, Series and SOP Instance UIDs (E.3.9)",
         ProfileOption::RetainDeviceIdentity => "Keep device serial numbers, station names and the like (E.3.8)",
@@ -99,12 +134,17 @@ pub struct DeidCommand {
     pub key: KeySource,
     /// Profile options on top of the Basic Profile.
     pub options: Vec<ProfileOption>,
+    /// The allow-list of [`ProfileOption::RetainSafePrivate`]; given exactly when that option is.
+    pub safe_private: Vec<SafePrivateRule>,
     /// What happens to instances that may have burned-in text.
     pub burned_in: BurnedInPolicy,
     /// Where [`BurnedInPolicy::Quarantine`] puts them.
     pub quarantine_dir: Option<PathBuf>,
     /// Worker threads; the available parallelism when absent.
     pub jobs: Option<NonZeroUsize>,
+    /// Name outputs `STUDY/SERIES/SOP.dcm` by their pseudonymized UIDs instead of by the input's
+    /// path, for inputs whose names carry identifiers.
+    pub rename: bool,
     /// Output folder.
     pub out: PathBuf,
     /// Files and folders to de-identify.
@@ -127,7 +167,7 @@ pub struct DeidInput {
     /// The file as found (the input argument joined with the path below it).
     pub source: PathBuf,
     /// The output path below `--out`: the file name for a file argument, the path below the
-    /// folder for a folder argument.
+    /// folder for a folder argument. Unused with `--rename`, where the UIDs name the output.
     pub relative: PathBuf,
 }
 
@@ -140,6 +180,7 @@ pub struct DeidPlan {
     policy: BurnedInPolicy,
     out: PathBuf,
     quarantine_dir: Option<PathBuf>,
+    rename: bool,
     threads: usize,
     inputs: Vec<DeidInput>,
     warnings: Vec<String>,
@@ -155,11 +196,29 @@ impl DeidCommand {
         }
         .map_err(|e| usage(e.to_string()))?;
 
-        let mut options = ProfileOptions::default();
+        let mut options = ProfileOptions { safe_private: self.safe_private.clone(), ..ProfileOptions::default() };
         for option in &self.options {
             options.enable(*option);
         }
-        options.validate().map_err(|e| usage(format!("--option: {e}")))?;
+        match (options.retain_safe_private, options.safe_private.is_empty()) {
+            (true, true) => {
+                return Err(usage(
+                    "--option retain-safe-private needs the private attributes it may keep: add \
+                     --safe-private CREATOR:ELEMENT or CREATOR:GROUP:ELEMENT, once per attribute",
+                ));
+            }
+            (false, false) => {
+                return Err(usage(
+                    "--safe-private is only used with --option retain-safe-private: add that option, or drop \
+                     --safe-private",
+                ));
+            }
+            _ => {}
+        }
+        options.validate().map_err(|e| {
+            let flag = if e.starts_with("safe_private") { "--safe-private" } else { "--option" };
+            usage(format!("{flag}: {e}"))
+        })?;
 
         match (self.burned_in, &self.quarantine_dir) {
             (BurnedInPolicy::Quarantine, None) => {
@@ -237,7 +296,9 @@ impl DeidCommand {
             return Err(usage("no files found in the inputs"));
         }
         inputs.sort_by(|a, b| a.relative.cmp(&b.relative).then_with(|| a.source.cmp(&b.source)));
-        for pair in inputs.windows(2) {
+        // With --rename the UIDs name the outputs; two inputs of one instance are found as they
+        // are de-identified.
+        for pair in inputs.windows(2).filter(|_| !self.rename) {
             if pair[0].relative == pair[1].relative {
                 return Err(usage(format!(
                     "{} and {} would both be written to {}: de-identify them into separate folders",
@@ -256,6 +317,7 @@ impl DeidCommand {
             policy: self.burned_in,
             out: self.out.clone(),
             quarantine_dir: self.quarantine_dir.clone(),
+            rename: self.rename,
             threads,
             inputs,
             warnings,
@@ -374,6 +436,8 @@ pub struct DeidReport {
     pub out: PathBuf,
     /// Where quarantined outputs went.
     pub quarantine_dir: Option<PathBuf>,
+    /// Whether outputs were named by their pseudonymized UIDs.
+    pub rename: bool,
 }
 
 impl DeidPlan {
@@ -400,12 +464,13 @@ impl DeidPlan {
         let bytes_read = AtomicU64::new(0);
         let bytes_written = AtomicU64::new(0);
         let outcomes: Mutex<Vec<Option<FileOutcome>>> = Mutex::new(vec![None; self.inputs.len()]);
+        let named = Mutex::new(HashMap::new());
         std::thread::scope(|scope| {
             for _ in 0..self.threads {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(input) = self.inputs.get(i) else { break };
-                    let outcome = self.one(input, &bytes_read, &bytes_written);
+                    let outcome = self.one(i, &named, &bytes_read, &bytes_written);
                     on_file(input, &outcome);
                     outcomes.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
                 });
@@ -430,10 +495,21 @@ impl DeidPlan {
             options: self.deidentifier.options().enabled(),
             out: self.out.clone(),
             quarantine_dir: self.quarantine_dir.clone(),
+            rename: self.rename,
         }
     }
 
-    fn one(&self, input: &DeidInput, bytes_read: &AtomicU64, bytes_written: &AtomicU64) -> FileOutcome {
+    /// De-identifies and writes input `index`. With `--rename`, `named` maps each pseudonymized
+    /// SOPInstanceUID to the input that took its name, so that a second copy of an instance
+    /// fails instead of replacing the first.
+    fn one(
+        &self,
+        index: usize,
+        named: &Mutex<HashMap<String, usize>>,
+        bytes_read: &AtomicU64,
+        bytes_written: &AtomicU64,
+    ) -> FileOutcome {
+        let input = &self.inputs[index];
         let failed = |reason: String| FileOutcome::Failed { reason };
         let bytes = match std::fs::read(&input.source) {
             Ok(b) => Bytes::from(b),
@@ -456,7 +532,25 @@ impl DeidPlan {
             }
             _ => return FileOutcome::Rejected { reason: burned_in_reason(&self.rules, verdict, &deidentified) },
         };
-        let dest = dir.join(&input.relative);
+        let dest = if self.rename {
+            let relative = match uid_path(&deidentified) {
+                Ok(relative) => relative,
+                Err(reason) => return failed(reason),
+            };
+            let dest = dir.join(relative);
+            let mut named = named.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(&first) = named.get(&deidentified.sop_instance_uid) {
+                return failed(format!(
+                    "the same instance (the same SOPInstanceUID) as {}, which takes the name {}; not written twice",
+                    self.inputs[first].source.display(),
+                    dest.display()
+                ));
+            }
+            named.insert(deidentified.sop_instance_uid.clone(), index);
+            dest
+        } else {
+            dir.join(&input.relative)
+        };
         match write_atomically(&dest, &deidentified.parts) {
             Ok(n) => {
                 bytes_written.fetch_add(n, Ordering::Relaxed);
@@ -465,6 +559,25 @@ impl DeidPlan {
             Err(e) => failed(format!("cannot write {}: {e}", dest.display())),
         }
     }
+}
+
+/// `STUDY/SERIES/SOP.dcm` from the de-identified UIDs (the layout of the `export` operator), each
+/// checked to be a UID so that no value from a file can name a folder outside the output.
+fn uid_path(d: &Deidentified) -> Result<PathBuf, String> {
+    let uids = [
+        ("StudyInstanceUID", &d.study_instance_uid),
+        ("SeriesInstanceUID", &d.series_instance_uid),
+        ("SOPInstanceUID", &d.sop_instance_uid),
+    ];
+    if let Some((name, _)) = uids.iter().find(|(_, uid)| !is_uid(uid)) {
+        return Err(format!("{name} is missing or not a valid UID, so --rename cannot name the file by it"));
+    }
+    Ok([&d.study_instance_uid, &d.series_instance_uid, &format!("{}.dcm", d.sop_instance_uid)].iter().collect())
+}
+
+/// PS3.5 9.1: at most 64 characters, digits in dot-separated components.
+fn is_uid(text: &str) -> bool {
+    text.len() <= 64 && text.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Why an instance counts as possibly burned-in, in terms that are not PHI (the flag, the
@@ -587,7 +700,7 @@ impl DeidReport {
             t,
             "\n  files            {:>8}\n  written          {:>8}\n  quarantined      {:>8}\n  rejected         {:>8}\n  \
              failed           {:>8}\n  bytes read       {:>8}\n  bytes written    {:>8}\n  elapsed          {:>8.2} s\n  \
-             throughput       {:>8.1} files/s\n  key id           {}\n  options          {}\n  output           {}\n",
+             throughput       {:>8.1} files/s\n  key id           {}\n  options          {}\n  output           {}{}\n",
             self.files.len(),
             self.written(),
             self.quarantined(),
@@ -600,6 +713,7 @@ impl DeidReport {
             self.key_id,
             options,
             self.out.display(),
+            if self.rename { " (named by pseudonymized UIDs)" } else { "" },
         );
         if let Some(q) = &self.quarantine_dir {
             let _ = writeln!(t, "  quarantine       {}", q.display());
@@ -731,9 +845,11 @@ mod tests {
             DeidCommand {
                 key: KeySource::File(self.path("key")),
                 options: vec![],
+                safe_private: vec![],
                 burned_in: BurnedInPolicy::Reject,
                 quarantine_dir: None,
                 jobs: None,
+                rename: false,
                 out: self.path(out),
                 inputs: inputs.iter().map(|i| self.path(i)).collect(),
             }
@@ -781,6 +897,83 @@ mod tests {
         std::fs::write(f.path("in/x.dcm"), b"x").unwrap();
         let e = f.command("out", &["in", "single"]).plan().unwrap_err();
         assert!(e.0.contains("would both be written"), "{e}");
+    }
+
+    #[test]
+    fn with_rename_inputs_may_share_a_name() {
+        let f = Fixture::new();
+        std::fs::write(f.path("in/x.dcm"), b"x").unwrap();
+        let mut c = f.command("out", &["in", "single"]);
+        c.rename = true;
+        assert_eq!(c.plan().unwrap().inputs().len(), 5);
+    }
+
+    #[test]
+    fn rename_names_by_uids_and_refuses_what_is_not_a_uid() {
+        let mut d = Deidentified {
+            parts: vec![],
+            burned_in_annotation: None,
+            study_instance_uid: "2.25.1".into(),
+            series_instance_uid: "2.25.2".into(),
+            sop_instance_uid: "2.25.3".into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            modality: None,
+            links: Default::default(),
+        };
+        assert_eq!(uid_path(&d).unwrap(), Path::new("2.25.1/2.25.2/2.25.3.dcm"));
+        for bad in ["", "..", "1.2/../3", "1..2", "1.2 "] {
+            d.series_instance_uid = bad.into();
+            assert!(uid_path(&d).unwrap_err().starts_with("SeriesInstanceUID"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn safe_private_values_split_from_the_right() {
+        let rule = |creator: &str, group: Option<&str>, element: &str| SafePrivateRule {
+            creator: creator.into(),
+            group: group.map(String::from),
+            element: element.into(),
+        };
+        assert_eq!(parse_safe_private("GEMS_ACQU_01:0019:23").unwrap(), rule("GEMS_ACQU_01", Some("0019"), "23"));
+        assert_eq!(parse_safe_private("GEMS_ACQU_01:23").unwrap(), rule("GEMS_ACQU_01", None, "23"));
+        assert_eq!(
+            parse_safe_private("SIEMENS CT VA0  COAD :0019:a0").unwrap(),
+            rule("SIEMENS CT VA0  COAD", Some("0019"), "a0")
+        );
+        assert_eq!(parse_safe_private("ACME:CT 1.0:0029:10").unwrap(), rule("ACME:CT 1.0", Some("0029"), "10"));
+        assert_eq!(parse_safe_private("ACME:CT:10").unwrap(), rule("ACME:CT", None, "10"));
+        for (value, says) in [
+            ("GEMS", "expected CREATOR"),
+            ("GEMS:1023", "two hex digits"),
+            ("GEMS:+1", "two hex digits"),
+            ("GEMS:0019:", "two hex digits"),
+            ("GEMS:19:23", "four hex digits"),
+            ("GEMS:0018:23", "odd"),
+            ("GEMS:0007:23", "odd"),
+            (":0019:23", "empty"),
+            ("  :23", "empty"),
+        ] {
+            let e = parse_safe_private(value).unwrap_err();
+            assert!(e.contains(says), "{value}: {e}");
+            assert!(!e.contains("safe_private["), "{value}: speaks config-file: {e}");
+        }
+    }
+
+    #[test]
+    fn safe_private_goes_with_its_option() {
+        let f = Fixture::new();
+        let mut c = f.command("out", &["in"]);
+        c.options = vec![ProfileOption::RetainSafePrivate];
+        let e = c.plan().unwrap_err();
+        assert!(e.0.starts_with("--option retain-safe-private") && e.0.contains("add --safe-private"), "{e}");
+        c.safe_private = vec![parse_safe_private("GEMS_ACQU_01:0019:23").unwrap()];
+        c.plan().unwrap();
+        c.options.clear();
+        let e = c.plan().unwrap_err();
+        assert!(e.0.starts_with("--safe-private is only used with --option retain-safe-private"), "{e}");
+        c.options = vec![ProfileOption::RetainSafePrivate];
+        c.safe_private[0].group = Some("0010".into());
+        assert!(c.plan().unwrap_err().0.starts_with("--safe-private: "));
     }
 
     #[test]

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use radstream_operators::pseudonymize::ProfileOption;
+use radstream_operators::pseudonymize::{ProfileOption, SafePrivateRule};
 use radstream_operators::route::RouteAttributes;
 use radstream_operators::OperatorConfig;
 use radstream_pipeline::config::Config;
-use radstream_pipeline::deid_cmd::{self, BurnedInPolicy, DeidCommand, KeySource, ProfileOptionParser};
+use radstream_pipeline::deid_cmd::{
+    self, parse_safe_private, BurnedInPolicy, DeidCommand, KeySource, ProfileOptionParser,
+};
 use radstream_pipeline::demo::{self, DemoOptions};
 use radstream_pipeline::metrics::Metrics;
 use radstream_pipeline::publish::{self, PublishOptions};
@@ -133,9 +135,11 @@ enum Command {
     /// De-identify DICOM files and folders (PS3.15 Basic Profile, keyed pseudonyms) into a folder.
     ///
     /// Every regular file under each INPUT is de-identified and written under --out: a file
-    /// argument by its name, a folder's files by their path below that folder (names are copied
-    /// as they are: names made of original UIDs or patient names leave with the data). Files are
-    /// written whole or not at all. Instances whose pixels may hold burned-in text
+    /// argument by its name, a folder's files by their path below that folder. Names are copied
+    /// as they are, so names made of original UIDs or patient names leave with the data: when
+    /// input names carry identifiers (synth and many PACS exports name files by original UIDs),
+    /// use --rename, which names each output by its pseudonymized UIDs. Files are written whole
+    /// or not at all. Instances whose pixels may hold burned-in text
     /// (BurnedInAnnotation YES, or absent on ultrasound, secondary capture and the like) are
     /// never written to --out: they are rejected or quarantined. The same key always gives the
     /// same pseudonyms, so studies de-identified in separate runs still line up.
@@ -159,16 +163,30 @@ enum Command {
         /// A profile option on top of the Basic Profile; repeat for several.
         #[arg(long = "option", value_name = "NAME", value_parser = ProfileOptionParser)]
         options: Vec<ProfileOption>,
+        /// A private attribute that `--option retain-safe-private` keeps, with its Private
+        /// Creator: CREATOR:ELEMENT (in any odd group) or CREATOR:GROUP:ELEMENT, GROUP four hex
+        /// digits, ELEMENT the two hex digits of the offset in the block (`GEMS_ACQU_01:0019:23`
+        /// keeps (0019,xx23) of the block reserved by GEMS_ACQU_01). Read from the right, so a
+        /// creator may hold colons (then give GROUP if the creator ends in `:` and hex digits).
+        /// Repeat for several; every other private attribute is removed.
+        #[arg(long, value_name = "CREATOR:[GROUP:]ELEMENT", value_parser = parse_safe_private)]
+        safe_private: Vec<SafePrivateRule>,
         /// What happens to instances that may have burned-in text.
         #[arg(long, value_enum, default_value_t = BurnedInPolicy::Reject)]
         burned_in: BurnedInPolicy,
         /// Where `--burned-in quarantine` writes them (de-identified header, pixels untouched),
-        /// with the same relative paths; must not overlap --out.
+        /// named as they would be under --out; must not overlap --out.
         #[arg(long, value_name = "DIR", required_if_eq("burned_in", "quarantine"))]
         quarantine_dir: Option<PathBuf>,
         /// Files de-identified at once (default: the available parallelism).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<NonZeroUsize>,
+        /// Name each output STUDY/SERIES/SOP.dcm by its pseudonymized Study, Series and SOP
+        /// Instance UIDs instead of by the input's path (the layout `export` writes), under --out
+        /// and --quarantine-dir alike: the choice when input names carry identifiers. A second
+        /// input of the same instance fails instead of replacing the first.
+        #[arg(long)]
+        rename: bool,
         /// Output folder (created if needed); must not be inside an input folder.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
@@ -279,13 +297,25 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("published {n} instances to {} (bucket {})", config.kafka.input_topic, opts.bucket);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Deid { key_file, key_env, options, burned_in, quarantine_dir, jobs, out, inputs } => {
+        Command::Deid {
+            key_file,
+            key_env,
+            options,
+            safe_private,
+            burned_in,
+            quarantine_dir,
+            jobs,
+            rename,
+            out,
+            inputs,
+        } => {
             let key = match (key_file, key_env) {
                 (Some(file), _) => KeySource::File(file),
                 (None, Some(var)) => KeySource::Env(var),
                 (None, None) => unreachable!("clap requires one of --key-file and --key-env"),
             };
-            let command = DeidCommand { key, options, burned_in, quarantine_dir, jobs, out, inputs };
+            let command =
+                DeidCommand { key, options, safe_private, burned_in, quarantine_dir, jobs, rename, out, inputs };
             Ok(deid_cmd::run(&command))
         }
         Command::Keygen { id, out } => Ok(deid_cmd::keygen(&id, &out)),

@@ -1,6 +1,8 @@
 //! `radstream keygen` and `radstream deid` from the command line, without servers: synthetic
 //! studies and pydicom's bundled test files in, de-identified files out, checked by pydicom.
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -139,6 +141,39 @@ sys.exit(1 if bad else 0)
     assert!(out.status.success(), "pydicom rejects outputs:\n{}", show(&out));
 }
 
+/// Checks with pydicom that every file in `files` (relative to `root`) is named
+/// `StudyInstanceUID/SeriesInstanceUID/SOPInstanceUID.dcm` by the UIDs inside it. Skipped
+/// without pydicom.
+fn check_named_by_uids(root: &Path, files: &[PathBuf]) {
+    if pydicom_test_files().is_none() {
+        return;
+    }
+    const SCRIPT: &str = r#"
+import os, sys, pydicom
+bad = []
+for p in sys.argv[2:]:
+    ds = pydicom.dcmread(os.path.join(sys.argv[1], p))
+    named = os.path.join(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID + ".dcm")
+    if p != named:
+        bad.append(p + ": its UIDs name it " + named)
+print("\n".join(bad))
+sys.exit(1 if bad else 0)
+"#;
+    assert!(!files.is_empty());
+    let out = Command::new("python3").arg("-c").arg(SCRIPT).arg(root).args(files).output().expect("run python3");
+    assert!(out.status.success(), "outputs not named by their UIDs:\n{}", show(&out));
+}
+
+/// `files_under(dir)`, each checked to be three parts deep and to end in `.dcm`.
+fn uid_named_files_under(dir: &Path) -> Vec<PathBuf> {
+    let files = files_under(dir);
+    for rel in &files {
+        assert_eq!(rel.components().count(), 3, "{}: not STUDY/SERIES/SOP.dcm", rel.display());
+        assert_eq!(rel.extension(), Some(OsStr::new("dcm")), "{}", rel.display());
+    }
+    files
+}
+
 #[test]
 fn keygen_writes_a_private_key_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,6 +236,22 @@ fn deid_usage_errors_exit_2_and_write_nothing() {
         "retain-uids",
     );
     expect_2(&["deid", "--key-file", s(&key), "--jobs", "0", "--out", s(&out), s(&input)], "--jobs");
+    let safe = |extra: &[&str], says: &str| {
+        let mut args = vec!["deid", "--key-file", s(&key), "--out", s(&out)];
+        args.extend_from_slice(extra);
+        args.push(s(&input));
+        expect_2(&args, says);
+    };
+    safe(&["--option", "retain-safe-private"], "add --safe-private");
+    safe(&["--safe-private", "GEMS_ACQU_01:0019:23"], "only used with --option retain-safe-private");
+    for (value, says) in [
+        ("GEMS_ACQU_01:0018:23", "odd"),
+        ("GEMS_ACQU_01:1023", "two hex digits"),
+        ("GEMS_ACQU_01:19:23", "four hex digits"),
+        ("GEMS_ACQU_01", "CREATOR:GROUP:ELEMENT"),
+    ] {
+        safe(&["--option", "retain-safe-private", "--safe-private", value], says);
+    }
     expect_2(
         &["deid", "--key-file", s(&key), "--burned-in", "quarantine", "--out", s(&out), s(&input)],
         "--quarantine-dir",
@@ -243,9 +294,11 @@ fn deid_help_lists_the_options_and_an_example() {
     let out = radstream(&["deid", "--help"]);
     assert!(out.status.success(), "{}", show(&out));
     let help = text(&out.stdout);
-    for name in OPTION_NAMES.iter().chain(&["--key-file", "--key-env", "--burned-in", "--quarantine-dir", "--jobs"]) {
+    let flags = ["--key-file", "--key-env", "--burned-in", "--quarantine-dir", "--jobs", "--rename", "--safe-private"];
+    for name in OPTION_NAMES.iter().chain(&flags) {
         assert!(help.contains(name), "deid --help names {name}: {help}");
     }
+    assert!(help.contains("name files by original UIDs"), "says when --rename is the choice: {help}");
     assert!(help.contains("Example") && help.contains("radstream deid --key-file"), "{help}");
 }
 
@@ -393,4 +446,149 @@ fn deid_pydicom_test_files_with_burned_in_rejection_and_quarantine() {
         );
     }
     check_with_pydicom(&outputs);
+}
+
+#[test]
+fn deid_rename_names_outputs_by_their_pseudonymized_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "k1");
+    let input = synth(&dir.path().join("in"), 2, 13);
+    let inputs = files_under(&input);
+    // synth names folders and files by the original UIDs: the names are identifiers themselves.
+    let input_names: HashSet<&OsStr> = inputs.iter().flat_map(|p| p.iter()).collect();
+
+    let plain = dir.path().join("plain");
+    let o = deid(&key, &plain, &[&input], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let renamed = dir.path().join("renamed");
+    let o = deid(&key, &renamed, &[&input], &["--rename"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let stdout = text(&o.stdout);
+    assert_eq!(summary_field(&stdout, "written"), inputs.len(), "{stdout}");
+    assert!(stdout.contains("named by pseudonymized UIDs"), "{stdout}");
+
+    let outputs = uid_named_files_under(&renamed);
+    assert_eq!(outputs.len(), inputs.len(), "{outputs:?}");
+    for rel in &outputs {
+        assert!(rel.iter().all(|part| !input_names.contains(part)), "{} reuses an input's name", rel.display());
+    }
+    // The same bytes as without --rename, named otherwise.
+    let contents = |root: &Path, files: &[PathBuf]| {
+        let mut all: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(root.join(p)).unwrap()).collect();
+        all.sort();
+        all
+    };
+    assert!(contents(&plain, &inputs) == contents(&renamed, &outputs), "--rename changed the contents");
+    check_named_by_uids(&renamed, &outputs);
+    check_with_pydicom(&outputs.iter().map(|p| renamed.join(p)).collect::<Vec<_>>());
+
+    // The same instance twice: one copy is written, the other fails and replaces nothing.
+    let dup = dir.path().join("dup");
+    std::fs::create_dir_all(&dup).unwrap();
+    std::fs::copy(input.join(&inputs[0]), dup.join("copy.dcm")).unwrap();
+    let twice = dir.path().join("twice");
+    let o = deid(&key, &twice, &[&input, &dup], &["--rename"]);
+    assert_eq!(o.status.code(), Some(1), "a second copy of an instance is a failure: {}", show(&o));
+    let stdout = text(&o.stdout);
+    assert_eq!((summary_field(&stdout, "written"), summary_field(&stdout, "failed")), (inputs.len(), 1), "{stdout}");
+    let stderr = text(&o.stderr);
+    let failed: Vec<&str> = stderr.lines().filter(|l| l.contains(": failed: ")).collect();
+    assert_eq!(failed.len(), 1, "{stderr}");
+    let copies = [input.join(&inputs[0]), dup.join("copy.dcm")];
+    assert!(
+        copies.iter().any(|c| failed[0].starts_with(&format!("{}: failed: the same instance", c.display()))),
+        "names one of the two copies and why: {stderr}"
+    );
+    assert_eq!(files_under(&twice), outputs);
+    assert!(contents(&twice, &outputs) == contents(&renamed, &outputs));
+}
+
+#[test]
+fn deid_rename_names_quarantined_files_by_uids_too() {
+    let Some(test_files) = pydicom_test_files() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "k1");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // JPEG2000.dcm is Secondary Capture without BurnedInAnnotation: quarantined.
+    for name in ["CT_small.dcm", "JPEG2000.dcm"] {
+        std::fs::copy(test_files.join(name), input.join(name)).unwrap();
+    }
+    let (out, review) = (dir.path().join("out"), dir.path().join("review"));
+    let o = deid(&key, &out, &[&input], &["--rename", "--burned-in", "quarantine", "--quarantine-dir", s(&review)]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    for (root, n) in [(&out, 1), (&review, 1)] {
+        let files = uid_named_files_under(root);
+        assert_eq!(files.len(), n, "{}: {files:?}", root.display());
+        check_named_by_uids(root, &files);
+    }
+}
+
+#[test]
+fn deid_retain_safe_private_keeps_only_the_allowed_private_elements() {
+    let Some(test_files) = pydicom_test_files() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "k1");
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let source = input.join("ct.dcm");
+    // CT_small.dcm carries GE private blocks in nine groups; add one whose creator holds a
+    // colon, to allow by name without its group.
+    const ADD_BLOCK: &str = r#"
+import sys, pydicom
+ds = pydicom.dcmread(sys.argv[1])
+block = ds.private_block(0x0051, "ACME:CT 1.0", create=True)
+block.add_new(0x10, "LO", "kept")
+block.add_new(0x11, "LO", "removed")
+ds.save_as(sys.argv[2])
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(ADD_BLOCK)
+        .arg(test_files.join("CT_small.dcm"))
+        .arg(&source)
+        .output()
+        .expect("run python3");
+    assert!(o.status.success(), "{}", show(&o));
+
+    // Prints how many private elements the input has, then each private element of the output
+    // and whether its value is the input's.
+    const COMPARE: &str = r#"
+import sys, pydicom
+private = lambda ds: {str(e.tag): e.value for e in ds.iterall() if e.tag.is_private}
+before, after = private(pydicom.dcmread(sys.argv[1])), private(pydicom.dcmread(sys.argv[2]))
+print("before", len(before))
+for tag, value in sorted(after.items()):
+    print(tag, "same" if before.get(tag) == value else "changed")
+"#;
+    let gems = ["(0019,0010) same", "(0019,1023) same"];
+    let acme = ["(0051,0010) same", "(0051,1010) same"];
+    let cases: [(&[&str], Vec<&str>); 2] = [
+        (&["GEMS_ACQU_01:0019:23"], gems.to_vec()),
+        (&["GEMS_ACQU_01:23", "ACME:CT 1.0:10"], gems.iter().chain(&acme).copied().collect()),
+    ];
+    for (i, (rules, kept)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("out{i}"));
+        let mut extra = vec!["--option", "retain-safe-private"];
+        for rule in *rules {
+            extra.extend(["--safe-private", rule]);
+        }
+        let o = deid(&key, &out, &[&input], &extra);
+        assert_eq!(o.status.code(), Some(0), "{rules:?}: {}", show(&o));
+        assert!(text(&o.stdout).contains("retain-safe-private"), "{}", show(&o));
+        let o = Command::new("python3")
+            .arg("-c")
+            .arg(COMPARE)
+            .arg(&source)
+            .arg(out.join("ct.dcm"))
+            .output()
+            .expect("run python3");
+        assert!(o.status.success(), "{}", show(&o));
+        let report = text(&o.stdout);
+        let mut lines = report.lines();
+        let before: usize = lines.next().and_then(|l| l.strip_prefix("before ")).unwrap().parse().unwrap();
+        assert!(before > 100, "the input has private elements to remove: {report}");
+        assert_eq!(lines.collect::<Vec<_>>(), *kept, "{rules:?}: exactly these remain, unchanged");
+        check_with_pydicom(&[out.join("ct.dcm")]);
+    }
 }
