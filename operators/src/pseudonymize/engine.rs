@@ -227,13 +227,15 @@ pub struct Deidentifier {
     masked: Vec<(u32, u32, Action)>,
     method: Vec<u8>,
     method_codes: Vec<(&'static str, &'static str)>,
+    /// True when some attribute resolves to Clean (so identifying words are collected).
+    cleans: bool,
 }
 
 impl Deidentifier {
     /// A de-identifier; `options` must have passed [`ProfileOptions::validate`].
     pub fn new(key: DeidKey, options: ProfileOptions) -> Self {
         let table = ProfileTable::standard();
-        let actions = table.exact_rows().iter().map(|r| (r.tag, resolve(r, &options))).collect();
+        let actions: Vec<(u32, Action)> = table.exact_rows().iter().map(|r| (r.tag, resolve(r, &options))).collect();
         let masked = table.masked_rows().iter().map(|r| (r.tag, r.mask, resolve(r, &options))).collect();
         let mut method = format!("DICOM PS3.15 {EDITION} E.1-1 Basic Profile\\radstream key {}", key.id());
         for o in options.enabled() {
@@ -244,7 +246,8 @@ impl Deidentifier {
         pad(&mut method, b' ');
         let mut method_codes = vec![("113100", "Basic Application Confidentiality Profile")];
         method_codes.extend(options.enabled().into_iter().map(|o| o.code()));
-        Self { key, options, actions, masked, method, method_codes }
+        let cleans = actions.iter().any(|(_, a)| *a == Action::Clean);
+        Self { key, options, actions, masked, method, method_codes, cleans }
     }
 
     /// The key id.
@@ -310,7 +313,7 @@ impl Deidentifier {
             source: &source,
             patient: self.pseudonymize_patient(&issuer, &patient_id),
             shift_days: self.date_shift_days(&issuer, &patient_id),
-            tokens: if self.options.enabled().is_empty() { Vec::new() } else { identifying_tokens(top, &source) },
+            tokens: if self.cleans { identifying_tokens(top, &source) } else { Vec::new() },
             uids: Vec::with_capacity(8),
         };
         let attributes = RELINKED

@@ -18,6 +18,9 @@ use super::engine::DeidError;
 
 /// Deepest sequence nesting accepted (real objects rarely exceed 6).
 const MAX_DEPTH: usize = 32;
+/// Largest inflated data set accepted from the deflated transfer syntax (a guard against
+/// decompression bombs; real deflated objects are far smaller).
+const MAX_INFLATED: usize = 512 << 20;
 /// Values at least this long are shared with the input instead of copied.
 const SHARE_AT: usize = 16 * 1024;
 const UNDEFINED: u32 = 0xFFFF_FFFF;
@@ -177,8 +180,12 @@ impl Part10 {
         if deflated {
             let mut inflated = Vec::with_capacity((input.len() - pos) * 3);
             flate2::read::DeflateDecoder::new(&input[pos..])
+                .take(MAX_INFLATED as u64 + 1)
                 .read_to_end(&mut inflated)
                 .map_err(|e| err(pos, format!("the deflated data set does not inflate: {e}")))?;
+            if inflated.len() > MAX_INFLATED {
+                return Err(err(pos, format!("the deflated data set inflates to more than {} MiB", MAX_INFLATED >> 20)));
+            }
             let source = Bytes::from(inflated);
             // Meta values are re-homed into owned buffers because `source` changes.
             let meta = meta
