@@ -341,8 +341,17 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         warn!("second signal: exiting now without draining");
         std::process::exit(130);
     });
-    runtime::run(config, metrics, Arc::new(RunStats::default()), stop_rx).await?;
-    Ok(ExitCode::SUCCESS)
+    match runtime::run(config, metrics, Arc::new(RunStats::default()), stop_rx).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // A config that validates but cannot be built (a missing key or secret file, a schema
+        // file that does not parse) is a configuration error too: exit 2, like `validate`.
+        Err(e @ (runtime::RuntimeError::Operator { .. } | runtime::RuntimeError::Schema(_))) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn wait_for_signal() {

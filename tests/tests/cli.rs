@@ -150,3 +150,23 @@ fn run_refuses_an_invalid_config_with_exit_status_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kafka.input_topic"));
 }
+
+#[test]
+fn run_exits_2_when_an_operator_cannot_be_built() {
+    // Valid config, but the pseudonymization key file does not exist: found when the operator
+    // is built, before any event is read, and reported like any configuration error.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deid.toml");
+    let missing = dir.path().join("no-such.key");
+    let config = CONFIG.replace(
+        "[[operators]]\ntype = \"stow\"",
+        &format!("[[operators]]\ntype = \"pseudonymize\"\nkey_file = {:?}\n\n[[operators]]\ntype = \"stow\"", missing),
+    );
+    std::fs::write(&path, config.replace("default_action = \"drop\"", "default_action = \"drop\"\n")).unwrap();
+    let out = radstream(&["validate", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "validate does not read files: {}", String::from_utf8_lossy(&out.stderr));
+    let out = radstream(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("operator 1 (pseudonymize): key_file") && stderr.contains("no-such.key"), "{stderr}");
+}

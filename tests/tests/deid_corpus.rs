@@ -55,6 +55,10 @@ for src, dst in pairs:
     if "PixelData" in a and a.PixelData != b.PixelData:
         problems.append(f"{dst}: PixelData bytes differ")
     b.walk(lambda ds, el: el.value)  # decodes every value in every character set
+    private = []
+    b.walk(lambda ds, el: private.append(str(el.tag)) if el.tag.is_private else None)
+    if private:
+        problems.append(f"{dst}: private attributes left: {private[:5]}")
 print(json.dumps(problems))
 "#;
 
