@@ -91,6 +91,22 @@ fn every_bundled_test_file_is_deidentified_or_refused_clearly() {
         refused.iter().filter(|r| !NOT_PART10_OR_BROKEN.iter().any(|n| r.starts_with(&format!("{n}:")))).collect();
     assert!(unexpected.is_empty(), "refused well-formed files: {unexpected:#?}");
     assert_eq!(refused.len(), NOT_PART10_OR_BROKEN.len(), "{refused:#?}");
+    // The files this test exists for: Latin-1, UTF-8 and ISO 2022 (Japanese, multi-byte)
+    // character sets, private sequences nested in private sequences, a UN-encoded sequence,
+    // big endian, deflated.
+    for name in [
+        "chrFren.dcm",
+        "chrX1.dcm",
+        "chrH31.dcm",
+        "chrJapMulti.dcm",
+        "priv_SQ.dcm",
+        "nested_priv_SQ.dcm",
+        "UN_sequence.dcm",
+        "MR_small_bigendian.dcm",
+        "image_dfl.dcm",
+    ] {
+        assert!(pairs.iter().any(|(src, _)| src.ends_with(&format!("/{name}"))), "{name} was not de-identified");
+    }
     let list = out_dir.path().join("pairs.json");
     std::fs::write(&list, serde_json::to_vec(&pairs).unwrap()).unwrap();
     let check = Command::new("python3").args(["-c", CHECK]).arg(&list).output().unwrap();
