@@ -7,7 +7,7 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
-use radstream_schemas::InstanceEvent;
+use radstream_schemas::{InstanceEvent, ObjectLocation, Priority};
 
 /// One DICOM instance on its way through the chain.
 #[derive(Debug)]
@@ -30,6 +30,14 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// An envelope for a whole Part-10 object, its event built from the header (routine
+    /// priority, no source, time 0): for tools and tests that have a file rather than an event.
+    pub fn from_part10(ticket: u64, location: ObjectLocation, object: Bytes) -> Result<Envelope, String> {
+        let header = parse_header(&object)?;
+        let event = event_from_header(&header, location, 0, Priority::Routine, None)?;
+        Ok(Envelope { ticket, event, object, header, branch: None, received_at: Instant::now() })
+    }
+
     /// `bucket/key` of the object: the identifier to use in logs and errors.
     pub fn object_key(&self) -> String {
         self.event.object.display_key()
@@ -60,4 +68,31 @@ pub fn parse_header(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, S
         .read_until(tags::PIXEL_DATA)
         .from_reader(body)
         .map_err(|e| e.to_string())
+}
+
+/// Builds the event of an object from its header (for S3 notifications, which only name the
+/// object, and for `radstream publish`).
+pub fn event_from_header(
+    header: &InMemDicomObject,
+    object: ObjectLocation,
+    event_time_ms: i64,
+    priority: Priority,
+    source: Option<String>,
+) -> Result<InstanceEvent, String> {
+    let key = object.display_key();
+    let required = |tag, name: &str| element_text(header, tag).ok_or_else(|| format!("object {key} has no {name}"));
+    Ok(InstanceEvent {
+        study_instance_uid: required(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+        series_instance_uid: required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+        sop_instance_uid: required(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+        sop_class_uid: required(tags::SOP_CLASS_UID, "SOPClassUID")?,
+        modality: element_text(header, tags::MODALITY).unwrap_or_default(),
+        body_part_examined: element_text(header, tags::BODY_PART_EXAMINED),
+        instance_number: element_text(header, tags::INSTANCE_NUMBER).and_then(|s| s.parse().ok()),
+        expected_series_instances: None,
+        priority,
+        source,
+        event_time_ms,
+        object,
+    })
 }

@@ -252,7 +252,6 @@ impl Operator for ExportSink {
 mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
-    use std::time::Instant;
 
     use bytes::Bytes;
     use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -320,32 +319,11 @@ mod tests {
             dataset.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
         let mut object = Vec::new();
         header.write_all(&mut object).unwrap();
-        Envelope {
-            ticket: n as u64,
-            event: InstanceEvent {
-                object: ObjectLocation {
-                    bucket: "incoming".into(),
-                    key: format!("in/{n}.dcm"),
-                    size: None,
-                    etag: None,
-                },
-                study_instance_uid: STUDY.into(),
-                series_instance_uid: SERIES.into(),
-                sop_instance_uid: sop,
-                sop_class_uid: uids::CT_IMAGE_STORAGE.into(),
-                modality: "CT".into(),
-                body_part_examined: None,
-                instance_number: None,
-                expected_series_instances: None,
-                priority: Priority::Stat,
-                source: Some("CT_SCANNER_1".into()),
-                event_time_ms: 0,
-            },
-            object: Bytes::from(object),
-            header,
-            branch: None,
-            received_at: Instant::now(),
-        }
+        let location = ObjectLocation { bucket: "incoming".into(), key: format!("in/{n}.dcm"), size: None, etag: None };
+        let mut envelope = Envelope::from_part10(n as u64, location, Bytes::from(object)).unwrap();
+        envelope.event.priority = Priority::Stat;
+        envelope.event.source = Some("CT_SCANNER_1".into());
+        envelope
     }
 
     fn config(json: serde_json::Value) -> ExportConfig {

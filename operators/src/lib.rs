@@ -21,7 +21,7 @@ pub mod services;
 pub mod stow;
 
 pub use config::{BuildContext, ConfigError, OperatorConfig};
-pub use envelope::{element_text, Envelope};
+pub use envelope::{element_text, event_from_header, parse_header, Envelope};
 pub use error::{OperatorError, RetryHint};
 pub use operator::{Operator, Outcome, Processed};
 pub use radstream_schemas::ErrorClass;

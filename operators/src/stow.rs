@@ -669,7 +669,7 @@ mod tests {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::{tags, uids};
     use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-    use radstream_schemas::{InstanceEvent, ObjectLocation, Priority};
+    use radstream_schemas::ObjectLocation;
     use tokio::sync::oneshot;
 
     use super::*;
@@ -690,32 +690,10 @@ mod tests {
             dataset.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
         let mut object = Vec::new();
         header.write_all(&mut object).unwrap();
-        Envelope {
-            ticket,
-            event: InstanceEvent {
-                object: ObjectLocation {
-                    bucket: "dicom".into(),
-                    key: format!("incoming/{ticket}.dcm"),
-                    size: Some(object.len() as i64),
-                    etag: None,
-                },
-                study_instance_uid: "1.2.826.0.1.3680043.8.498.1".into(),
-                series_instance_uid: "1.2.826.0.1.3680043.8.498.2".into(),
-                sop_instance_uid: sop_instance_uid.into(),
-                sop_class_uid: uids::SECONDARY_CAPTURE_IMAGE_STORAGE.into(),
-                modality: "OT".into(),
-                body_part_examined: None,
-                instance_number: None,
-                expected_series_instances: None,
-                priority: Priority::Routine,
-                source: None,
-                event_time_ms: 0,
-            },
-            object: Bytes::from(object),
-            header,
-            branch: None,
-            received_at: Instant::now(),
-        }
+        let size = Some(object.len() as i64);
+        let location =
+            ObjectLocation { bucket: "dicom".into(), key: format!("incoming/{ticket}.dcm"), size, etag: None };
+        Envelope::from_part10(ticket, location, Bytes::from(object)).unwrap()
     }
 
     fn stored_response(sop_instance_uid: &str) -> String {

@@ -274,7 +274,6 @@ fn json_key(tag: dicom_core::Tag) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::uids;
@@ -282,7 +281,7 @@ mod tests {
     use radstream_operators::stow::multipart::RelatedBody;
     use radstream_operators::stow::StowConfig;
     use radstream_operators::{BuildContext, Envelope, Operator, Outcome};
-    use radstream_schemas::{InstanceEvent, ObjectLocation, Priority};
+    use radstream_schemas::ObjectLocation;
 
     use super::*;
 
@@ -368,33 +367,10 @@ mod tests {
         let batch = (0..4)
             .map(|i| {
                 let sop = format!("1.2.826.0.1.3680043.8.498.3.{i}");
-                let (header, bytes) = part10(&sop);
-                Envelope {
-                    ticket: i,
-                    event: InstanceEvent {
-                        object: ObjectLocation {
-                            bucket: "demo".into(),
-                            key: format!("{i}.dcm"),
-                            size: None,
-                            etag: None,
-                        },
-                        study_instance_uid: STUDY.into(),
-                        series_instance_uid: SERIES.into(),
-                        sop_instance_uid: sop,
-                        sop_class_uid: uids::SECONDARY_CAPTURE_IMAGE_STORAGE.into(),
-                        modality: "OT".into(),
-                        body_part_examined: None,
-                        instance_number: None,
-                        expected_series_instances: None,
-                        priority: Priority::Routine,
-                        source: None,
-                        event_time_ms: 0,
-                    },
-                    object: Bytes::from(bytes),
-                    header,
-                    branch: None,
-                    received_at: Instant::now(),
-                }
+                let (_, bytes) = part10(&sop);
+                let location =
+                    ObjectLocation { bucket: "demo".into(), key: format!("{i}.dcm"), size: None, etag: None };
+                Envelope::from_part10(i, location, Bytes::from(bytes)).unwrap()
             })
             .collect();
         let processed = sink.process_batch(batch).await;

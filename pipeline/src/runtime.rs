@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
 use futures::stream::{FuturesUnordered, StreamExt};
 use radstream_operators::{element_text, BuildContext, Envelope, Operator, Outcome, RetryHint};
 use radstream_schemas::wire::{self, SchemaSet};
@@ -557,34 +556,7 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
 }
 
 /// Operators that rewrite an object parse their output with the same function.
-pub use radstream_operators::envelope::parse_header;
-
-/// Builds the event of an object from its header (for S3 notifications, which only name the
-/// object, and for `radstream publish`).
-pub fn event_from_header(
-    header: &InMemDicomObject,
-    object: ObjectLocation,
-    event_time_ms: i64,
-    priority: Priority,
-    source: Option<String>,
-) -> Result<InstanceEvent, String> {
-    let key = object.display_key();
-    let required = |tag, name: &str| element_text(header, tag).ok_or_else(|| format!("object {key} has no {name}"));
-    Ok(InstanceEvent {
-        study_instance_uid: required(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
-        series_instance_uid: required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
-        sop_instance_uid: required(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
-        sop_class_uid: required(tags::SOP_CLASS_UID, "SOPClassUID")?,
-        modality: element_text(header, tags::MODALITY).unwrap_or_default(),
-        body_part_examined: element_text(header, tags::BODY_PART_EXAMINED),
-        instance_number: element_text(header, tags::INSTANCE_NUMBER).and_then(|s| s.parse().ok()),
-        expected_series_instances: None,
-        priority,
-        source,
-        event_time_ms,
-        object,
-    })
-}
+pub use radstream_operators::envelope::{event_from_header, parse_header};
 
 /// Runs one operator: gathers batches, routes each envelope by its outcome, retries what the
 /// operator marks retryable, dead-letters the rest.

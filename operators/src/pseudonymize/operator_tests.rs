@@ -1,14 +1,14 @@
 //! The operator and its trusted-side twin `relink`, with in-memory side outputs.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
-use radstream_schemas::{AuditEvent, AuditOutcome, ErrorClass, InstanceEvent, ObjectLocation, Priority};
+use radstream_schemas::{AuditEvent, AuditOutcome, ErrorClass, ObjectLocation};
 
 use super::*;
 use crate::relink::{LinkIndex, Relink};
@@ -80,27 +80,8 @@ fn envelope(burned_in: Option<&str>, modality: &str) -> Envelope {
         .unwrap();
     let mut object = Vec::new();
     file.write_all(&mut object).unwrap();
-    Envelope {
-        ticket: 1,
-        event: InstanceEvent {
-            object: ObjectLocation { bucket: "dicom".into(), key: "in/1.dcm".into(), size: None, etag: None },
-            study_instance_uid: "1.2.3.9".into(),
-            series_instance_uid: "1.2.3.9.0".into(),
-            sop_instance_uid: "1.2.3.9.1".into(),
-            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
-            modality: modality.into(),
-            body_part_examined: None,
-            instance_number: None,
-            expected_series_instances: None,
-            priority: Priority::Routine,
-            source: None,
-            event_time_ms: 0,
-        },
-        object: Bytes::from(object),
-        header: file,
-        branch: None,
-        received_at: Instant::now(),
-    }
+    let location = ObjectLocation { bucket: "dicom".into(), key: "in/1.dcm".into(), size: None, etag: None };
+    Envelope::from_part10(1, location, Bytes::from(object)).unwrap()
 }
 
 fn context(recorder: &Arc<Recorder>) -> BuildContext {

@@ -184,7 +184,10 @@ impl Part10 {
                 .read_to_end(&mut inflated)
                 .map_err(|e| err(pos, format!("the deflated data set does not inflate: {e}")))?;
             if inflated.len() > MAX_INFLATED {
-                return Err(err(pos, format!("the deflated data set inflates to more than {} MiB", MAX_INFLATED >> 20)));
+                return Err(err(
+                    pos,
+                    format!("the deflated data set inflates to more than {} MiB", MAX_INFLATED >> 20),
+                ));
             }
             let source = Bytes::from(inflated);
             // Meta values are re-homed into owned buffers because `source` changes.
