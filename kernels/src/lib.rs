@@ -1,5 +1,57 @@
-//! CUDA kernels and the CPU reference of each, for the `preprocess` operator.
+//! Preprocessing kernels for the `preprocess` operator: stored pixel values in, a model's input
+//! tensor out. This crate holds the CPU reference of each kernel; the CUDA twins (feature
+//! `cuda`, not written yet) must match it to 1e-4 ([`PreprocessBackend::TOLERANCE`]).
 //!
-//! Empty until the preprocessing issue: decode, modality/VOI LUT, resampling and normalization
-//! land here, each kernel with a CPU twin that one test body runs on both (the `cuda` feature
-//! turns the GPU side on). Nothing here knows about DICOM files.
+//! Nothing here knows about DICOM files: the operator decodes Pixel Data and reads the
+//! attributes, and hands over plain slices of stored values with plain numbers. The standard is
+//! cited where it defines the arithmetic.
+//!
+//! | module | what | standard |
+//! |---|---|---|
+//! | [`sample`] | the stored integer types ([`StoredSample`]) | |
+//! | [`modality`] | modality LUT by rescale: `v * slope + intercept`, per frame | PS3.3 C.11.1 |
+//! | [`voi`] | VOI LUT window: LINEAR, LINEAR_EXACT, SIGMOID onto `[y_min, y_max]` | PS3.3 C.11.2.1.2, C.11.2.1.3 |
+//! | [`normalize`](mod@normalize) | mean/std, min/max, channel replication | |
+//! | [`resample`](mod@resample) | linear when an axis grows, area when it shrinks | |
+//! | [`layout`] | CHW images, NCHW batches, slices sorted into a volume | PS3.3 C.7.6.2.1.1 |
+//! | [`plan`] | [`Preprocess`]: all of the above fused, one pass over the pixels | |
+//! | [`backend`] | [`PreprocessBackend`], [`CpuBackend`], [`test_device!`] | |
+//!
+//! # Precision contract
+//! Inside a step, arithmetic is `f64`; every step hands on `f32`. The fused plan rounds at the
+//! same points as the separate functions, so on the CPU the two agree to the last bit (the tests
+//! demand 1e-6). A GPU twin may compute in `f32` throughout.
+//!
+//! # Testing on devices
+//! A test body generic over [`PreprocessBackend`] and registered with [`test_device!`] runs on
+//! the CPU now and on the GPU once the `cuda` feature has a backend. Until then the crate's
+//! tests refuse to build with `--features cuda` rather than report a GPU run that did not
+//! happen; the library itself still builds with it.
+//!
+//! All of it is `std` only and allocation-free per pixel: buffers are sized once per image.
+
+pub mod backend;
+mod error;
+pub mod layout;
+pub mod modality;
+pub mod normalize;
+pub mod plan;
+pub mod resample;
+pub mod sample;
+pub mod voi;
+
+pub use backend::{CpuBackend, PreprocessBackend};
+pub use error::PreprocessError;
+pub use layout::{order_slices, stack_slices, ChwImage, SliceGeometry, SliceOrder, Tensor, Volume};
+pub use modality::{modality_rescale, modality_rescale_frames, Rescale};
+pub use normalize::{image_min_max, normalize, replicate_channels, replicate_channels_into, MeanStd, Normalization};
+pub use plan::Preprocess;
+pub use resample::{resample, resample_into, AxisMethod, AxisWeights, ImageSize};
+pub use sample::{stored_min_max, SampleKind, StoredSample};
+pub use voi::{voi_window, OutputRange, VoiFunction, Window};
+
+#[cfg(all(test, feature = "cuda"))]
+compile_error!(
+    "the `cuda` feature has no backend yet: `test_device!` names `CudaBackend`, which the CUDA \
+     slice of the preprocessing issue adds; build the tests without `--features cuda` until then"
+);

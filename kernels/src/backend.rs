@@ -1,0 +1,221 @@
+//! Where kernels run: the backend trait, its CPU reference, and `test_device!`, which runs one
+//! test body on every backend compiled in (the pattern of candle's
+//! `candle-core/src/test_utils.rs`).
+//!
+//! Only [`CpuBackend`] exists today. The CUDA work adds `CudaBackend` behind the `cuda` feature,
+//! implementing [`PreprocessBackend`] with kernels that read the same [`Preprocess`] plan and
+//! the same [`crate::AxisWeights`] tables; every test written with `test_device!` then runs on
+//! the GPU too, against the same expectations.
+
+use crate::error::PreprocessError;
+use crate::plan::Preprocess;
+use crate::resample::{resample, ImageSize};
+use crate::sample::StoredSample;
+
+/// A device that can run the preprocessing kernels. Host slices in, host vectors out: a GPU
+/// backend copies both ways, which is what tests compare; keeping results on the device for
+/// inference is the GPU backend's own, additional API.
+pub trait PreprocessBackend {
+    /// The largest absolute difference from the CPU reference this backend promises, for
+    /// outputs of order 1: rounding only for the CPU, 1e-4 for a GPU (`f32` arithmetic, other
+    /// summation order, FMA contraction, a different `exp`).
+    const TOLERANCE: f32;
+
+    /// A short name for messages, e.g. `"cpu"`.
+    fn name(&self) -> &'static str;
+
+    /// Step 1 of the plan (modality, window, normalization) on every stored value.
+    fn elementwise<S: StoredSample>(&self, plan: &Preprocess, stored: &[S]) -> Result<Vec<f32>, PreprocessError>;
+
+    /// Resamples a single-channel image from `from` to `to`.
+    fn resample(&self, image: &[f32], from: ImageSize, to: ImageSize) -> Result<Vec<f32>, PreprocessError>;
+
+    /// The whole plan on one `height × width` frame: a CHW image of
+    /// [`Preprocess::output_shape`].
+    fn preprocess<S: StoredSample>(
+        &self,
+        plan: &Preprocess,
+        stored: &[S],
+        height: usize,
+        width: usize,
+    ) -> Result<Vec<f32>, PreprocessError>;
+}
+
+/// The CPU reference: what every other backend is measured against.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+impl PreprocessBackend for CpuBackend {
+    const TOLERANCE: f32 = 1e-6;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn elementwise<S: StoredSample>(&self, plan: &Preprocess, stored: &[S]) -> Result<Vec<f32>, PreprocessError> {
+        let mut out = vec![0.0; stored.len()];
+        plan.elementwise_cpu(stored, &mut out)?;
+        Ok(out)
+    }
+
+    fn resample(&self, image: &[f32], from: ImageSize, to: ImageSize) -> Result<Vec<f32>, PreprocessError> {
+        resample(image, from, to)
+    }
+
+    fn preprocess<S: StoredSample>(
+        &self,
+        plan: &Preprocess,
+        stored: &[S],
+        height: usize,
+        width: usize,
+    ) -> Result<Vec<f32>, PreprocessError> {
+        plan.run_cpu(stored, height, width)
+    }
+}
+
+/// Runs one test body on every backend compiled in: `test_device!(body, body_cpu, body_cuda)`
+/// with `fn body<B: PreprocessBackend>(device: &B) -> Result<(), PreprocessError>` makes the
+/// tests `body_cpu` and, with the `cuda` feature, `body_cuda`.
+///
+/// The CUDA arm names `CudaBackend::new(0)`, which the CUDA work adds; until then the crate's
+/// tests do not build with `--features cuda` (there is no GPU to pretend to test on). The
+/// `cfg` is evaluated in the crate that invokes the macro, so another crate using it needs a
+/// `cuda` feature of its own that enables this one's.
+#[macro_export]
+macro_rules! test_device {
+    ($body:ident, $cpu:ident, $cuda:ident) => {
+        #[test]
+        fn $cpu() -> ::std::result::Result<(), $crate::PreprocessError> {
+            $body(&$crate::CpuBackend)
+        }
+
+        #[cfg(feature = "cuda")]
+        #[test]
+        fn $cuda() -> ::std::result::Result<(), $crate::PreprocessError> {
+            $body(&$crate::CudaBackend::new(0)?)
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modality::{modality_rescale, Rescale};
+    use crate::normalize::{normalize, replicate_channels, MeanStd, Normalization};
+    use crate::voi::{voi_window, OutputRange, VoiFunction, Window};
+
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    /// The plan by way of the separate functions, one after the other.
+    fn separately<S: StoredSample>(plan: &Preprocess, stored: &[S], input: ImageSize) -> Vec<f32> {
+        let mut image = vec![0.0; stored.len()];
+        modality_rescale(stored, plan.rescale, &mut image).unwrap();
+        if let Some(window) = &plan.window {
+            let rescaled = image.clone();
+            voi_window(&rescaled, window, &mut image).unwrap();
+        }
+        normalize(&mut image, &plan.normalization).unwrap();
+        let target = plan.target.unwrap_or(input);
+        let image = resample(&image, input, target).unwrap();
+        replicate_channels(&image, plan.channels, &plan.channel_mean_std).unwrap()
+    }
+
+    /// A CT-like frame: values well below, inside and above a soft-tissue window.
+    fn ct_frame(input: ImageSize) -> Vec<i16> {
+        let n = input.height * input.width;
+        (0..n).map(|i| ((i * 7919) % 2600) as i16 - 1000).collect()
+    }
+
+    fn plans() -> Vec<Preprocess> {
+        let imagenet = vec![
+            MeanStd { mean: 0.485, std: 0.229 },
+            MeanStd { mean: 0.456, std: 0.224 },
+            MeanStd { mean: 0.406, std: 0.225 },
+        ];
+        let mut plans = Vec::new();
+        for function in [None, Some(VoiFunction::Linear), Some(VoiFunction::LinearExact), Some(VoiFunction::Sigmoid)] {
+            for normalization in [
+                Normalization::None,
+                Normalization::MeanStd(MeanStd { mean: 0.2, std: 0.3 }),
+                Normalization::MinMax { min: 0.1, max: 0.9 },
+                Normalization::MinMaxOfImage,
+            ] {
+                for target in
+                    [None, Some(ImageSize::new(7, 5)), Some(ImageSize::new(24, 30)), Some(ImageSize::new(9, 31))]
+                {
+                    for (channels, per_channel) in [(1, vec![]), (3, vec![]), (3, imagenet.clone())] {
+                        plans.push(Preprocess {
+                            rescale: Rescale { slope: 1.5, intercept: -1024.0 },
+                            window: function.map(|f| Window::new(40.0, 400.0, f, OutputRange::UNIT).unwrap()),
+                            normalization,
+                            target,
+                            channels,
+                            channel_mean_std: per_channel,
+                        });
+                    }
+                }
+            }
+        }
+        plans
+    }
+
+    fn fused_plan_matches_the_separate_functions<B: PreprocessBackend>(device: &B) -> Result<(), PreprocessError> {
+        let input = ImageSize::new(12, 17);
+        let stored = ct_frame(input);
+        for plan in plans() {
+            let fused = device.preprocess(&plan, &stored, input.height, input.width)?;
+            let diff = max_abs_diff(&fused, &separately(&plan, &stored, input));
+            assert!(diff <= B::TOLERANCE, "{}: {diff} for {plan:?}", device.name());
+        }
+        Ok(())
+    }
+    test_device!(
+        fused_plan_matches_the_separate_functions,
+        fused_plan_matches_the_separate_functions_cpu,
+        fused_plan_matches_the_separate_functions_cuda
+    );
+
+    fn every_stored_type_and_an_inverted_range<B: PreprocessBackend>(device: &B) -> Result<(), PreprocessError> {
+        let plan = Preprocess {
+            rescale: Rescale { slope: -0.75, intercept: 100.0 },
+            window: Some(Window::new(20.0, 90.0, VoiFunction::Linear, OutputRange { min: 1.0, max: -1.0 })?),
+            normalization: Normalization::MinMaxOfImage,
+            target: Some(ImageSize::new(3, 2)),
+            ..Preprocess::default()
+        };
+        let input = ImageSize::new(4, 4);
+        fn check<B: PreprocessBackend, S: StoredSample>(device: &B, plan: &Preprocess, stored: &[S], input: ImageSize) {
+            let fused = device.preprocess(plan, stored, input.height, input.width).unwrap();
+            assert!(max_abs_diff(&fused, &separately(plan, stored, input)) <= B::TOLERANCE);
+            let elementwise = device.elementwise(plan, stored).unwrap();
+            let whole = Preprocess { target: None, ..plan.clone() };
+            assert!(max_abs_diff(&elementwise, &separately(&whole, stored, input)) <= B::TOLERANCE);
+        }
+        let base: Vec<i32> = (0..16).map(|i| i * 13 - 60).collect();
+        check(device, &plan, &base.iter().map(|&v| (v + 60) as u8).collect::<Vec<_>>(), input);
+        check(device, &plan, &base.iter().map(|&v| v as i8).collect::<Vec<_>>(), input);
+        check(device, &plan, &base.iter().map(|&v| (v + 60) as u16 * 300).collect::<Vec<_>>(), input);
+        check(device, &plan, &base.iter().map(|&v| v as i16 * 5).collect::<Vec<_>>(), input);
+        check(device, &plan, &base.iter().map(|&v| (v + 60) as u32).collect::<Vec<_>>(), input);
+        check(device, &plan, &base, input);
+        Ok(())
+    }
+    test_device!(
+        every_stored_type_and_an_inverted_range,
+        every_stored_type_and_an_inverted_range_cpu,
+        every_stored_type_and_an_inverted_range_cuda
+    );
+
+    fn resampling_by_hand<B: PreprocessBackend>(device: &B) -> Result<(), PreprocessError> {
+        let up = device.resample(&[0.0, 4.0, 8.0, 12.0], ImageSize::new(2, 2), ImageSize::new(4, 4))?;
+        let expected = [0.0, 1.0, 3.0, 4.0, 2.0, 3.0, 5.0, 6.0, 6.0, 7.0, 9.0, 10.0, 8.0, 9.0, 11.0, 12.0];
+        assert!(max_abs_diff(&up, &expected) <= B::TOLERANCE * 12.0);
+        let down = device.resample(&up, ImageSize::new(4, 4), ImageSize::new(2, 2))?;
+        assert!(max_abs_diff(&down, &[1.5, 4.5, 7.5, 10.5]) <= B::TOLERANCE * 12.0);
+        Ok(())
+    }
+    test_device!(resampling_by_hand, resampling_by_hand_cpu, resampling_by_hand_cuda);
+}

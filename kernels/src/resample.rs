@@ -1,0 +1,341 @@
+//! Resampling a single-channel image (row-major `f32`, `height × width`) to another size.
+//!
+//! Each axis is resampled on its own, by whether it grows or shrinks:
+//!
+//! * **grows: linear**, pixel centers aligned (PyTorch `interpolate(mode="bilinear",
+//!   align_corners=False)`, OpenCV `INTER_LINEAR`). Output index `i` samples the input at
+//!   `s = (i + 0.5) * in / out - 0.5`, clamped below at 0; with `i0 = floor(s)` and `f = s - i0`
+//!   the value is `(1 - f) * v[i0] + f * v[min(i0 + 1, in - 1)]`. The borders therefore repeat the
+//!   edge pixel, as both libraries do.
+//! * **shrinks: area** (OpenCV `INTER_AREA` when shrinking): output index `i` covers the input
+//!   interval `[i * in / out, (i + 1) * in / out)`; each input pixel `[j, j + 1)` weighs by the
+//!   length of its overlap with it, and the weights are divided by their sum (`in / out`). For
+//!   an integer factor this is the plain block mean. OpenCV drops overlaps under 1e-3 of a pixel;
+//!   here only overlaps under 1e-9 are dropped, a difference well below the 1e-4 tolerance.
+//! * **same length: identity**, the values copied untouched.
+//!
+//! Both axes together are the separable product of their weights: a horizontal pass into an
+//! `height × out_width` buffer, then a vertical pass. Weights are `f64` and sums are taken in
+//! `f64`, rounded to `f32` after each pass; so a constant image stays exactly constant and the
+//! identity size returns the input bit for bit. A GPU twin may do both passes in one kernel in
+//! `f32`: the difference is far below 1e-4. [`AxisWeights`] is public so that it can upload the
+//! very same tables instead of recomputing them.
+
+use std::borrow::Cow;
+
+use crate::error::{check_len, PreprocessError};
+
+/// Height and width of a single-channel image, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImageSize {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+impl ImageSize {
+    /// A size of `height` rows and `width` columns.
+    pub const fn new(height: usize, width: usize) -> Self {
+        Self { height, width }
+    }
+
+    /// Number of pixels; an error for a zero side or a count that overflows `usize`.
+    pub fn pixels(&self) -> Result<usize, PreprocessError> {
+        match self.height.checked_mul(self.width) {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(PreprocessError::InvalidSize { height: self.height, width: self.width }),
+        }
+    }
+}
+
+/// How one axis is resampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AxisMethod {
+    /// Same length: copied.
+    Identity,
+    /// Longer output: linear interpolation between pixel centers.
+    Linear,
+    /// Shorter output: area averaging.
+    Area,
+}
+
+impl AxisMethod {
+    /// The method for an axis of `src_len` input pixels and `dst_len` output pixels.
+    pub fn for_lengths(src_len: usize, dst_len: usize) -> Self {
+        use std::cmp::Ordering::*;
+        match dst_len.cmp(&src_len) {
+            Equal => Self::Identity,
+            Greater => Self::Linear,
+            Less => Self::Area,
+        }
+    }
+}
+
+/// The weights of one axis: for each output index, a run of consecutive input indices and
+/// their weights (which sum to 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AxisWeights {
+    src_len: usize,
+    dst_len: usize,
+    method: AxisMethod,
+    /// First input index of each output index.
+    starts: Vec<usize>,
+    /// `weights[offsets[i]..offsets[i + 1]]` are output index `i`'s weights.
+    offsets: Vec<usize>,
+    weights: Vec<f64>,
+}
+
+impl AxisWeights {
+    /// The weights for resampling `src_len` pixels to `dst_len`; both must be positive.
+    pub fn new(src_len: usize, dst_len: usize) -> Result<Self, PreprocessError> {
+        if src_len == 0 || dst_len == 0 {
+            return Err(PreprocessError::Empty { what: "resampling axis" });
+        }
+        let method = AxisMethod::for_lengths(src_len, dst_len);
+        let mut table = Self {
+            src_len,
+            dst_len,
+            method,
+            starts: Vec::with_capacity(dst_len),
+            offsets: Vec::with_capacity(dst_len + 1),
+            weights: Vec::with_capacity(dst_len * 2),
+        };
+        table.offsets.push(0);
+        let (src, dst) = (src_len as f64, dst_len as f64);
+        for i in 0..dst_len {
+            match method {
+                AxisMethod::Identity => table.push(i, &[1.0]),
+                AxisMethod::Linear => {
+                    let s = ((i as f64 + 0.5) * src / dst - 0.5).max(0.0);
+                    let i0 = (s.floor() as usize).min(src_len - 1);
+                    let f = s - i0 as f64;
+                    if f == 0.0 || i0 + 1 == src_len {
+                        table.push(i0, &[1.0]);
+                    } else {
+                        table.push(i0, &[1.0 - f, f]);
+                    }
+                }
+                AxisMethod::Area => {
+                    // One division each, so that integer factors give integer bounds exactly.
+                    let a = (i * src_len) as f64 / dst;
+                    let b = (((i + 1) * src_len) as f64 / dst).min(src);
+                    let first = a.floor() as usize;
+                    let last = (b.ceil() as usize).min(src_len);
+                    let mut start = None;
+                    let at = table.weights.len();
+                    for j in first..last {
+                        let overlap = b.min(j as f64 + 1.0) - a.max(j as f64);
+                        if overlap > 1e-9 {
+                            start.get_or_insert(j);
+                            table.weights.push(overlap);
+                        } else if start.is_some() {
+                            break;
+                        }
+                    }
+                    let total: f64 = table.weights[at..].iter().sum();
+                    for w in &mut table.weights[at..] {
+                        *w /= total;
+                    }
+                    table.starts.push(start.unwrap_or(first));
+                    table.offsets.push(table.weights.len());
+                }
+            }
+        }
+        Ok(table)
+    }
+
+    fn push(&mut self, start: usize, weights: &[f64]) {
+        self.starts.push(start);
+        self.weights.extend_from_slice(weights);
+        self.offsets.push(self.weights.len());
+    }
+
+    /// Input length.
+    pub fn src_len(&self) -> usize {
+        self.src_len
+    }
+
+    /// Output length.
+    pub fn dst_len(&self) -> usize {
+        self.dst_len
+    }
+
+    /// The method chosen for this axis.
+    pub fn method(&self) -> AxisMethod {
+        self.method
+    }
+
+    /// Output index `dst`'s first input index and the weights of it and the indices after it.
+    ///
+    /// # Panics
+    /// If `dst >= self.dst_len()`.
+    #[inline]
+    pub fn taps(&self, dst: usize) -> (usize, &[f64]) {
+        (self.starts[dst], &self.weights[self.offsets[dst]..self.offsets[dst + 1]])
+    }
+}
+
+/// Resamples `image` (row-major, `from.height × from.width`) to `to`.
+pub fn resample(image: &[f32], from: ImageSize, to: ImageSize) -> Result<Vec<f32>, PreprocessError> {
+    let mut out = vec![0.0; to.pixels()?];
+    resample_into(image, from, to, &mut out)?;
+    Ok(out)
+}
+
+/// Resamples `image` (row-major, `from.height × from.width`) to `to`, writing `out`.
+pub fn resample_into(image: &[f32], from: ImageSize, to: ImageSize, out: &mut [f32]) -> Result<(), PreprocessError> {
+    check_len("image to resample", from.pixels()?, image.len())?;
+    check_len("resampled image", to.pixels()?, out.len())?;
+    let along_x = AxisWeights::new(from.width, to.width)?;
+    let along_y = AxisWeights::new(from.height, to.height)?;
+
+    let rows: Cow<'_, [f32]> = if along_x.method == AxisMethod::Identity {
+        Cow::Borrowed(image)
+    } else {
+        let mut rows = vec![0.0f32; from.height * to.width];
+        for (src, dst) in image.chunks_exact(from.width).zip(rows.chunks_exact_mut(to.width)) {
+            for (x, d) in dst.iter_mut().enumerate() {
+                let (start, weights) = along_x.taps(x);
+                let taps = &src[start..start + weights.len()];
+                *d = taps.iter().zip(weights).fold(0.0f64, |acc, (&v, &w)| acc + w * f64::from(v)) as f32;
+            }
+        }
+        Cow::Owned(rows)
+    };
+
+    if along_y.method == AxisMethod::Identity {
+        out.copy_from_slice(&rows);
+        return Ok(());
+    }
+    // Whole rows at a time, so that the inner loop runs along memory.
+    let mut acc = vec![0.0f64; to.width];
+    for (y, dst) in out.chunks_exact_mut(to.width).enumerate() {
+        let (start, weights) = along_y.taps(y);
+        acc.fill(0.0);
+        for (k, &w) in weights.iter().enumerate() {
+            let src = &rows[(start + k) * to.width..][..to.width];
+            for (a, &v) in acc.iter_mut().zip(src) {
+                *a += w * f64::from(v);
+            }
+        }
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = a as f32;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(n: usize) -> Vec<f32> {
+        // Values with no short binary expansion, so that an identity copy is really tested.
+        (0..n).map(|i| (i as f32 * 0.37).sin() * 1000.0 + 0.1).collect()
+    }
+
+    #[test]
+    fn identity_size_returns_the_input_bit_for_bit() {
+        let size = ImageSize::new(5, 7);
+        let image = ramp(35);
+        assert_eq!(resample(&image, size, size).unwrap(), image);
+    }
+
+    #[test]
+    fn constant_images_stay_constant() {
+        let sizes = [(1, 1), (3, 5), (4, 4), (7, 3), (10, 13), (2, 9)];
+        for &(h, w) in &sizes {
+            for &(th, tw) in &sizes {
+                let image = vec![-123.456f32; h * w];
+                let out = resample(&image, ImageSize::new(h, w), ImageSize::new(th, tw)).unwrap();
+                assert!(out.iter().all(|&v| v == -123.456), "{h}x{w} -> {th}x{tw}: {out:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn area_4x4_to_2x2_is_the_mean_of_each_block() {
+        #[rustfmt::skip]
+        let image = [
+            1.0, 2.0,   10.0, 20.0,
+            3.0, 4.0,   30.0, 40.0,
+            -1.0, -1.0, 0.0, 8.0,
+            -1.0, -5.0, 0.0, 0.0,
+        ];
+        let out = resample(&image, ImageSize::new(4, 4), ImageSize::new(2, 2)).unwrap();
+        assert_eq!(out, [2.5, 25.0, -2.0, 2.0]);
+    }
+
+    #[test]
+    fn bilinear_2x2_to_4x4_by_hand() {
+        // Along one axis, 2 -> 4 samples at s = (i + 0.5) / 2 - 0.5 = -0.25 (clamped to 0), 0.25,
+        // 0.75, 1.25 (i0 = 1, the last pixel): [a, 0.75a + 0.25b, 0.25a + 0.75b, b].
+        // Rows [0, 4] -> [0, 1, 3, 4] and [8, 12] -> [8, 9, 11, 12]; then the same down columns.
+        let image = [0.0, 4.0, 8.0, 12.0];
+        let out = resample(&image, ImageSize::new(2, 2), ImageSize::new(4, 4)).unwrap();
+        #[rustfmt::skip]
+        let expected = [
+            0.0, 1.0, 3.0, 4.0,
+            2.0, 3.0, 5.0, 6.0,
+            6.0, 7.0, 9.0, 10.0,
+            8.0, 9.0, 11.0, 12.0,
+        ];
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn linear_3_to_5_follows_pixel_centers() {
+        // s = (i + 0.5) * 0.6 - 0.5 = -0.2 (-> 0), 0.4, 1.0, 1.6, 2.2 (i0 = 2, the last pixel).
+        let out = resample(&[0.0, 10.0, 20.0], ImageSize::new(1, 3), ImageSize::new(1, 5)).unwrap();
+        let expected = [0.0, 4.0, 10.0, 16.0, 20.0];
+        for (o, e) in out.iter().zip(expected) {
+            assert!((o - e).abs() < 1e-5, "{out:?}");
+        }
+    }
+
+    #[test]
+    fn area_3_to_2_weighs_the_shared_pixel_by_half() {
+        // Output 0 covers [0, 1.5): pixel 0 whole, pixel 1 half -> (2/3, 1/3); output 1 the rest.
+        let out = resample(&[0.0, 3.0, 6.0], ImageSize::new(1, 3), ImageSize::new(1, 2)).unwrap();
+        assert!((out[0] - 1.0).abs() < 1e-6 && (out[1] - 5.0).abs() < 1e-6, "{out:?}");
+        let table = AxisWeights::new(3, 2).unwrap();
+        assert_eq!(table.method(), AxisMethod::Area);
+        let (start, weights) = table.taps(1);
+        assert_eq!(start, 1);
+        assert!((weights[0] - 1.0 / 3.0).abs() < 1e-12 && (weights[1] - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn each_axis_picks_its_own_method() {
+        // Height 2 -> 4 grows (linear), width 4 -> 2 shrinks (area).
+        let image = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0];
+        let out = resample(&image, ImageSize::new(2, 4), ImageSize::new(4, 2)).unwrap();
+        assert_eq!(out, [1.0, 5.0, 3.0, 7.0, 7.0, 11.0, 9.0, 13.0]);
+    }
+
+    #[test]
+    fn weights_sum_to_one_for_awkward_ratios() {
+        for (src, dst) in [(512, 224), (7, 3), (3, 7), (1000, 999), (224, 512), (1, 9), (9, 1)] {
+            let table = AxisWeights::new(src, dst).unwrap();
+            for i in 0..dst {
+                let (start, weights) = table.taps(i);
+                assert!(start + weights.len() <= src);
+                assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{src}->{dst} at {i}");
+                assert!(weights.iter().all(|&w| w > 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        assert!(resample(&[], ImageSize::new(0, 4), ImageSize::new(2, 2)).is_err());
+        assert!(resample(&[1.0; 4], ImageSize::new(2, 2), ImageSize::new(2, 0)).is_err());
+        assert!(matches!(
+            resample(&[1.0; 3], ImageSize::new(2, 2), ImageSize::new(2, 2)),
+            Err(PreprocessError::LengthMismatch { expected: 4, actual: 3, .. })
+        ));
+        assert!(ImageSize::new(usize::MAX, 2).pixels().is_err());
+        assert_eq!(AxisWeights::new(0, 3), Err(PreprocessError::Empty { what: "resampling axis" }));
+    }
+}
