@@ -144,9 +144,9 @@ link_topic = "{links}"
         workers.push(Worker::start(&path, &stack.orthanc_password, dir, name)?);
     }
 
-    // Two synthetic studies, published to the edge's input.
+    // Three synthetic studies, published to the edge's input.
     let files_dir = dir.join("studies");
-    synth::write_to_dir(&SynthOptions { studies: 2, seed: unique_seed(), ..Default::default() }, &files_dir)?;
+    synth::write_to_dir(&SynthOptions { studies: 3, seed: unique_seed(), ..Default::default() }, &files_dir)?;
     let config = edge.parsed()?;
     let files = publish::collect_files(std::slice::from_ref(&files_dir))?;
     let opts = PublishOptions {
@@ -159,7 +159,8 @@ link_topic = "{links}"
     };
     let published = publish::publish(&config.kafka, &config.objects, files, &opts, || {}).await?;
     let n = published.len();
-    ensure!(n >= 10, "expected a few series, got {n} instances");
+    // A radiograph study may be a single instance; three studies always give several.
+    ensure!(n >= 3, "expected several instances, got {n}");
     let originals: HashMap<String, (String, String)> = published
         .iter()
         .map(|p| {
