@@ -47,7 +47,7 @@ PASSWORD_FILE="$STACK_DIR/secrets/orthanc-password"
 # install
 
 python_has_test_modules() {
-    "$1" -c 'import moto.server, pydicom' >/dev/null 2>&1
+    "$1" -c 'import moto.server, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, rle' >/dev/null 2>&1
 }
 
 # pip refuses to touch Debian's own Python (PEP 668); then we use a virtualenv in the cache.
@@ -88,13 +88,14 @@ cmd_install() {
         python="$RADSTREAM_VENV/bin/python"
     fi
     if ! python_has_test_modules "$python"; then
-        log "installing moto[server] and pydicom with $python -m pip (log: $RADSTREAM_CACHE_DIR/install.log)"
+        log "installing moto[server], pydicom, numpy and pylibjpeg with $python -m pip (log: $RADSTREAM_CACHE_DIR/install.log)"
         {
-            echo "=== $(date -Is) pip install moto[server] pydicom"
-            "$python" -m pip install --quiet --disable-pip-version-check 'moto[server]' pydicom
+            echo "=== $(date -Is) pip install moto[server] pydicom numpy pylibjpeg (+ libjpeg, openjpeg, rle plugins)"
+            "$python" -m pip install --quiet --disable-pip-version-check 'moto[server]' pydicom \
+                numpy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle
         } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
             die "pip install failed; see $RADSTREAM_CACHE_DIR/install.log"
-        python_has_test_modules "$python" || die "moto.server or pydicom still not importable by $python"
+        python_has_test_modules "$python" || die "moto.server, pydicom, numpy or a pylibjpeg plugin still not importable by $python"
     fi
 
     if [[ -z ${RADSTREAM_TEST_TANSU_BIN:-} ]]; then

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::export::ExportConfig;
 use crate::key_object::KeyObjectConfig;
+use crate::preprocess::PreprocessConfig;
 use crate::pseudonymize::PseudonymizeConfig;
 use crate::relink::RelinkConfig;
 use crate::route::RouteConfig;
@@ -92,6 +93,8 @@ pub enum OperatorConfig {
     Pseudonymize(PseudonymizeConfig),
     /// Restores original UIDs, patient and study on results (trusted side only).
     Relink(RelinkConfig),
+    /// Decodes the pixel data and attaches the model's input tensor.
+    Preprocess(PreprocessConfig),
     /// Replaces the instance with a Key Object Selection document that references it.
     KeyObject(KeyObjectConfig),
     /// Writes the instance to a bucket and optionally announces it on a topic (a sink that
@@ -108,6 +111,7 @@ impl OperatorConfig {
             OperatorConfig::Route(_) => "route",
             OperatorConfig::Pseudonymize(_) => "pseudonymize",
             OperatorConfig::Relink(_) => "relink",
+            OperatorConfig::Preprocess(_) => "preprocess",
             OperatorConfig::KeyObject(_) => "key_object",
             OperatorConfig::Export(_) => "export",
             OperatorConfig::Stow(_) => "stow",
@@ -125,6 +129,7 @@ impl OperatorConfig {
             OperatorConfig::Route(c) => c.validate(),
             OperatorConfig::Pseudonymize(c) => c.validate(),
             OperatorConfig::Relink(c) => c.validate(),
+            OperatorConfig::Preprocess(c) => c.validate(),
             OperatorConfig::KeyObject(c) => c.validate(),
             OperatorConfig::Export(c) => c.validate(),
             OperatorConfig::Stow(c) => c.validate(),
@@ -137,6 +142,7 @@ impl OperatorConfig {
             OperatorConfig::Route(c) => Box::new(c.build()?),
             OperatorConfig::Pseudonymize(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Relink(c) => Box::new(c.build(ctx)?),
+            OperatorConfig::Preprocess(c) => Box::new(c.build()?),
             OperatorConfig::KeyObject(c) => Box::new(c.build()?),
             OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),

@@ -27,6 +27,10 @@ pub struct Envelope {
     pub branch: Option<String>,
     /// When the runtime read the event from the source.
     pub received_at: Instant,
+    /// The model input the `preprocess` operator made from the pixel data (`[N, C, H, W]`, one
+    /// image per frame); `None` before it runs. Shared, so that handing it to inference copies
+    /// nothing.
+    pub tensor: Option<std::sync::Arc<radstream_kernels::Tensor>>,
 }
 
 impl Envelope {
@@ -35,7 +39,7 @@ impl Envelope {
     pub fn from_part10(ticket: u64, location: ObjectLocation, object: Bytes) -> Result<Envelope, String> {
         let header = parse_header(&object)?;
         let event = event_from_header(&header, location, 0, Priority::Routine, None)?;
-        Ok(Envelope { ticket, event, object, header, branch: None, received_at: Instant::now() })
+        Ok(Envelope { ticket, event, object, header, branch: None, received_at: Instant::now(), tensor: None })
     }
 
     /// `bucket/key` of the object: the identifier to use in logs and errors.
@@ -63,6 +67,8 @@ pub fn parse_header(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, S
     if body.len() < 4 || &body[..4] != b"DICM" {
         return Err("no DICM magic code at byte 128 (or 0): not a Part-10 file".into());
     }
+    // A few hundred malformed bytes can otherwise cost the parser gigabytes and a minute.
+    crate::preprocess::decode::check_parsable(body)?;
     OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .read_until(tags::PIXEL_DATA)
@@ -95,4 +101,34 @@ pub fn event_from_header(
         event_time_ms,
         object,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pydicom_file(name: &str) -> Option<Vec<u8>> {
+        let python = std::env::var("RADSTREAM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = std::process::Command::new(python)
+            .args(["-c", "import pydicom,os;print(os.path.dirname(pydicom.__file__))"])
+            .output()
+            .ok()?;
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        std::fs::read(std::path::Path::new(&dir).join("data/test_files").join(name)).ok()
+    }
+
+    #[test]
+    fn objects_that_would_make_the_parser_allocate_without_bound_are_refused() {
+        // Without the pre-scan these two (674 bytes and 4.5 KB) cost dicom-parser a minute and
+        // over a gigabyte: a UN of undefined length, and a data set in another VR encoding than
+        // its transfer syntax says.
+        for (name, expected) in [("UN_sequence.dcm", "UN"), ("SC_rgb_jpeg.dcm", "Explicit VR")] {
+            let Some(bytes) = pydicom_file(name) else {
+                eprintln!("SKIPPED: pydicom's test files are not installed");
+                return;
+            };
+            let e = parse_header(&bytes).unwrap_err();
+            assert!(e.contains(expected) || e.contains("1.2.840.10008"), "{name}: {e}");
+        }
+    }
 }

@@ -402,6 +402,7 @@ mod tests {
             header,
             branch: Some("head-ct".into()),
             received_at: Instant::now(),
+            tensor: None,
         }
     }
 

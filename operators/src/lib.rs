@@ -14,6 +14,7 @@ pub mod error;
 pub mod export;
 pub mod key_object;
 pub mod operator;
+pub mod preprocess;
 pub mod pseudonymize;
 pub mod relink;
 pub mod route;

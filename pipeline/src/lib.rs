@@ -12,6 +12,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod objects;
+pub mod preprocess_cmd;
 pub mod publish;
 pub mod runtime;
 pub mod services;

@@ -16,6 +16,7 @@ use radstream_pipeline::deid_cmd::{
 };
 use radstream_pipeline::demo::{self, DemoOptions};
 use radstream_pipeline::metrics::Metrics;
+use radstream_pipeline::preprocess_cmd::{self, PreprocessCommand};
 use radstream_pipeline::publish::{self, PublishOptions};
 use radstream_pipeline::runtime::{self, parse_header, RunStats};
 use radstream_pipeline::synth::{self, SynthOptions};
@@ -194,6 +195,33 @@ enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },
+    /// Run a model's preprocessing over DICOM files and folders, to see what the model will see.
+    ///
+    /// For every file under each INPUT, writes `<name>.npy` under --out (NumPy, `<f4`, shape
+    /// [N, C, H, W], one image per frame) and `<name>.f<k>.png`, an 8-bit grayscale preview of
+    /// channel 0 of frame k. `<name>` is the file's name (without a `.dcm` extension) for a file
+    /// argument, its path below the folder for a folder argument. Files of a modality the spec
+    /// does not list are skipped (and counted).
+    ///
+    /// Exit status: 0 when no file failed, 1 when any failed (each is named on
+    /// stderr as `path: reason`), 2 for a usage problem (nothing is written then).
+    #[command(
+        after_help = "Example:\n  radstream preprocess --model models/ct-head-bleed.preprocess.toml --out /tmp/pre /data/ct"
+    )]
+    Preprocess {
+        /// The model's preprocessing spec (e.g. models/ct-head-bleed.preprocess.toml).
+        #[arg(long, value_name = "SPEC")]
+        model: PathBuf,
+        /// Output folder (created if needed); must not be inside an input folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Files preprocessed at once (default: the available parallelism).
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<NonZeroUsize>,
+        /// DICOM files or folders (searched recursively).
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
     /// Write a new pseudonymization key file for `deid` (mode 0600; never overwrites).
     Keygen {
         /// Key id, recorded in every de-identified instance so a key rotation can be traced
@@ -319,6 +347,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(deid_cmd::run(&command))
         }
         Command::Keygen { id, out } => Ok(deid_cmd::keygen(&id, &out)),
+        Command::Preprocess { model, out, jobs, inputs } => {
+            Ok(preprocess_cmd::run(&PreprocessCommand { model, out, jobs, inputs }))
+        }
     }
 }
 

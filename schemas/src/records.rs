@@ -31,6 +31,10 @@ pub enum ErrorClass {
     /// A result names a pseudonymized study or UID for which the trusted side holds no
     /// re-identification link.
     UnknownLink,
+    /// Pixel data could not be decoded (an unsupported transfer syntax, a damaged stream) or is
+    /// in a form the model's preprocessing does not take (an unsupported photometric
+    /// interpretation); the reason names which.
+    UndecodablePixels,
     /// A configuration problem surfaced while processing.
     Config,
     /// A bug in radstream.
@@ -52,6 +56,7 @@ impl ErrorClass {
             ErrorClass::OutputTopic => "output_topic",
             ErrorClass::BurnedInText => "burned_in_text",
             ErrorClass::UnknownLink => "unknown_link",
+            ErrorClass::UndecodablePixels => "undecodable_pixels",
             ErrorClass::Config => "config",
             ErrorClass::Internal => "internal",
         }

@@ -85,6 +85,23 @@ pub fn assert_no_phi(what: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The Python interpreter that has the test tools (pydicom, numpy, pylibjpeg):
+/// `RADSTREAM_TEST_PYTHON` (which `infra/stack.sh env` sets to its virtualenv where it made one),
+/// else `python3` from PATH.
+pub fn python() -> String {
+    var("RADSTREAM_TEST_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
+/// Reports a test that cannot run here because a Python tool is missing: a printed note in a
+/// developer's shell, a failure under `RADSTREAM_REQUIRE_STACK=1` (CI, where `infra/stack.sh`
+/// installs every tool), so no test passes there by being skipped.
+pub fn skip_without(what: &str) {
+    if var("RADSTREAM_REQUIRE_STACK").as_deref() == Some("1") {
+        panic!("RADSTREAM_REQUIRE_STACK=1 but {what} is missing (infra/stack.sh installs it)");
+    }
+    eprintln!("SKIPPED: {what} is not installed");
+}
+
 /// A name no other test run uses.
 pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();

@@ -97,7 +97,7 @@ fn pydicom_test_files() -> Option<PathBuf> {
     static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
     FOUND
         .get_or_init(|| {
-            let out = Command::new("python3")
+            let out = Command::new(radstream_tests::python())
                 .args(["-c", "import pydicom,os;print(os.path.dirname(pydicom.__file__))"])
                 .output()
                 .ok()
@@ -137,7 +137,7 @@ print("\n".join(bad))
 sys.exit(1 if bad else 0)
 "#;
     assert!(!files.is_empty());
-    let out = Command::new("python3").arg("-c").arg(SCRIPT).args(files).output().expect("run python3");
+    let out = Command::new(radstream_tests::python()).arg("-c").arg(SCRIPT).args(files).output().expect("run python3");
     assert!(out.status.success(), "pydicom rejects outputs:\n{}", show(&out));
 }
 
@@ -160,7 +160,13 @@ print("\n".join(bad))
 sys.exit(1 if bad else 0)
 "#;
     assert!(!files.is_empty());
-    let out = Command::new("python3").arg("-c").arg(SCRIPT).arg(root).args(files).output().expect("run python3");
+    let out = Command::new(radstream_tests::python())
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(root)
+        .args(files)
+        .output()
+        .expect("run python3");
     assert!(out.status.success(), "outputs not named by their UIDs:\n{}", show(&out));
 }
 
@@ -542,7 +548,7 @@ block.add_new(0x10, "LO", "kept")
 block.add_new(0x11, "LO", "removed")
 ds.save_as(sys.argv[2])
 "#;
-    let o = Command::new("python3")
+    let o = Command::new(radstream_tests::python())
         .arg("-c")
         .arg(ADD_BLOCK)
         .arg(test_files.join("CT_small.dcm"))
@@ -576,7 +582,7 @@ for tag, value in sorted(after.items()):
         let o = deid(&key, &out, &[&input], &extra);
         assert_eq!(o.status.code(), Some(0), "{rules:?}: {}", show(&o));
         assert!(text(&o.stdout).contains("retain-safe-private"), "{}", show(&o));
-        let o = Command::new("python3")
+        let o = Command::new(radstream_tests::python())
             .arg("-c")
             .arg(COMPARE)
             .arg(&source)

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use radstream_operators::pseudonymize::{DeidKey, Deidentifier, ProfileOptions};
 
 fn pydicom_data() -> Option<PathBuf> {
-    let out = Command::new("python3")
+    let out = Command::new(radstream_tests::python())
         .args(["-c", "import pydicom,os;print(os.path.dirname(pydicom.__file__))"])
         .output()
         .ok()?;
@@ -65,7 +65,7 @@ print(json.dumps(problems))
 #[test]
 fn every_bundled_test_file_is_deidentified_or_refused_clearly() {
     let Some(data) = pydicom_data() else {
-        eprintln!("SKIPPED: python3 with pydicom is not installed");
+        radstream_tests::skip_without("python3 with pydicom");
         return;
     };
     let deid = Deidentifier::new(DeidKey::new("test", vec![9; 32]).unwrap(), ProfileOptions::default());
@@ -109,7 +109,7 @@ fn every_bundled_test_file_is_deidentified_or_refused_clearly() {
     }
     let list = out_dir.path().join("pairs.json");
     std::fs::write(&list, serde_json::to_vec(&pairs).unwrap()).unwrap();
-    let check = Command::new("python3").args(["-c", CHECK]).arg(&list).output().unwrap();
+    let check = Command::new(radstream_tests::python()).args(["-c", CHECK]).arg(&list).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let problems: Vec<String> = serde_json::from_slice(&check.stdout).unwrap();
     assert!(problems.is_empty(), "{problems:#?}");

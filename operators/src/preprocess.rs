@@ -1,0 +1,214 @@
+//! `preprocess`: decodes an instance and turns it into the tensor a model expects.
+//!
+//! The model's [`PreprocessSpec`] (a `models/*.preprocess.toml` file, or the same fields inline
+//! in the config) says what it wants: modalities, size, window, normalization, channels. Each
+//! envelope's Pixel Data is decoded ([`decode::decode`]) and every frame run through the kernel
+//! plan [`spec::plan_for`] makes for it; the `[frames, C, H, W]` result is attached to the
+//! envelope as [`Envelope::tensor`]. Decoding and the transforms are CPU-heavy: they run on
+//! tokio's blocking pool, one task per envelope.
+//!
+//! Outcomes:
+//! * forwarded with its tensor;
+//! * dropped (`preprocess_modality`) when the instance's modality is not one the spec lists:
+//!   routing normally sends a model only what it takes, so such a drop is a routing mistake
+//!   made visible in the drop counters rather than a tensor the model was never trained on;
+//! * dead-lettered as `undecodable_pixels` when the pixel data cannot be decoded (the reason
+//!   names the transfer syntax) or has a photometric interpretation the models do not take
+//!   (the reason names it); as `config` for a spec that asks for what is not implemented yet
+//!   (`input = "series"`).
+//!
+//! Only the CPU backend exists; the operator says so once when it is built. The CUDA backend
+//! arrives with the kernels' `cuda` feature.
+
+pub mod decode;
+pub mod npy;
+pub mod png;
+pub mod spec;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use radstream_kernels::{PreprocessError, StoredSample};
+use radstream_schemas::ErrorClass;
+use serde::Deserialize;
+
+pub use radstream_kernels::Tensor;
+pub use spec::{plan_for, InputKind, NormalizationSpec, PlanError, PreprocessSpec, WindowSpec};
+
+use self::decode::{DecodedImage, Samples};
+use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
+
+/// The drop rule of instances whose modality the spec does not list.
+pub const MODALITY_DROP_RULE: &str = "preprocess_modality";
+
+/// Configuration of the `preprocess` operator: the model's spec, from a file or inline.
+///
+/// ```toml
+/// [[operators]]
+/// type = "preprocess"
+/// spec_file = "models/ct-head-bleed.preprocess.toml"
+/// ```
+/// or `[operators.spec]` with the spec's fields (see [`PreprocessSpec`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// A spec file (`models/*.preprocess.toml`), read when the operator is built; relative
+    /// paths are relative to the working directory. Exactly one of `spec_file` and `spec`.
+    #[serde(default)]
+    pub spec_file: Option<PathBuf>,
+    /// The spec inline, checked by `radstream validate` too.
+    #[serde(default)]
+    pub spec: Option<PreprocessSpec>,
+}
+
+impl PreprocessConfig {
+    /// Checks the configuration without reading the spec file.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.spec_file, &self.spec) {
+            (Some(_), Some(_)) => Err(ConfigError::new("spec", "give `spec_file` or `spec`, not both")),
+            (None, None) => {
+                Err(ConfigError::new("spec_file", "name the model's preprocessing spec file (or give `spec`)"))
+            }
+            (Some(path), None) if path.as_os_str().is_empty() => {
+                Err(ConfigError::new("spec_file", "must not be empty"))
+            }
+            (Some(_), None) => Ok(()),
+            (None, Some(spec)) => spec.validate().map_err(|e| e.within("spec")),
+        }
+    }
+
+    /// Builds the operator (reads the spec file).
+    pub fn build(&self) -> Result<Preprocessor, ConfigError> {
+        self.validate()?;
+        let spec = match (&self.spec_file, &self.spec) {
+            (Some(path), _) => PreprocessSpec::load(path).map_err(|e| e.within("spec_file"))?,
+            (None, Some(spec)) => spec.clone(),
+            (None, None) => unreachable!("validate requires one of spec_file and spec"),
+        };
+        tracing::info!(backend = "cpu", model = %spec.name, "preprocess: using the CPU backend (no GPU backend yet)");
+        Ok(Preprocessor { spec: Arc::new(spec) })
+    }
+}
+
+/// Decodes instances and attaches the model input tensor.
+#[derive(Debug)]
+pub struct Preprocessor {
+    spec: Arc<PreprocessSpec>,
+}
+
+impl Preprocessor {
+    /// An operator for `spec` (already validated).
+    pub fn new(spec: PreprocessSpec) -> Self {
+        Self { spec: Arc::new(spec) }
+    }
+
+    /// The spec it applies.
+    pub fn spec(&self) -> &PreprocessSpec {
+        &self.spec
+    }
+}
+
+/// Why an object could not be preprocessed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PreprocessFailure {
+    /// Pixel data could not be decoded.
+    #[error("cannot decode pixel data: {0}")]
+    Decode(#[from] decode::DecodeError),
+    /// The decoded image does not fit the spec, or the spec asks for what is not implemented.
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+}
+
+impl PreprocessFailure {
+    /// The error class of the dead letter.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Plan(PlanError::SeriesNotYet { .. }) => ErrorClass::Config,
+            Self::Decode(_) | Self::Plan(_) => ErrorClass::UndecodablePixels,
+        }
+    }
+}
+
+/// Decodes a Part-10 object and preprocesses every frame: `[frames, C, H, W]`.
+pub fn preprocess_object(spec: &PreprocessSpec, object: &[u8]) -> Result<Tensor, PreprocessFailure> {
+    if spec.input == InputKind::Series {
+        // Before decoding: nothing the pixels hold changes the answer.
+        return Err(PlanError::SeriesNotYet { model: spec.name.clone() }.into());
+    }
+    let image = decode::decode(object)?;
+    Ok(preprocess_image(spec, &image)?)
+}
+
+/// Preprocesses every frame of a decoded image, each with its own plan: `[frames, C, H, W]`.
+pub fn preprocess_image(spec: &PreprocessSpec, image: &DecodedImage) -> Result<Tensor, PlanError> {
+    if spec.input == InputKind::Series {
+        return Err(PlanError::SeriesNotYet { model: spec.name.clone() });
+    }
+    let (pixels, frames) = spec::frame_layout(image)?;
+    let [c, h, w] = spec.image_shape();
+    let per_image = c * h * w;
+    let mut data = vec![0.0f32; frames * per_image];
+    let (rows, columns) = (image.rows as usize, image.columns as usize);
+    for (frame, out) in data.chunks_exact_mut(per_image).enumerate() {
+        let plan = plan_for(spec, image, frame)?;
+        let stored = frame * pixels..(frame + 1) * pixels;
+        match &image.samples {
+            Samples::U8(v) => run(&plan, &v[stored], rows, columns, out),
+            Samples::I8(v) => run(&plan, &v[stored], rows, columns, out),
+            Samples::U16(v) => run(&plan, &v[stored], rows, columns, out),
+            Samples::I16(v) => run(&plan, &v[stored], rows, columns, out),
+            Samples::U32(v) => run(&plan, &v[stored], rows, columns, out),
+            Samples::I32(v) => run(&plan, &v[stored], rows, columns, out),
+        }?;
+    }
+    Ok(Tensor::new([frames, c, h, w], data)?)
+}
+
+fn run<S: StoredSample>(
+    plan: &radstream_kernels::Preprocess,
+    stored: &[S],
+    rows: usize,
+    columns: usize,
+    out: &mut [f32],
+) -> Result<(), PreprocessError> {
+    plan.run_cpu_into(stored, rows, columns, out)
+}
+
+#[async_trait]
+impl Operator for Preprocessor {
+    async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+        let mut done = Vec::with_capacity(batch.len());
+        let mut pending = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            if !self.spec.takes_modality(&envelope.event.modality) {
+                done.push(Processed { envelope, outcome: Outcome::Drop { rule: MODALITY_DROP_RULE.into() } });
+                continue;
+            }
+            let (spec, object) = (Arc::clone(&self.spec), envelope.object.clone());
+            let task = tokio::task::spawn_blocking(move || preprocess_object(&spec, &object));
+            pending.push((envelope, task));
+        }
+        for (mut envelope, task) in pending {
+            let outcome = match task.await {
+                Ok(Ok(tensor)) => {
+                    envelope.tensor = Some(Arc::new(tensor));
+                    Outcome::Forward
+                }
+                Ok(Err(failure)) => Outcome::Fail(OperatorError::dead_letter(
+                    failure.class(),
+                    format!("{}: model {}: {failure}", envelope.object_key(), self.spec.name),
+                )),
+                Err(e) => Outcome::Fail(OperatorError::dead_letter(
+                    ErrorClass::Internal,
+                    format!("{}: the preprocessing task failed: {e}", envelope.object_key()),
+                )),
+            };
+            done.push(Processed { envelope, outcome });
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests;

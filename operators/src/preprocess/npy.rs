@@ -1,0 +1,75 @@
+//! NumPy `.npy` files (format version 1.0) of `f32` tensors: what `radstream preprocess`
+//! writes so that a model's own Python code can check our preprocessing against its own.
+//!
+//! The format is tiny (numpy's `lib/format.py` documents it): the magic `\x93NUMPY`, version
+//! `1 0`, a little-endian `u16` header length, a Python dict literal padded with spaces and
+//! ended by `\n` so that the data starts at a multiple of 64 bytes, then the values.
+
+use std::io::{self, Write};
+
+use radstream_kernels::Tensor;
+
+/// The magic string every `.npy` file starts with.
+pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// Data starts at a multiple of this.
+const ALIGN: usize = 64;
+
+/// The header of a little-endian `f32` array of `shape` in C order: magic, version 1.0, length
+/// and the padded dict. `len()` is a multiple of 64.
+pub fn npy_header(shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    // A one-element tuple needs its trailing comma: `(3,)`.
+    let tuple = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {tuple}, }}");
+    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
+    dict.extend(std::iter::repeat_n(' ', unpadded.next_multiple_of(ALIGN) - unpadded));
+    dict.push('\n');
+    let mut header = Vec::with_capacity(MAGIC.len() + 4 + dict.len());
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&[1, 0]);
+    // Shapes are four small numbers: the dict is far below the format's 65535 bytes.
+    header.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    header.extend_from_slice(dict.as_bytes());
+    header
+}
+
+/// Writes `tensor` as an `.npy` array of shape `[N, C, H, W]`, `<f4`, C order.
+pub fn write_npy(mut out: impl Write, tensor: &Tensor) -> io::Result<()> {
+    out.write_all(&npy_header(&tensor.shape()))?;
+    let mut buf = Vec::with_capacity(tensor.data().len().min(1 << 16) * 4);
+    for chunk in tensor.data().chunks(1 << 16) {
+        buf.clear();
+        buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+        out.write_all(&buf)?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_are_numpys() {
+        let header = npy_header(&[1, 3, 224, 224]);
+        assert_eq!(header.len(), 128, "{}", String::from_utf8_lossy(&header));
+        assert_eq!(&header[..8], b"\x93NUMPY\x01\x00");
+        assert_eq!(u16::from_le_bytes([header[8], header[9]]) as usize, header.len() - 10);
+        let dict = std::str::from_utf8(&header[10..]).unwrap();
+        assert!(dict.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 224, 224), }"), "{dict}");
+        assert!(dict.ends_with(" \n"));
+        assert_eq!(npy_header(&[7]).len() % 64, 0);
+        assert!(String::from_utf8_lossy(&npy_header(&[7])).contains("'shape': (7,)"));
+    }
+
+    #[test]
+    fn values_follow_the_header_little_endian() {
+        let tensor = Tensor::new([1, 1, 1, 2], vec![1.0, -2.5]).unwrap();
+        let mut bytes = Vec::new();
+        write_npy(&mut bytes, &tensor).unwrap();
+        let header = npy_header(&[1, 1, 1, 2]);
+        assert_eq!(bytes[..header.len()], header);
+        assert_eq!(&bytes[header.len()..], [1.0f32.to_le_bytes(), (-2.5f32).to_le_bytes()].concat());
+    }
+}

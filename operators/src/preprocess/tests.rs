@@ -1,0 +1,219 @@
+//! Tests of the spec, the plans it makes and the operator, on images built by hand.
+
+use bytes::Bytes;
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use radstream_kernels::{Normalization, VoiFunction};
+use radstream_schemas::ObjectLocation;
+
+use super::decode::FrameParams;
+use super::*;
+use crate::RetryHint;
+
+const CT_HEAD: &str = include_str!("../../../models/ct-head-bleed.preprocess.toml");
+const CXR: &str = include_str!("../../../models/cxr-generic.preprocess.toml");
+
+fn ct_spec() -> PreprocessSpec {
+    PreprocessSpec::from_toml(CT_HEAD).unwrap()
+}
+
+fn cxr_spec() -> PreprocessSpec {
+    PreprocessSpec::from_toml(CXR).unwrap()
+}
+
+fn params(window: Option<(f64, f64)>) -> FrameParams {
+    FrameParams { rescale_slope: 1.0, rescale_intercept: 0.0, window, ..FrameParams::default() }
+}
+
+/// A grayscale image of `frames` frames of `rows × columns` u16 values.
+fn image(photometric: &str, rows: u32, columns: u32, values: Vec<u16>, frame_params: Vec<FrameParams>) -> DecodedImage {
+    DecodedImage {
+        rows,
+        columns,
+        frames: frame_params.len() as u32,
+        samples_per_pixel: 1,
+        photometric: photometric.into(),
+        transfer_syntax: uids::EXPLICIT_VR_LITTLE_ENDIAN.into(),
+        samples: Samples::U16(values),
+        frame_params,
+    }
+}
+
+#[test]
+fn the_example_specs_parse_and_validate() {
+    let ct = ct_spec();
+    assert_eq!((ct.name.as_str(), ct.input, ct.size, ct.channels), ("ct-head-bleed", InputKind::Slice, [256, 256], 1));
+    assert!(matches!(ct.window, WindowSpec::Fixed(w) if w.center == 40.0 && w.width == 80.0));
+    assert_eq!(ct.normalization, NormalizationSpec::MinMax { min: 0.0, max: 1.0 });
+    assert!(ct.takes_modality("CT") && ct.takes_modality("ct") && !ct.takes_modality("MR"));
+
+    let cxr = cxr_spec();
+    assert_eq!((cxr.size, cxr.channels, cxr.window), ([224, 224], 3, WindowSpec::FromImage));
+    assert_eq!(cxr.image_shape(), [3, 224, 224]);
+    let (lo, hi) = cxr.value_range(0).unwrap();
+    assert!((lo - (-0.485 / 0.229)).abs() < 1e-12 && (hi - (0.515 / 0.229)).abs() < 1e-12);
+    assert_eq!(cxr.value_range(3), None);
+    assert_eq!(ct.value_range(0), Some((0.0, 1.0)));
+}
+
+#[test]
+fn bad_specs_are_refused_naming_the_key() {
+    let with = |line: &str| {
+        let base: String =
+            CT_HEAD.lines().filter(|l| !l.starts_with(line.split('=').next().unwrap())).collect::<Vec<_>>().join("\n");
+        PreprocessSpec::from_toml(&format!("{base}\n{line}\n"))
+    };
+    let key = |line: &str| with(line).unwrap_err().key;
+    assert_eq!(key("channels = 2"), "channels");
+    assert_eq!(key("size = [0, 256]"), "size");
+    assert_eq!(key("output_range = [1, 0]"), "output_range");
+    assert_eq!(key("modalities = []"), "modalities");
+    assert_eq!(key("name = \" \""), "name");
+    assert_eq!(key("window = { center = 40, width = 0.5 }"), "window");
+    assert_eq!(key("normalization = { kind = \"min_max\", min = 1, max = 1 }"), "normalization");
+    assert_eq!(key("normalization = { kind = \"mean_std\", mean = [0.5, 0.5], std = 0.2 }"), "normalization");
+    assert_eq!(key("normalization = { kind = \"mean_std\", mean = 0.5, std = 0 }"), "normalization");
+    // Parse errors: unknown keys, a window that is neither a table nor "from_image".
+    assert!(with("colour = true").unwrap_err().problem.contains("colour"));
+    assert!(with("window = { center = 40, width = 80, fn = \"linear\" }").unwrap_err().problem.contains("fn"));
+    assert!(with("window = \"from_dicom\"").unwrap_err().problem.contains("from_image"));
+    assert!(with("input = \"volume\"").is_err());
+    assert!(with("window = { center = 40, width = 0.5, function = \"sigmoid\" }").is_ok());
+    assert!(with("normalization = { kind = \"none\" }").is_ok());
+    assert!(with("normalization = { kind = \"min_max_of_image\" }").is_ok());
+}
+
+#[test]
+fn plan_combines_the_spec_with_the_frame() {
+    let spec = ct_spec();
+    let frame = FrameParams { rescale_slope: 2.0, rescale_intercept: -1024.0, ..params(Some((400.0, 1500.0))) };
+    let img = image("MONOCHROME2", 2, 2, vec![0; 4], vec![frame]);
+    let plan = plan_for(&spec, &img, 0).unwrap();
+    assert_eq!((plan.rescale.slope, plan.rescale.intercept), (2.0, -1024.0));
+    let window = plan.window.unwrap();
+    // The spec's window, not the image's.
+    assert_eq!((window.center(), window.width(), window.function()), (40.0, 80.0, VoiFunction::Linear));
+    assert_eq!((window.range().min, window.range().max), (0.0, 1.0));
+    assert_eq!(plan.normalization, Normalization::MinMax { min: 0.0, max: 1.0 });
+    assert_eq!(plan.output_shape(radstream_kernels::ImageSize::new(2, 2)), [1, 256, 256]);
+    assert!(matches!(plan_for(&spec, &img, 1), Err(PlanError::Geometry(_))));
+}
+
+#[test]
+fn monochrome1_inverts_the_output_range() {
+    let spec = ct_spec();
+    let plan = plan_for(&spec, &image("MONOCHROME1", 1, 1, vec![0], vec![params(None)]), 0).unwrap();
+    let range = plan.window.unwrap().range();
+    assert_eq!((range.min, range.max), (1.0, 0.0));
+    // Values: below the window is white, above it black.
+    let tensor = preprocess_image(
+        &PreprocessSpec { size: [1, 2], ..spec },
+        &image("MONOCHROME1", 1, 2, vec![0, 1000], vec![params(None)]),
+    )
+    .unwrap();
+    assert_eq!(tensor.data(), [1.0, 0.0]);
+}
+
+#[test]
+fn from_image_uses_the_frames_window_and_falls_back_to_its_range() {
+    let spec = PreprocessSpec { size: [1, 3], channels: 1, normalization: NormalizationSpec::None, ..cxr_spec() };
+    let with_window = FrameParams { voi_function: Some("SIGMOID".into()), ..params(Some((100.0, 50.0))) };
+    let plan = plan_for(&spec, &image("MONOCHROME2", 1, 3, vec![0, 5, 10], vec![with_window]), 0).unwrap();
+    let window = plan.window.unwrap();
+    assert_eq!((window.center(), window.width(), window.function()), (100.0, 50.0, VoiFunction::Sigmoid));
+
+    // No window: the rescaled min..max, LINEAR_EXACT, so the ends map onto the output range.
+    let rescaled = FrameParams { rescale_slope: 2.0, rescale_intercept: 10.0, ..params(None) };
+    let img = image("MONOCHROME2", 1, 3, vec![10, 20, 30], vec![rescaled.clone()]);
+    let window = plan_for(&spec, &img, 0).unwrap().window.unwrap();
+    assert_eq!((window.center(), window.width(), window.function()), (50.0, 40.0, VoiFunction::LinearExact));
+    assert_eq!(preprocess_image(&spec, &img).unwrap().data(), [0.0, 0.5, 1.0]);
+
+    // An unusable window (LINEAR needs width >= 1) falls back too; a constant frame stays valid.
+    let zero_width = FrameParams { window: Some((20.0, 0.0)), ..rescaled };
+    let window = plan_for(&spec, &image("MONOCHROME2", 1, 3, vec![7; 3], vec![zero_width]), 0).unwrap().window.unwrap();
+    assert_eq!((window.center(), window.width()), (24.0, 1.0));
+}
+
+#[test]
+fn every_frame_becomes_one_image_of_the_batch() {
+    let spec = PreprocessSpec { size: [2, 2], ..cxr_spec() };
+    let frames = vec![params(Some((50.0, 100.0))), params(Some((150.0, 100.0)))];
+    let img = image("MONOCHROME2", 2, 2, (0..8).map(|v| v * 10).collect(), frames);
+    let tensor = preprocess_image(&spec, &img).unwrap();
+    assert_eq!(tensor.shape(), [2, 3, 2, 2]);
+    assert!(tensor.data().iter().all(|v| v.is_finite()));
+    // Per-channel ImageNet statistics: the channels differ although the planes are copies.
+    assert_ne!(tensor.data()[..4], tensor.data()[4..8]);
+}
+
+#[test]
+fn images_the_spec_cannot_take_are_named() {
+    let spec = ct_spec();
+    let mut rgb = image("RGB", 1, 1, vec![0; 3], vec![params(None)]);
+    rgb.samples_per_pixel = 3;
+    let err = preprocess_image(&spec, &rgb).unwrap_err();
+    assert!(err.to_string().contains("RGB"), "{err}");
+    let short = image("MONOCHROME2", 2, 2, vec![0; 3], vec![params(None)]);
+    assert!(matches!(preprocess_image(&spec, &short), Err(PlanError::Geometry(_))));
+    let series = PreprocessSpec { input: InputKind::Series, ..spec };
+    let err = preprocess_image(&series, &image("MONOCHROME2", 1, 1, vec![0], vec![params(None)])).unwrap_err();
+    assert!(err.to_string().contains("not implemented yet"), "{err}");
+    assert_eq!(PreprocessFailure::Plan(err).class(), ErrorClass::Config);
+}
+
+#[test]
+fn config_takes_a_file_or_an_inline_spec() {
+    let file: PreprocessConfig = toml::from_str("spec_file = \"models/ct.toml\"").unwrap();
+    file.validate().unwrap();
+    let inline: PreprocessConfig = toml::from_str(&format!("[spec]\n{CT_HEAD}")).unwrap();
+    inline.validate().unwrap();
+    assert_eq!(inline.build().unwrap().spec().name, "ct-head-bleed");
+    let neither: PreprocessConfig = toml::from_str("").unwrap();
+    assert_eq!(neither.validate().unwrap_err().key, "spec_file");
+    let both = PreprocessConfig { spec: inline.spec.clone(), ..file.clone() };
+    assert!(both.validate().is_err());
+    let bad = PreprocessConfig { spec: Some(PreprocessSpec { channels: 4, ..ct_spec() }), spec_file: None };
+    assert_eq!(bad.validate().unwrap_err().key, "spec.channels");
+    let missing = PreprocessConfig { spec_file: Some("/nonexistent/spec.toml".into()), spec: None };
+    assert!(missing.build().unwrap_err().to_string().contains("/nonexistent/spec.toml"));
+    let chain: crate::OperatorConfig = toml::from_str("type = \"preprocess\"\nspec_file = \"m.toml\"").unwrap();
+    assert_eq!(chain.kind(), "preprocess");
+}
+
+fn part10(modality: &str) -> Bytes {
+    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    let dataset = InMemDicomObject::from_element_iter([
+        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+        text(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4"),
+        text(tags::MODALITY, VR::CS, modality),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.1"),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.2"),
+    ]);
+    let file = dataset.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
+    let mut bytes = Vec::new();
+    file.write_all(&mut bytes).unwrap();
+    Bytes::from(bytes)
+}
+
+#[tokio::test]
+async fn the_operator_drops_other_modalities_and_dead_letters_what_it_cannot_decode() {
+    let mut op = Preprocessor::new(ct_spec());
+    let location = |key: &str| ObjectLocation { bucket: "in".into(), key: key.into(), size: None, etag: None };
+    let mr = Envelope::from_part10(1, location("mr.dcm"), part10("MR")).unwrap();
+    // A CT header without Pixel Data: nothing to decode.
+    let ct = Envelope::from_part10(2, location("ct.dcm"), part10("CT")).unwrap();
+    let mut out = op.process_batch(vec![mr, ct]).await;
+    out.sort_by_key(|p| p.envelope.ticket);
+    assert!(matches!(&out[0].outcome, Outcome::Drop { rule } if rule == MODALITY_DROP_RULE));
+    match &out[1].outcome {
+        Outcome::Fail(e) => {
+            assert_eq!((e.class, e.retry), (ErrorClass::UndecodablePixels, RetryHint::DeadLetter));
+            assert!(e.reason.starts_with("in/ct.dcm: model ct-head-bleed: cannot decode pixel data"), "{}", e.reason);
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    assert!(out.iter().all(|p| p.envelope.tensor.is_none()));
+    assert_eq!(ErrorClass::UndecodablePixels.as_str(), "undecodable_pixels");
+}
