@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use indicatif::{ProgressBar, ProgressStyle};
 use radstream_operators::pseudonymize::{
     BurnedIn, BurnedInRules, DeidKey, Deidentified, Deidentifier, ProfileOption, ProfileOptions, SafePrivateRule,
 };
@@ -606,35 +605,17 @@ fn printable_code(value: &str) -> String {
         .collect()
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `parts` in order to a temporary file beside `dest` and renames it into place, so that
-/// `dest` is either absent, the previous file, or the whole new file; returns the bytes written.
+/// Writes `parts` in order, whole or not at all; returns the bytes written.
 fn write_atomically(dest: &Path, parts: &[Bytes]) -> std::io::Result<u64> {
-    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    let temp = parent.join(format!(
-        ".{name}.radstream-{}-{}.tmp",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temp)?;
-        let mut total = 0u64;
+    let mut total = 0u64;
+    crate::files::write_atomically(dest, |file| {
         for part in parts {
             file.write_all(part)?;
             total += part.len() as u64;
         }
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, dest)?;
-        Ok(total)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+        Ok(())
+    })?;
+    Ok(total)
 }
 
 impl DeidReport {
@@ -750,15 +731,7 @@ pub fn run(command: &DeidCommand) -> ExitCode {
     for warning in plan.warnings() {
         eprintln!("{warning}");
     }
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(plan.inputs().len() as u64).with_style(
-            ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
-                .expect("static template")
-                .progress_chars("=> "),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::files::files_progress(plan.inputs().len());
     let problems = AtomicUsize::new(0);
     let report = plan.execute(|_, outcome| {
         if matches!(outcome, FileOutcome::Rejected { .. } | FileOutcome::Failed { .. }) {

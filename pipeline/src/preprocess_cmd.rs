@@ -9,7 +9,7 @@
 //! a pool of threads. Nothing printed quotes a value from a file: files are named by path,
 //! problems by the decoder's and the kernels' own errors.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use dicom_dictionary_std::tags;
-use indicatif::{ProgressBar, ProgressStyle};
 use radstream_operators::preprocess::{npy, png, preprocess_object, PreprocessSpec, Tensor};
 use radstream_operators::{element_text, parse_header};
 
@@ -194,7 +193,7 @@ impl PreprocessPlan {
             std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
         let npy_path = with_suffix(&base, ".npy");
-        write_atomically(&npy_path, |file| npy::write_npy(std::io::BufWriter::new(file), &tensor))
+        crate::files::write_atomically(&npy_path, |file| npy::write_npy(std::io::BufWriter::new(file), &tensor))
             .map_err(|e| format!("cannot write {}: {e}", npy_path.display()))?;
         self.write_previews(&base, &tensor)?;
         Ok(FileOutcome::Written { shape: tensor.shape() })
@@ -208,7 +207,7 @@ impl PreprocessPlan {
             let path = with_suffix(base, &format!(".f{k}.png"));
             let bytes =
                 png::preview(tensor, k, 0, lo, hi).ok_or_else(|| format!("cannot encode {}", path.display()))?;
-            write_atomically(&path, |mut file| file.write_all(&bytes))
+            crate::files::write_atomically(&path, |file| file.write_all(&bytes))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
         Ok(())
@@ -220,22 +219,6 @@ fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     let mut name = base.as_os_str().to_os_string();
     name.push(suffix);
     PathBuf::from(name)
-}
-
-/// Writes `dest` through a temporary file beside it, so that a file is whole or absent.
-fn write_atomically(dest: &Path, write: impl FnOnce(&std::fs::File) -> std::io::Result<()>) -> std::io::Result<()> {
-    let tmp = with_suffix(dest, ".partial");
-    let result = std::fs::File::create(&tmp).and_then(|file| {
-        write(&file)?;
-        file.sync_all()
-    });
-    match result.and_then(|()| std::fs::rename(&tmp, dest)) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
 }
 
 impl PreprocessReport {
@@ -295,15 +278,7 @@ pub fn run(command: &PreprocessCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(plan.inputs().len() as u64).with_style(
-            ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
-                .expect("static template")
-                .progress_chars("=> "),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = crate::files::files_progress(plan.inputs().len());
     let failed = AtomicUsize::new(0);
     let report = plan.execute(|_, outcome| {
         if matches!(outcome, FileOutcome::Failed { .. }) {

@@ -92,6 +92,41 @@ pub fn python() -> String {
     var("RADSTREAM_TEST_PYTHON").unwrap_or_else(|| "python3".into())
 }
 
+/// The `data` folder of pydicom's package (its `test_files` and `charset_files`), if
+/// [`python`] has pydicom.
+pub fn pydicom_data() -> Option<PathBuf> {
+    let out = Command::new(python())
+        .args(["-c", "import pydicom,os;print(os.path.dirname(pydicom.__file__))"])
+        .output()
+        .ok()?;
+    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("data"))
+}
+
+/// The `.dcm` files directly in `dir`, sorted.
+pub fn dcm_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "dcm"));
+    files.sort();
+    files
+}
+
+/// Runs the `radstream` binary with `args` (without the caller's `RADSTREAM_LOG`).
+pub fn run_radstream(args: &[&str]) -> std::process::Output {
+    Command::new(radstream_bin()).args(args).env_remove("RADSTREAM_LOG").output().expect("run radstream")
+}
+
+/// An output's status, stdout and stderr, for assertion messages.
+pub fn show_output(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Reports a test that cannot run here because a Python tool is missing: a printed note in a
 /// developer's shell, a failure under `RADSTREAM_REQUIRE_STACK=1` (CI, where `infra/stack.sh`
 /// installs every tool), so no test passes there by being skipped.

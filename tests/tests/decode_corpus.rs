@@ -10,7 +10,7 @@
 //! A file radstream cannot decode but pydicom can must be refused with a reason naming its
 //! transfer syntax or photometric interpretation. Files pydicom cannot decode are skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use radstream_operators::preprocess::decode::{decode, Samples};
@@ -41,24 +41,6 @@ const OUTLIER_FRACTION: f64 = 0.01;
 /// The Python the stack set up (`RADSTREAM_TEST_PYTHON`, see infra/stack.sh), else `python3`.
 fn python() -> String {
     radstream_tests::python()
-}
-
-fn pydicom_data() -> Option<PathBuf> {
-    let out = Command::new(python())
-        .args(["-c", "import pydicom,os;print(os.path.dirname(pydicom.__file__))"])
-        .output()
-        .ok()?;
-    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("data"))
-}
-
-fn dcm_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Decodes each file with pydicom and writes `<n>.raw` (little-endian samples) and one JSON
@@ -110,7 +92,7 @@ fn samples_i64(samples: &Samples) -> Vec<i64> {
 
 #[test]
 fn every_bundled_test_file_decodes_like_pydicom_or_is_refused_clearly() {
-    let Some(data) = pydicom_data() else {
+    let Some(data) = radstream_tests::pydicom_data() else {
         radstream_tests::skip_without("python3 with pydicom");
         return;
     };
@@ -128,7 +110,7 @@ fn every_bundled_test_file_decodes_like_pydicom_or_is_refused_clearly() {
         return;
     }
     // charset_files are about text, not pixels: not used here.
-    let files = dcm_files(&data.join("test_files"));
+    let files = radstream_tests::dcm_files(&data.join("test_files"));
     assert!(files.len() > 50, "pydicom's test files not found under {}", data.display());
 
     let out = tempfile::tempdir().unwrap();

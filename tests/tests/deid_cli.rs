@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use radstream_tests::radstream_bin;
-
 /// The `--option` names, as `deid --help` must list them.
 const OPTION_NAMES: [&str; 7] = [
     "retain-safe-private",
@@ -24,7 +22,7 @@ const OPTION_NAMES: [&str; 7] = [
 const SYNTH_PHI: [&[u8]; 3] = [b"SYNTH^PATIENT", b"SYN0", b"SYNA"];
 
 fn radstream(args: &[&str]) -> Output {
-    Command::new(radstream_bin()).args(args).env_remove("RADSTREAM_LOG").output().expect("run radstream")
+    radstream_tests::run_radstream(args)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -32,7 +30,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn show(out: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", out.status.code(), text(&out.stdout), text(&out.stderr))
+    radstream_tests::show_output(out)
 }
 
 fn s(p: &Path) -> &str {

@@ -2,29 +2,10 @@
 //! set it ships, multi-byte ones included), checked by an independent reader: pydicom must
 //! read every output, find the patient replaced and the character set kept.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bytes::Bytes;
 use radstream_operators::pseudonymize::{DeidKey, Deidentifier, ProfileOptions};
-
-fn pydicom_data() -> Option<PathBuf> {
-    let out = Command::new(radstream_tests::python())
-        .args(["-c", "import pydicom,os;print(os.path.dirname(pydicom.__file__))"])
-        .output()
-        .ok()?;
-    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("data"))
-}
-
-fn dcm_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    files.sort();
-    files
-}
 
 /// Files that are not Part-10 objects (no preamble and meta group) or are cut short: they must fail with a clear error.
 const NOT_PART10_OR_BROKEN: &[&str] = &[
@@ -64,7 +45,7 @@ print(json.dumps(problems))
 
 #[test]
 fn every_bundled_test_file_is_deidentified_or_refused_clearly() {
-    let Some(data) = pydicom_data() else {
+    let Some(data) = radstream_tests::pydicom_data() else {
         radstream_tests::skip_without("python3 with pydicom");
         return;
     };
@@ -72,8 +53,8 @@ fn every_bundled_test_file_is_deidentified_or_refused_clearly() {
     let out_dir = tempfile::tempdir().unwrap();
     let mut pairs = Vec::new();
     let mut refused = Vec::new();
-    let mut files = dcm_files(&data.join("test_files"));
-    files.extend(dcm_files(&data.join("charset_files")));
+    let mut files = radstream_tests::dcm_files(&data.join("test_files"));
+    files.extend(radstream_tests::dcm_files(&data.join("charset_files")));
     assert!(files.len() > 80, "pydicom's test files not found under {}", data.display());
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

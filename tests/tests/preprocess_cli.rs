@@ -7,10 +7,9 @@ use std::process::{Command, Output};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-use radstream_tests::radstream_bin;
 
 fn radstream(args: &[&str]) -> Output {
-    Command::new(radstream_bin()).args(args).env_remove("RADSTREAM_LOG").output().expect("run radstream")
+    radstream_tests::run_radstream(args)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -18,7 +17,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn show(out: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", out.status.code(), text(&out.stdout), text(&out.stderr))
+    radstream_tests::show_output(out)
 }
 
 fn s(p: &Path) -> &str {

@@ -1,0 +1,70 @@
+//! What the file commands (`deid`, `preprocess`) share: whole-or-absent writes and a progress
+//! bar on a terminal.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes through a temporary file beside `dest` (created new, never shared with another writer)
+/// and renames it into place, so that `dest` is absent, the previous file, or the whole new file.
+/// Creates the parent folders.
+pub fn write_atomically(dest: &Path, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> std::io::Result<()> {
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let temp = parent.join(format!(
+        ".{name}.radstream-{}-{}.tmp",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        write(&mut file)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// A progress bar over `len` files on stderr when it is a terminal, hidden otherwise.
+pub fn files_progress(len: usize) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(len as u64).with_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} files ({per_sec}, eta {eta}) {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_neither_file_nor_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a/b.dcm");
+        write_atomically(&dest, |f| f.write_all(b"whole")).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole");
+        let err = write_atomically(&dest, |f| {
+            f.write_all(b"half")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"whole", "the previous file stays");
+        assert_eq!(std::fs::read_dir(dest.parent().unwrap()).unwrap().count(), 1, "no temporary left");
+    }
+}
