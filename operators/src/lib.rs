@@ -8,6 +8,7 @@
 //!
 //! Adding an operator: one new file in this crate and one variant in [`OperatorConfig`].
 
+pub mod calendar;
 pub mod config;
 pub mod envelope;
 pub mod error;
