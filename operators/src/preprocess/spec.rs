@@ -411,7 +411,7 @@ pub(crate) fn frame_layout(image: &DecodedImage) -> Result<(usize, usize), PlanE
         .filter(|&p| p > 0)
         .ok_or_else(|| PlanError::Geometry(format!("an image of {} x {} has no pixels", image.rows, image.columns)))?;
     let frames = image.frames as usize;
-    let held = samples_len(&image.samples);
+    let held = image.samples.len();
     if pixels.checked_mul(frames) != Some(held) {
         return Err(PlanError::Geometry(format!(
             "{frames} frame(s) of {} x {} x {} need {} samples, the pixel data holds {held}",
@@ -427,16 +427,6 @@ pub(crate) fn frame_layout(image: &DecodedImage) -> Result<(usize, usize), PlanE
     Ok((pixels, frames))
 }
 
-fn samples_len(samples: &Samples) -> usize {
-    match samples {
-        Samples::U8(v) => v.len(),
-        Samples::I8(v) => v.len(),
-        Samples::U16(v) => v.len(),
-        Samples::I16(v) => v.len(),
-        Samples::U32(v) => v.len(),
-        Samples::I32(v) => v.len(),
-    }
-}
 
 /// The smallest and largest stored value of one frame, through the modality LUT (not sorted:
 /// a negative slope swaps them).
