@@ -117,6 +117,16 @@ pub fn run_radstream(args: &[&str]) -> std::process::Output {
     Command::new(radstream_bin()).args(args).env_remove("RADSTREAM_LOG").output().expect("run radstream")
 }
 
+/// Bytes as text (lossy), for command output.
+pub fn lossy_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A path as `&str`, for command arguments (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
 /// An output's status, stdout and stderr, for assertion messages.
 pub fn show_output(out: &std::process::Output) -> String {
     format!(

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use radstream_tests::radstream_bin;
+use radstream_tests::{radstream_bin, run_radstream as radstream};
 
 const CONFIG: &str = r#"
 [kafka]
@@ -27,10 +27,6 @@ branch = "xr"
 type = "stow"
 url = "http://127.0.0.1:8042/dicom-web"
 "#;
-
-fn radstream(args: &[&str]) -> std::process::Output {
-    Command::new(radstream_bin()).args(args).env_remove("RADSTREAM_LOG").output().expect("run radstream")
-}
 
 #[test]
 fn validate_accepts_a_good_config_and_names_the_bad_key() {

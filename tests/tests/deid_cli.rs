@@ -1,6 +1,7 @@
 //! `radstream keygen` and `radstream deid` from the command line, without servers: synthetic
 //! studies and pydicom's bundled test files in, de-identified files out, checked by pydicom.
 
+use radstream_tests::{lossy_text as text, path_str as s, run_radstream as radstream, show_output as show};
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -20,22 +21,6 @@ const OPTION_NAMES: [&str; 7] = [
 
 /// Identifiers `radstream synth` writes: patient name, patient ID, accession number prefixes.
 const SYNTH_PHI: [&[u8]; 3] = [b"SYNTH^PATIENT", b"SYN0", b"SYNA"];
-
-fn radstream(args: &[&str]) -> Output {
-    radstream_tests::run_radstream(args)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn show(out: &Output) -> String {
-    radstream_tests::show_output(out)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
 
 fn keygen(dir: &Path, id: &str) -> PathBuf {
     let path = dir.join(format!("{id}.key"));

@@ -2,27 +2,12 @@
 //! CR) in, `.npy` tensors and PNG previews out, read back by NumPy and Python's zlib.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-
-fn radstream(args: &[&str]) -> Output {
-    radstream_tests::run_radstream(args)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn show(out: &Output) -> String {
-    radstream_tests::show_output(out)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+use radstream_tests::{lossy_text as text, path_str as s, run_radstream as radstream, show_output as show};
 
 fn model(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name)

@@ -427,7 +427,6 @@ pub(crate) fn frame_layout(image: &DecodedImage) -> Result<(usize, usize), PlanE
     Ok((pixels, frames))
 }
 
-
 /// The smallest and largest stored value of one frame, through the modality LUT (not sorted:
 /// a negative slope swaps them).
 fn frame_min_max(image: &DecodedImage, frame: usize, rescale: Rescale) -> Result<(f32, f32), PlanError> {
