@@ -50,6 +50,17 @@ python_has_test_modules() {
     "$1" -c 'import moto.server, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, rle' >/dev/null 2>&1
 }
 
+# The folder holding libnvrtc.so.12 from PyPI's nvidia-cuda-nvrtc-cu12 for Python $1; empty if absent.
+nvrtc_lib_dir() {
+    "$1" -c 'import importlib.util, os, sys
+spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+for base in (spec.submodule_search_locations if spec else []):
+    lib = os.path.join(base, "lib")
+    if os.path.exists(os.path.join(lib, "libnvrtc.so.12")):
+        print(lib)
+        sys.exit(0)' 2>/dev/null || true
+}
+
 # pip refuses to touch Debian's own Python (PEP 668); then we use a virtualenv in the cache.
 python_accepts_pip() {
     "$1" -m pip --version >/dev/null 2>&1 &&
@@ -62,6 +73,7 @@ cmd_install() {
     [[ -x /usr/sbin/Orthanc ]] || { packages+=(orthanc); installed_orthanc=1; }
     [[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]] || packages+=(orthanc-dicomweb)
     command -v dciodvfy >/dev/null 2>&1 || packages+=(dicom3tools)
+    PATH=$PATH:/usr/sbin:/sbin ldconfig -p 2>/dev/null | grep 'libcharls\.so\.2' >/dev/null || packages+=(libcharls2)
     command -v curl >/dev/null 2>&1 || packages+=(curl ca-certificates)
     command -v setsid >/dev/null 2>&1 || packages+=(util-linux)
 
@@ -96,6 +108,18 @@ cmd_install() {
         } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
             die "pip install failed; see $RADSTREAM_CACHE_DIR/install.log"
         python_has_test_modules "$python" || die "moto.server, pydicom, numpy or a pylibjpeg plugin still not importable by $python"
+    fi
+
+    # NVRTC without a GPU: the CUDA kernels' source is compiled for real in the tests (PyPI's
+    # wheel of the CUDA 12.8 runtime compiler, ~90 MB, once per machine).
+    if [[ -z $(nvrtc_lib_dir "$python") ]]; then
+        log "installing NVRTC (nvidia-cuda-nvrtc-cu12 12.8) with $python -m pip, for the CUDA kernels' compile test"
+        {
+            echo "=== $(date -Is) pip install nvidia-cuda-nvrtc-cu12==12.8.*"
+            "$python" -m pip install --quiet --disable-pip-version-check 'nvidia-cuda-nvrtc-cu12==12.8.*'
+        } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
+            die "pip install nvidia-cuda-nvrtc-cu12 failed; see $RADSTREAM_CACHE_DIR/install.log"
+        [[ -n $(nvrtc_lib_dir "$python") ]] || die "libnvrtc.so.12 still not found after installing nvidia-cuda-nvrtc-cu12"
     fi
 
     if [[ -z ${RADSTREAM_TEST_TANSU_BIN:-} ]]; then
@@ -287,6 +311,7 @@ write_env() {
             kv RADSTREAM_TEST_ORTHANC_PASSWORD "$(orthanc_password)"
             kv RADSTREAM_TEST_ORTHANC_RUN "$INFRA_DIR/orthanc/run.sh"
             kv RADSTREAM_TEST_PYTHON "$(radstream_python)"
+            kv RADSTREAM_TEST_NVRTC_DIR "$(nvrtc_lib_dir "$(radstream_python)")"
         } >"$tmp"
     )
     mv -f "$tmp" "$ENV_FILE"

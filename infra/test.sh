@@ -101,6 +101,11 @@ run_phase "stack up" infra/stack.sh up
 # shellcheck source=/dev/null
 source "$STACK_DIR/env"
 export RADSTREAM_REQUIRE_STACK=1
+# The CUDA kernels compile with the real NVRTC (no GPU needed): stack.sh installed it.
+if [[ -n ${RADSTREAM_TEST_NVRTC_DIR:-} ]]; then
+    export LD_LIBRARY_PATH="$RADSTREAM_TEST_NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export RADSTREAM_REQUIRE_NVRTC=1
+fi
 
 run_phase build cargo build --workspace --all-targets
 test_output="$STACK_DIR/test-output.log"

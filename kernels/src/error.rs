@@ -80,6 +80,12 @@ pub enum PreprocessError {
         /// Position of the slice in the caller's list.
         index: usize,
     },
+    /// The GPU could not be used or failed (no driver, no NVRTC, a failed compile, launch or
+    /// copy). Only the CUDA backend returns it; callers fall back to the CPU.
+    Device {
+        /// What failed, in the driver's words.
+        message: String,
+    },
 }
 
 impl fmt::Display for PreprocessError {
@@ -111,6 +117,7 @@ impl fmt::Display for PreprocessError {
             Self::InconsistentOrientation { index } => {
                 write!(f, "slice {index}: image orientation is not parallel to the first slice's")
             }
+            Self::Device { message } => write!(f, "GPU: {message}"),
         }
     }
 }

@@ -39,7 +39,14 @@ impl Rescale {
     /// a GPU twin that contracts to FMA differs by far less than the 1e-4 it must match.
     #[inline(always)]
     pub fn apply<S: StoredSample>(self, stored: S) -> f32 {
-        (stored.to_f64() * self.slope + self.intercept) as f32
+        self.apply_f64(stored.to_f64())
+    }
+
+    /// [`Rescale::apply`] of a stored value already widened to `f64` (exact for every
+    /// [`StoredSample`]), e.g. one a GPU reduction returned.
+    #[inline(always)]
+    pub fn apply_f64(self, stored: f64) -> f32 {
+        (stored * self.slope + self.intercept) as f32
     }
 }
 

@@ -131,18 +131,26 @@ impl Preprocess {
         Ok(())
     }
 
-    /// Modality then window of one stored value.
-    fn modality_voi<S: StoredSample>(&self, s: S) -> f32 {
-        let x = self.rescale.apply(s);
+    /// Modality then window of one stored value, widened to `f64`.
+    fn modality_voi(&self, stored: f64) -> f32 {
+        let x = self.rescale.apply_f64(stored);
         self.window.map_or(x, |w| w.apply(x))
+    }
+
+    /// The per-pixel normalization for an image whose stored values span `stored_range`
+    /// (asked for only by [`Normalization::MinMaxOfImage`]): its ends mapped through the
+    /// modality and VOI steps, which are monotone. Shared with the GPU twin, whose reduction
+    /// kernel supplies the range.
+    pub(crate) fn pixel_norm(&self, stored_range: impl FnOnce() -> Option<(f64, f64)>) -> PixelNorm {
+        self.normalization.resolve(|| {
+            let (lo, hi) = stored_range()?;
+            image_min_max(&[self.modality_voi(lo), self.modality_voi(hi)])
+        })
     }
 
     /// The one pass; parameters already checked, lengths equal.
     fn fused_pass<S: StoredSample>(&self, stored: &[S], out: &mut [f32]) {
-        let norm = self.normalization.resolve(|| {
-            let (lo, hi) = stored_min_max(stored)?;
-            image_min_max(&[self.modality_voi(lo), self.modality_voi(hi)])
-        });
+        let norm = self.pixel_norm(|| stored_min_max(stored).map(|(lo, hi)| (lo.to_f64(), hi.to_f64())));
         let rescale = self.rescale;
         // Every choice is made here, once, so that each of the loops below is straight-line.
         match &self.window {

@@ -166,6 +166,13 @@ impl AxisWeights {
         self.method
     }
 
+    /// The raw tables: first input index per output index, offsets into the weights (one more
+    /// than outputs), the weights; what a GPU twin uploads.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn tables(&self) -> (&[usize], &[usize], &[f64]) {
+        (&self.starts, &self.offsets, &self.weights)
+    }
+
     /// Output index `dst`'s first input index and the weights of it and the indices after it.
     ///
     /// # Panics

@@ -157,6 +157,14 @@ impl Window {
         self.range
     }
 
+    /// The folded constants `(lower, upper, origin, gain, base)` the per-pixel formulas use,
+    /// for a GPU twin to apply the very same arithmetic.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn ramp_constants(&self) -> (f64, f64, f64, f64, f64) {
+        let Ramp { lower, upper, origin, gain, base } = self.ramp;
+        (lower, upper, origin, gain, base)
+    }
+
     /// The window applied to one value, by its function.
     #[inline]
     pub fn apply(&self, x: f32) -> f32 {

@@ -46,6 +46,11 @@ pub trait OperatorObserver: Send + Sync {
 
     /// A request will be retried.
     fn destination_retry(&self, destination: &str);
+
+    /// An operator instance starts (`change` 1) or stops (`change` -1) computing on `backend`
+    /// (`cpu` or `cuda`) for `reason` (a bounded value such as `gpu_unavailable`): 1 when it is
+    /// built, -1 then 1 when it has to move. Observers that do not export it ignore it.
+    fn compute_backend(&self, _operator: &str, _backend: &'static str, _reason: &'static str, _change: i64) {}
 }
 
 /// An observer that records nothing (for tests and tools).
@@ -142,7 +147,7 @@ impl OperatorConfig {
             OperatorConfig::Route(c) => Box::new(c.build()?),
             OperatorConfig::Pseudonymize(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Relink(c) => Box::new(c.build(ctx)?),
-            OperatorConfig::Preprocess(c) => Box::new(c.build()?),
+            OperatorConfig::Preprocess(c) => Box::new(c.build(ctx)?),
             OperatorConfig::KeyObject(c) => Box::new(c.build()?),
             OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),

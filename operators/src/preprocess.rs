@@ -14,22 +14,26 @@
 //!   made visible in the drop counters rather than a tensor the model was never trained on;
 //! * dead-lettered as `undecodable_pixels` when the pixel data cannot be decoded (the reason
 //!   names the transfer syntax) or has a photometric interpretation the models do not take
-//!   (the reason names it); as `config` for a spec that asks for what is not implemented yet
-//!   (`input = "series"`).
+//!   (the reason names it); as `config` for a spec that takes whole series
+//!   (`input = "series"`): gathering a series from single instances on the stream is series
+//!   assembly, which comes with the infer operator; [`preprocess_series`] stacks a series once
+//!   it is gathered (`radstream preprocess` on a series folder uses it).
 //!
-//! Only the CPU backend exists; the operator says so once when it is built. The CUDA backend
-//! arrives with the kernels' `cuda` feature.
+//! The kernels run on the GPU when the build has the CUDA backend (feature `cuda`) and a GPU
+//! starts, on the CPU otherwise ([`device`]); the operator says which, and why, once when it
+//! is built.
 
 pub mod decode;
+pub mod device;
 pub mod npy;
 pub mod png;
+pub mod series;
 pub mod spec;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use radstream_kernels::{PreprocessError, StoredSample};
 use radstream_schemas::ErrorClass;
 use serde::Deserialize;
 
@@ -37,6 +41,9 @@ pub use radstream_kernels::Tensor;
 pub use spec::{plan_for, InputKind, NormalizationSpec, PlanError, PreprocessSpec, WindowSpec};
 
 use self::decode::{DecodedImage, Samples};
+pub use self::device::{ComputeDevice, DeviceChoice};
+pub use self::series::{preprocess_series, SeriesTensor};
+use crate::config::{BuildContext, NoopObserver, OperatorObserver};
 use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The drop rule of instances whose modality the spec does not list.
@@ -60,6 +67,11 @@ pub struct PreprocessConfig {
     /// The spec inline, checked by `radstream validate` too.
     #[serde(default)]
     pub spec: Option<PreprocessSpec>,
+    /// `"auto"` (the default): the GPU when this build has the CUDA backend and a GPU starts,
+    /// else the CPU, with the reason in the log and in `radstream_compute_backend`. `"cpu"`:
+    /// always the CPU. Both give the same numbers (to 1e-4).
+    #[serde(default)]
+    pub device: DeviceChoice,
 }
 
 impl PreprocessConfig {
@@ -78,29 +90,41 @@ impl PreprocessConfig {
         }
     }
 
-    /// Builds the operator (reads the spec file).
-    pub fn build(&self) -> Result<Preprocessor, ConfigError> {
+    /// Builds the operator: reads the spec file and picks the device.
+    pub fn build(&self, ctx: &BuildContext) -> Result<Preprocessor, ConfigError> {
         self.validate()?;
         let spec = match (&self.spec_file, &self.spec) {
             (Some(path), _) => PreprocessSpec::load(path).map_err(|e| e.within("spec_file"))?,
             (None, Some(spec)) => spec.clone(),
             (None, None) => unreachable!("validate requires one of spec_file and spec"),
         };
-        tracing::info!(backend = "cpu", model = %spec.name, "preprocess: using the CPU backend (no GPU backend yet)");
-        Ok(Preprocessor { spec: Arc::new(spec) })
+        let device = ComputeDevice::select(self.device, ctx.observer.as_ref(), &spec.name);
+        Ok(Preprocessor { spec: Arc::new(spec), device: Arc::new(device), observer: Arc::clone(&ctx.observer) })
     }
 }
 
 /// Decodes instances and attaches the model input tensor.
-#[derive(Debug)]
 pub struct Preprocessor {
     spec: Arc<PreprocessSpec>,
+    device: Arc<ComputeDevice>,
+    observer: Arc<dyn OperatorObserver>,
+}
+
+impl std::fmt::Debug for Preprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preprocessor").field("spec", &self.spec.name).field("device", &self.device).finish()
+    }
 }
 
 impl Preprocessor {
-    /// An operator for `spec` (already validated).
+    /// An operator for `spec` (already validated) on the CPU.
     pub fn new(spec: PreprocessSpec) -> Self {
-        Self { spec: Arc::new(spec) }
+        Self { spec: Arc::new(spec), device: Arc::new(ComputeDevice::cpu()), observer: Arc::new(NoopObserver) }
+    }
+
+    /// Where it computes: `"cuda"` or `"cpu"`.
+    pub fn backend(&self) -> &'static str {
+        self.device.backend_name()
     }
 
     /// The spec it applies.
@@ -130,18 +154,39 @@ impl PreprocessFailure {
     }
 }
 
-/// Decodes a Part-10 object and preprocesses every frame: `[frames, C, H, W]`.
+/// Decodes a Part-10 object and preprocesses every frame on the CPU: `[frames, C, H, W]`.
 pub fn preprocess_object(spec: &PreprocessSpec, object: &[u8]) -> Result<Tensor, PreprocessFailure> {
+    preprocess_object_on(&ComputeDevice::cpu(), &NoopObserver, spec, object)
+}
+
+/// [`preprocess_object`] on `device`; `observer` hears if the GPU has to be given up.
+pub fn preprocess_object_on(
+    device: &ComputeDevice,
+    observer: &dyn OperatorObserver,
+    spec: &PreprocessSpec,
+    object: &[u8],
+) -> Result<Tensor, PreprocessFailure> {
     if spec.input == InputKind::Series {
         // Before decoding: nothing the pixels hold changes the answer.
         return Err(PlanError::SeriesNotYet { model: spec.name.clone() }.into());
     }
     let image = decode::decode(object)?;
-    Ok(preprocess_image(spec, &image)?)
+    Ok(preprocess_image_on(device, observer, spec, &image)?)
 }
 
-/// Preprocesses every frame of a decoded image, each with its own plan: `[frames, C, H, W]`.
+/// Preprocesses every frame of a decoded image on the CPU, each with its own plan:
+/// `[frames, C, H, W]`.
 pub fn preprocess_image(spec: &PreprocessSpec, image: &DecodedImage) -> Result<Tensor, PlanError> {
+    preprocess_image_on(&ComputeDevice::cpu(), &NoopObserver, spec, image)
+}
+
+/// [`preprocess_image`] on `device`.
+pub fn preprocess_image_on(
+    device: &ComputeDevice,
+    observer: &dyn OperatorObserver,
+    spec: &PreprocessSpec,
+    image: &DecodedImage,
+) -> Result<Tensor, PlanError> {
     if spec.input == InputKind::Series {
         return Err(PlanError::SeriesNotYet { model: spec.name.clone() });
     }
@@ -154,25 +199,15 @@ pub fn preprocess_image(spec: &PreprocessSpec, image: &DecodedImage) -> Result<T
         let plan = plan_for(spec, image, frame)?;
         let stored = frame * pixels..(frame + 1) * pixels;
         match &image.samples {
-            Samples::U8(v) => run(&plan, &v[stored], rows, columns, out),
-            Samples::I8(v) => run(&plan, &v[stored], rows, columns, out),
-            Samples::U16(v) => run(&plan, &v[stored], rows, columns, out),
-            Samples::I16(v) => run(&plan, &v[stored], rows, columns, out),
-            Samples::U32(v) => run(&plan, &v[stored], rows, columns, out),
-            Samples::I32(v) => run(&plan, &v[stored], rows, columns, out),
+            Samples::U8(v) => device.run_into(&plan, &v[stored.clone()], rows, columns, out, observer),
+            Samples::I8(v) => device.run_into(&plan, &v[stored.clone()], rows, columns, out, observer),
+            Samples::U16(v) => device.run_into(&plan, &v[stored.clone()], rows, columns, out, observer),
+            Samples::I16(v) => device.run_into(&plan, &v[stored.clone()], rows, columns, out, observer),
+            Samples::U32(v) => device.run_into(&plan, &v[stored.clone()], rows, columns, out, observer),
+            Samples::I32(v) => device.run_into(&plan, &v[stored.clone()], rows, columns, out, observer),
         }?;
     }
     Ok(Tensor::new([frames, c, h, w], data)?)
-}
-
-fn run<S: StoredSample>(
-    plan: &radstream_kernels::Preprocess,
-    stored: &[S],
-    rows: usize,
-    columns: usize,
-    out: &mut [f32],
-) -> Result<(), PreprocessError> {
-    plan.run_cpu_into(stored, rows, columns, out)
 }
 
 #[async_trait]
@@ -186,7 +221,9 @@ impl Operator for Preprocessor {
                 continue;
             }
             let (spec, object) = (Arc::clone(&self.spec), envelope.object.clone());
-            let task = tokio::task::spawn_blocking(move || preprocess_object(&spec, &object));
+            let (device, observer) = (Arc::clone(&self.device), Arc::clone(&self.observer));
+            let task =
+                tokio::task::spawn_blocking(move || preprocess_object_on(&device, observer.as_ref(), &spec, &object));
             pending.push((envelope, task));
         }
         for (mut envelope, task) in pending {

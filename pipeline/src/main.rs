@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use radstream_operators::preprocess::DeviceChoice;
 use radstream_operators::pseudonymize::{ProfileOption, SafePrivateRule};
 use radstream_operators::route::RouteAttributes;
 use radstream_operators::OperatorConfig;
@@ -42,6 +43,13 @@ struct Cli {
     log: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--device` of `preprocess`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -197,11 +205,18 @@ enum Command {
     },
     /// Run a model's preprocessing over DICOM files and folders, to see what the model will see.
     ///
-    /// For every file under each INPUT, writes `<name>.npy` under --out (NumPy, `<f4`, shape
-    /// [N, C, H, W], one image per frame) and `<name>.f<k>.png`, an 8-bit grayscale preview of
-    /// channel 0 of frame k. `<name>` is the file's name (without a `.dcm` extension) for a file
-    /// argument, its path below the folder for a folder argument. Files of a modality the spec
-    /// does not list are skipped (and counted).
+    /// For a 2D spec (`input = "slice"`), for every file under each INPUT, writes `<name>.npy`
+    /// under --out (NumPy, `<f4`, shape [N, C, H, W], one image per frame) and
+    /// `<name>.f<k>.png`, an 8-bit grayscale preview of channel 0 of frame k. `<name>` is the
+    /// file's name (without a `.dcm` extension) for a file argument, its path below the folder
+    /// for a folder argument.
+    ///
+    /// For a 3D spec (`input = "series"`), the files are grouped by series and each series
+    /// becomes one volume `<folder>.npy` ([1, C, D, H, W], slices in patient-position order),
+    /// named after the folder of its first file, with `<folder>.json` (voxel spacing, slice
+    /// order, irregular spacing) and `<folder>.s<k>.png` per slice.
+    ///
+    /// Files of a modality the spec does not list are skipped (and counted).
     ///
     /// Exit status: 0 when no file failed, 1 when any failed (each is named on
     /// stderr as `path: reason`), 2 for a usage problem (nothing is written then).
@@ -218,6 +233,10 @@ enum Command {
         /// Files preprocessed at once (default: the available parallelism).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<NonZeroUsize>,
+        /// Where the kernels run: `auto` uses the GPU when this build has CUDA and a GPU starts
+        /// (else the CPU, with the same numbers); `cpu` never tries the GPU.
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceArg,
         /// DICOM files or folders (searched recursively).
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
@@ -347,8 +366,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(deid_cmd::run(&command))
         }
         Command::Keygen { id, out } => Ok(deid_cmd::keygen(&id, &out)),
-        Command::Preprocess { model, out, jobs, inputs } => {
-            Ok(preprocess_cmd::run(&PreprocessCommand { model, out, jobs, inputs }))
+        Command::Preprocess { model, out, jobs, device, inputs } => {
+            let device = match device {
+                DeviceArg::Auto => DeviceChoice::Auto,
+                DeviceArg::Cpu => DeviceChoice::Cpu,
+            };
+            Ok(preprocess_cmd::run(&PreprocessCommand { model, out, jobs, device, inputs }))
         }
     }
 }

@@ -48,6 +48,9 @@ pub mod names {
     pub const DESTINATION_RETRIES: &str = "radstream_destination_retries_total";
     /// Dead letters by stage/operator and error class.
     pub const DEAD_LETTERS: &str = "radstream_dead_letters_total";
+    /// Operator instances computing on a device (`backend` `cpu` or `cuda`), by why (`reason`:
+    /// `gpu_started`, `cpu_requested`, `cuda_not_built`, `gpu_unavailable`, `gpu_failed`).
+    pub const COMPUTE_BACKEND: &str = "radstream_compute_backend";
     /// 1, labelled with the version.
     pub const BUILD_INFO: &str = "radstream_build_info";
 }
@@ -92,6 +95,8 @@ pub struct Metrics {
     pub destination_retries: IntCounterVec,
     /// See [`names::DEAD_LETTERS`].
     pub dead_letters: IntCounterVec,
+    /// See [`names::COMPUTE_BACKEND`].
+    pub compute_backend: IntGaugeVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -167,6 +172,10 @@ impl Metrics {
                 Opts::new(DEAD_LETTERS, "Dead letters by operator (or stage) and error class"),
                 &["operator", "error_class"]
             )),
+            compute_backend: reg!(IntGaugeVec::new(
+                Opts::new(COMPUTE_BACKEND, "Operator instances computing on a device, by the reason it was chosen"),
+                &["operator", "backend", "reason"]
+            )),
             registry,
         }
     }
@@ -193,5 +202,9 @@ impl radstream_operators::config::OperatorObserver for Metrics {
 
     fn destination_retry(&self, destination: &str) {
         self.destination_retries.with_label_values(&[destination]).inc();
+    }
+
+    fn compute_backend(&self, operator: &str, backend: &'static str, reason: &'static str, change: i64) {
+        self.compute_backend.with_label_values(&[operator, backend, reason]).add(change);
     }
 }

@@ -166,3 +166,69 @@ fn files_that_cannot_be_decoded_exit_1_naming_them() {
     assert!(text(&run.stdout).contains("2 failed"), "{}", show(&run));
     assert!(files_ending(&out, ".npy").is_empty());
 }
+
+/// A 3D spec stacks each CT series into one volume in patient-position order. pydicom and NumPy
+/// build the same volume independently (their own sort by position along the normal, the
+/// LINEAR window of PS3.3 C.11.2.1.2.1, 2x2 block means) and must agree with radstream's.
+#[test]
+fn a_series_becomes_one_volume_in_patient_position_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, out) = (dir.path().join("in"), dir.path().join("out"));
+    synth(&input);
+    let spec = model("ct-volume.preprocess.toml");
+    let run = radstream(&["preprocess", "--model", s(&spec), "--device", "cpu", "--out", s(&out), s(&input)]);
+    assert!(run.status.success(), "{}", show(&run));
+    let summary = text(&run.stdout);
+    assert!(
+        summary.contains("on the CPU") && summary.contains("series volumes") && summary.contains("0 failed"),
+        "{summary}"
+    );
+
+    let sidecars = files_ending(&out, ".json");
+    let mut multi_slice = 0;
+    for sidecar in &sidecars {
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
+        let shape: Vec<usize> = serde_json::from_value(meta["shape"].clone()).unwrap();
+        let slices = meta["slices"].as_array().unwrap();
+        assert_eq!(shape, [1, 1, slices.len(), 128, 128], "{meta}");
+        let distances: Vec<f64> = slices.iter().map(|s| s["distance_mm"].as_f64().unwrap()).collect();
+        assert!(distances.windows(2).all(|d| d[0] < d[1]), "not sorted: {distances:?}");
+        if slices.len() < 2 {
+            continue;
+        }
+        multi_slice += 1;
+        let npy = sidecar.to_string_lossy().trim_end_matches(".json").to_string() + ".npy";
+        let series_dir = Path::new(slices[0]["file"].as_str().unwrap()).parent().unwrap().to_path_buf();
+        let code = format!(
+            "import glob, json, numpy as np, pydicom\n\
+             meta = json.load(open('{sidecar}'))\n\
+             ds = [pydicom.dcmread(f) for f in glob.glob('{dir}/*.dcm')]\n\
+             ds = [d for d in ds if d.Modality == 'CT']\n\
+             o = np.array(ds[0].ImageOrientationPatient, float); n = np.cross(o[:3], o[3:])\n\
+             ds.sort(key=lambda d: float(np.dot(n, np.array(d.ImagePositionPatient, float))))\n\
+             same_order = [str(d.filename) for d in ds] == [s['file'] for s in meta['slices']]\n\
+             c, w = 40.0, 400.0\n\
+             def win(x):\n    \
+                 y = (x - (c - 0.5)) / (w - 1) + 0.5\n    \
+                 y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, y)\n    \
+                 return np.clip(np.where(x > c - 0.5 + (w - 1) / 2, 1.0, y), 0, 1)\n\
+             vol = []\n\
+             for d in ds:\n    \
+                 hu = d.pixel_array.astype(np.float64) * float(d.get('RescaleSlope', 1)) + float(d.get('RescaleIntercept', 0))\n    \
+                 x = win(hu)\n    \
+                 vol.append(x.reshape(128, 2, 128, 2).mean(axis=(1, 3)))\n\
+             expected = np.stack(vol)[None, None]\n\
+             got = np.load('{npy}')\n\
+             print(same_order, got.shape == expected.shape, float(np.abs(got - expected).max()))\n",
+            sidecar = s(sidecar),
+            dir = s(&series_dir),
+        );
+        if let Some(printed) = python(&code, "numpy, pydicom") {
+            let fields: Vec<&str> = printed.split_whitespace().collect();
+            assert_eq!(&fields[..2], ["True", "True"], "{printed}");
+            let diff: f64 = fields[2].parse().unwrap();
+            assert!(diff <= 1e-5, "radstream and NumPy differ by {diff}");
+        }
+    }
+    assert!(multi_slice > 0, "no multi-slice CT series among {sidecars:?}");
+}

@@ -2,14 +2,15 @@
 //! per-frame parameters the transforms need. The heavy lifting is dicom-pixeldata's; this module
 //! adds what it lacks and names what cannot be decoded.
 //!
-//! What dicom-pixeldata does here: JPEG through jpeg-decoder and JPEG 2000 through the pure-Rust
-//! openjp2. What this module does itself: native (uncompressed, deflated, big endian) pixel
-//! data, RLE (dicom-pixeldata's stops at 16 bits), RGB JPEG streams without color markers,
-//! 1-bit unpacking, sign extension, planar configuration, YBR_FULL / YBR_FULL_422 to RGB,
-//! palette color, and the functional groups.
-//! JPEG-LS is not built in (CharLS needs cmake and a C++ toolchain): such objects get an error
-//! that says so.
+//! What dicom-pixeldata does here: 8-bit and lossless JPEG through jpeg-decoder and JPEG 2000
+//! through the pure-Rust openjp2. What this module does itself: native (uncompressed, deflated,
+//! big endian) pixel data, RLE (dicom-pixeldata's stops at 16 bits), 12-bit JPEG (jpeg12.rs),
+//! RGB JPEG streams without color markers, 1-bit unpacking, sign extension, planar
+//! configuration, YBR_FULL / YBR_FULL_422 to RGB, palette color, and the functional groups.
+//! JPEG-LS goes through CharLS 2, opened at run time (see jpegls.rs): without it installed, such
+//! objects get an error that says what to install.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use dicom_core::value::{PrimitiveValue, Value as DicomValue};
@@ -22,6 +23,8 @@ use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry
 
 mod color;
 mod jpeg;
+mod jpeg12;
+mod jpegls;
 mod params;
 mod prescan;
 mod rle;
@@ -253,6 +256,16 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
                 let samples = samples_from_le(&bytes, &module, &syntax)?;
                 return finish(&obj, &module, &syntax, samples, false, false);
             }
+            if uid == jpegls::LOSSLESS || uid == jpegls::NEAR_LOSSLESS {
+                let streams = frame_streams(fragments, sequence.offset_table(), frames).ok_or_else(|| {
+                    DecodeError(format!("{syntax}: the fragments cannot be told apart into NumberOfFrames frames"))
+                })?;
+                let bytes = jpegls::decode_frames(&streams, &module, &uid).map_err(|what| {
+                    DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}"))
+                })?;
+                let samples = samples_from_le(&bytes, &module, &syntax)?;
+                return finish(&obj, &module, &syntax, samples, false, false);
+            }
             if let Some(streams) =
                 jpeg::unmarked_rgb_frames(&uid, photometric, module.bits_allocated, fragments, frames)
             {
@@ -262,10 +275,17 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
                 return finish(&obj, &module, &syntax, samples, false, false);
             }
             if uid == JPEG_EXTENDED && module.bits_stored > 8 {
-                return Err(DecodeError(format!(
-                    "{syntax}, photometric interpretation {photometric}: 12-bit JPEG (process 4) is not \
-                     supported by the built-in decoder (jpeg-decoder decodes 8-bit lossy JPEG only)"
-                )));
+                // jpeg-decoder decodes 8-bit lossy JPEG only.
+                let decoded = jpeg12::decode(fragments, sequence.offset_table(), &module).map_err(|what| {
+                    DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}"))
+                })?;
+                let mut samples = samples_from_le(&decoded.bytes, &module, &syntax)?;
+                if decoded.ycbcr && photometric == "RGB" {
+                    // A JFIF or Adobe marker overrides the photometric interpretation.
+                    samples = color::ybr_full_to_rgb(samples, module.bits_stored)
+                        .map_err(|what| DecodeError(format!("{syntax}, photometric interpretation RGB: {what}")))?;
+                }
+                return finish(&obj, &module, &syntax, samples, false, false);
             }
             if !ts.can_decode_all() {
                 return Err(DecodeError(format!("{syntax}: {}", missing_codec(&uid))));
@@ -362,19 +382,61 @@ fn is_jpeg_family(uid: &str) -> bool {
 /// What is missing for a transfer syntax this build cannot decode.
 fn missing_codec(uid: &str) -> &'static str {
     match uid {
-        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => {
-            "JPEG-LS decoding is not built in (dicom-pixeldata's charls feature needs CharLS, cmake and a C++ toolchain)"
-        }
         "1.2.840.10008.1.2.4.110" | "1.2.840.10008.1.2.4.111" | "1.2.840.10008.1.2.4.112" => {
             "JPEG XL decoding is not built in"
         }
-        "1.2.840.10008.1.2.4.100" | "1.2.840.10008.1.2.4.101" | "1.2.840.10008.1.2.4.102"
-        | "1.2.840.10008.1.2.4.103" | "1.2.840.10008.1.2.4.104" | "1.2.840.10008.1.2.4.105"
-        | "1.2.840.10008.1.2.4.106" | "1.2.840.10008.1.2.4.107" | "1.2.840.10008.1.2.4.108" => {
-            "MPEG video decoding is not built in"
-        }
+        "1.2.840.10008.1.2.4.100"
+        | "1.2.840.10008.1.2.4.101"
+        | "1.2.840.10008.1.2.4.102"
+        | "1.2.840.10008.1.2.4.103"
+        | "1.2.840.10008.1.2.4.104"
+        | "1.2.840.10008.1.2.4.105"
+        | "1.2.840.10008.1.2.4.106"
+        | "1.2.840.10008.1.2.4.107"
+        | "1.2.840.10008.1.2.4.108" => "MPEG video decoding is not built in",
         _ => "no decoder for it is built in",
     }
+}
+
+/// The codestream of each frame of encapsulated Pixel Data (PS3.5 A.4): all fragments joined
+/// when there is one frame; else grouped by the Basic Offset Table when it has an entry per
+/// frame; else one fragment per frame; else, for the JPEG family, whose codestreams end with an
+/// EOI marker, a frame ends with each fragment that ends with EOI (as pydicom does). None when
+/// the frames cannot be told apart.
+fn frame_streams<'a>(fragments: &'a [Vec<u8>], offset_table: &[u32], frames: usize) -> Option<Vec<Cow<'a, [u8]>>> {
+    let join = |group: &'a [Vec<u8>]| match group {
+        [one] => Cow::Borrowed(one.as_slice()),
+        _ => Cow::Owned(group.concat()),
+    };
+    if frames == 1 {
+        return Some(vec![join(fragments)]);
+    }
+    if offset_table.len() == frames {
+        // Offsets count from the first fragment's item tag; each item has an 8-byte header.
+        let (mut starts, mut position) = (Vec::with_capacity(frames), 0u64);
+        for (i, fragment) in fragments.iter().enumerate() {
+            if offset_table.get(starts.len()).is_some_and(|&offset| u64::from(offset) == position) {
+                starts.push(i);
+            }
+            position += 8 + fragment.len() as u64;
+        }
+        if starts.len() == frames {
+            let ends = starts.iter().skip(1).copied().chain([fragments.len()]);
+            return Some(starts.iter().zip(ends).map(|(&start, end)| join(&fragments[start..end])).collect());
+        }
+    }
+    if fragments.len() == frames {
+        return Some(fragments.iter().map(|f| Cow::Borrowed(f.as_slice())).collect());
+    }
+    let (mut streams, mut start) = (Vec::with_capacity(frames), 0);
+    for (i, fragment) in fragments.iter().enumerate() {
+        // An odd-length codestream is padded with one zero byte after its EOI.
+        if fragment.strip_suffix(&[0]).unwrap_or(fragment).ends_with(&[0xFF, 0xD9]) {
+            streams.push(join(&fragments[start..=i]));
+            start = i + 1;
+        }
+    }
+    (streams.len() == frames && start == fragments.len()).then_some(streams)
 }
 
 /// Reads and checks the image pixel module. Messages name the attribute, never its value

@@ -28,17 +28,26 @@ pub fn npy_header(shape: &[usize]) -> Vec<u8> {
     let mut header = Vec::with_capacity(MAGIC.len() + 4 + dict.len());
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&[1, 0]);
-    // Shapes are four small numbers: the dict is far below the format's 65535 bytes.
+    // Shapes are a few small numbers: the dict is far below the format's 65535 bytes.
     header.extend_from_slice(&(dict.len() as u16).to_le_bytes());
     header.extend_from_slice(dict.as_bytes());
     header
 }
 
 /// Writes `tensor` as an `.npy` array of shape `[N, C, H, W]`, `<f4`, C order.
-pub fn write_npy(mut out: impl Write, tensor: &Tensor) -> io::Result<()> {
-    out.write_all(&npy_header(&tensor.shape()))?;
-    let mut buf = Vec::with_capacity(tensor.data().len().min(1 << 16) * 4);
-    for chunk in tensor.data().chunks(1 << 16) {
+pub fn write_npy(out: impl Write, tensor: &Tensor) -> io::Result<()> {
+    write_npy_shaped(out, &tensor.shape(), tensor.data())
+}
+
+/// Writes `data` as an `.npy` array of `shape` (e.g. a `[1, C, D, H, W]` volume), `<f4`, C
+/// order; `data` must hold the product of `shape` values.
+pub fn write_npy_shaped(mut out: impl Write, shape: &[usize], data: &[f32]) -> io::Result<()> {
+    if shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(data.len()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the data does not fill the shape"));
+    }
+    out.write_all(&npy_header(shape))?;
+    let mut buf = Vec::with_capacity(data.len().min(1 << 16) * 4);
+    for chunk in data.chunks(1 << 16) {
         buf.clear();
         buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
         out.write_all(&buf)?;

@@ -216,8 +216,13 @@ pub enum PlanError {
         /// Samples per pixel after decoding.
         samples_per_pixel: u16,
     },
-    /// The spec wants a whole series; only single slices are implemented.
-    #[error("model {model} takes a whole series (input = \"series\"), which is not implemented yet")]
+    /// The spec wants a whole series, which the streaming operator cannot gather from single
+    /// instances: that is series assembly, which comes with the inference operator.
+    #[error(
+        "model {model} takes a whole series (input = \"series\"): the preprocess operator takes single \
+         instances, and gathering a series on the stream comes with the infer operator's series \
+         assembly; `radstream preprocess` takes a series folder"
+    )]
     SeriesNotYet {
         /// The spec's name.
         model: String,

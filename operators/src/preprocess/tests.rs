@@ -159,7 +159,7 @@ fn images_the_spec_cannot_take_are_named() {
     assert!(matches!(preprocess_image(&spec, &short), Err(PlanError::Geometry(_))));
     let series = PreprocessSpec { input: InputKind::Series, ..spec };
     let err = preprocess_image(&series, &image("MONOCHROME2", 1, 1, vec![0], vec![params(None)])).unwrap_err();
-    assert!(err.to_string().contains("not implemented yet"), "{err}");
+    assert!(err.to_string().contains("series assembly"), "{err}");
     assert_eq!(PreprocessFailure::Plan(err).class(), ErrorClass::Config);
 }
 
@@ -169,15 +169,20 @@ fn config_takes_a_file_or_an_inline_spec() {
     file.validate().unwrap();
     let inline: PreprocessConfig = toml::from_str(&format!("[spec]\n{CT_HEAD}")).unwrap();
     inline.validate().unwrap();
-    assert_eq!(inline.build().unwrap().spec().name, "ct-head-bleed");
+    assert_eq!(inline.build(&BuildContext::default()).unwrap().spec().name, "ct-head-bleed");
     let neither: PreprocessConfig = toml::from_str("").unwrap();
     assert_eq!(neither.validate().unwrap_err().key, "spec_file");
     let both = PreprocessConfig { spec: inline.spec.clone(), ..file.clone() };
     assert!(both.validate().is_err());
-    let bad = PreprocessConfig { spec: Some(PreprocessSpec { channels: 4, ..ct_spec() }), spec_file: None };
+    let bad = PreprocessConfig {
+        spec: Some(PreprocessSpec { channels: 4, ..ct_spec() }),
+        spec_file: None,
+        device: DeviceChoice::Auto,
+    };
     assert_eq!(bad.validate().unwrap_err().key, "spec.channels");
-    let missing = PreprocessConfig { spec_file: Some("/nonexistent/spec.toml".into()), spec: None };
-    assert!(missing.build().unwrap_err().to_string().contains("/nonexistent/spec.toml"));
+    let missing =
+        PreprocessConfig { spec_file: Some("/nonexistent/spec.toml".into()), spec: None, device: DeviceChoice::Auto };
+    assert!(missing.build(&BuildContext::default()).unwrap_err().to_string().contains("/nonexistent/spec.toml"));
     let chain: crate::OperatorConfig = toml::from_str("type = \"preprocess\"\nspec_file = \"m.toml\"").unwrap();
     assert_eq!(chain.kind(), "preprocess");
 }

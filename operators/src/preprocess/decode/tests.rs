@@ -198,12 +198,14 @@ fn enhanced_multi_frame_parameters_come_from_the_functional_groups() {
 }
 
 #[test]
-fn jpeg_ls_is_refused_naming_the_transfer_syntax_and_what_is_missing() {
+fn a_jpeg_ls_stream_without_a_frame_is_refused_naming_the_transfer_syntax() {
+    // SOI then EOI: with CharLS installed its header error, without it the missing library;
+    // either way the reason names the syntax and JPEG-LS.
     let mut obj = image(2, 2, "MONOCHROME2", 1, (8, 8), false);
     let fragments = PixelFragmentSequence::new(Vec::<u32>::new(), vec![vec![0xFFu8, 0xD8, 0xFF, 0xD9]]);
     obj.put(DataElement::new(tags::PIXEL_DATA, VR::OB, Value::from(fragments)));
     let err = decode(&part10(obj, "1.2.840.10008.1.2.4.80")).unwrap_err().to_string();
-    assert!(err.contains("1.2.840.10008.1.2.4.80") && err.contains("JPEG-LS") && err.contains("CharLS"), "{err}");
+    assert!(err.contains("1.2.840.10008.1.2.4.80") && err.contains("JPEG-LS"), "{err}");
 }
 
 #[test]

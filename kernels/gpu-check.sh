@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The CUDA checks of the preprocessing kernels, for a machine with a GPU (CI has none).
+#
+# usage: kernels/gpu-check.sh prepare      # here, with Rust: builds the two binaries into .gpu-check/
+#        kernels/gpu-check.sh run [OUT]    # on the GPU machine (no Rust needed): runs them
+#
+# `run` prints the GPU, its PCIe link and driver (nvidia-smi), runs every `test_device!` test on the
+# GPU with RADSTREAM_REQUIRE_GPU=1 (a GPU that does not start fails them instead of skipping), and
+# the benchmark `kernels/examples/bench_cuda.rs` (kernel bandwidth, pinned copies, GPU against CPU
+# on one CT slice). Output goes to stdout and, when OUT is given, to OUT/gpu-check.md. A few minutes.
+#
+# NVRTC: the kernels are compiled at start-up by libnvrtc. If none is on the library path, `run`
+# looks for one in Python's site-packages (the nvidia-cuda-nvrtc wheels that PyTorch brings) and
+# under /usr/local/cuda, and links it as libnvrtc.so.12 in a temporary folder.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+dir="$root/.gpu-check"
+
+# libnvrtc.so.* from Python's site-packages (NVIDIA's wheels) or a CUDA toolkit, one per line.
+find_nvrtc() {
+    python3 - <<'PY' 2>/dev/null || true
+import glob, site
+bases = site.getsitepackages() + [site.getusersitepackages()]
+for base in bases:
+    for path in sorted(glob.glob(base + "/nvidia/**/libnvrtc.so.*", recursive=True)):
+        if "builtins" not in path and ".alt." not in path:
+            print(path)
+PY
+    ls /usr/local/cuda*/lib64/libnvrtc.so.* 2>/dev/null | grep -v builtins || true
+}
+
+case "${1:-}" in
+prepare)
+    cd "$root"
+    mkdir -p "$dir"
+    cargo build --release -p radstream-kernels --features cuda --example bench_cuda
+    cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_cuda" "$dir/"
+    tests=$(cargo test --release -p radstream-kernels --features cuda --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
+        print(m["executable"])')
+    cp "$tests" "$dir/kernels-tests"
+    ls -la "$dir"
+    ;;
+run)
+    out="${2:-}"
+    report=$(mktemp)
+    {
+        echo "## GPU check, $(date -u +%Y-%m-%dT%H:%MZ)"
+        echo
+        echo '```'
+        nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.gen.max,pcie.link.width.current \
+            --format=csv || echo "nvidia-smi failed"
+        echo '```'
+    } | tee "$report"
+    if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+        found=$(find_nvrtc | head -1)
+        if [[ -n $found ]]; then
+            links=$(mktemp -d)
+            ln -s "$found" "$links/libnvrtc.so.12"
+            ln -s "$found" "$links/libnvrtc.so"
+            export LD_LIBRARY_PATH="$links:$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+            echo "NVRTC: $found" | tee -a "$report"
+        else
+            echo "NVRTC: none found; the kernels cannot be compiled" | tee -a "$report"
+        fi
+    fi
+    status=0
+    echo | tee -a "$report"
+    echo '### Same numbers: test_device! on the GPU' | tee -a "$report"
+    echo '```' >>"$report"
+    RADSTREAM_REQUIRE_GPU=1 RADSTREAM_REQUIRE_NVRTC=1 "$dir/kernels-tests" --test-threads=1 2>&1 | tee -a "$report" || status=1
+    echo '```' >>"$report"
+    echo '### Benchmark' | tee -a "$report"
+    "$dir/bench_cuda" 50 2>&1 | tee -a "$report" || status=1
+    if [[ -n $out ]]; then
+        mkdir -p "$out"
+        cp "$report" "$out/gpu-check.md"
+    fi
+    exit "$status"
+    ;;
+*)
+    sed -n '2,14p' "$0"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,268 @@
+//! Where the `preprocess` operator runs its kernels: the GPU when this build has the CUDA
+//! backend (feature `cuda`, on by default in the `radstream` binary) and a GPU can be started,
+//! the CPU otherwise.
+//!
+//! Choosing never fails: a missing driver, a missing NVRTC, no device or a failed start all end
+//! on the CPU, said once in the log (with the reason) and in the metric
+//! `radstream_compute_backend` (see [`OperatorObserver::compute_backend`]). A GPU
+//! that fails later, on one frame, is not trusted again: that frame and every one after it run
+//! on the CPU, again said once.
+
+#[cfg(feature = "cuda")]
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use radstream_kernels::{Preprocess, PreprocessError, StoredSample};
+use serde::Deserialize;
+
+use crate::config::OperatorObserver;
+
+/// Which device the operator may use (`device` in its config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// The GPU when one can be started, else the CPU (the default).
+    #[default]
+    Auto,
+    /// Always the CPU.
+    Cpu,
+}
+
+/// Why the operator runs where it runs: the `reason` label of `radstream_compute_backend`.
+/// Bounded values only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendReason {
+    /// The GPU started.
+    GpuStarted,
+    /// The config says `device = "cpu"`.
+    CpuRequested,
+    /// This build has no CUDA backend (built without the `cuda` feature).
+    NotBuilt,
+    /// CUDA could not start: no driver, no NVRTC, no device, or a failed compile.
+    GpuUnavailable,
+    /// The GPU failed on a frame after starting; everything since runs on the CPU.
+    GpuFailed,
+}
+
+impl BackendReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GpuStarted => "gpu_started",
+            Self::CpuRequested => "cpu_requested",
+            Self::NotBuilt => "cuda_not_built",
+            Self::GpuUnavailable => "gpu_unavailable",
+            Self::GpuFailed => "gpu_failed",
+        }
+    }
+}
+
+/// The device one operator instance computes on.
+pub struct ComputeDevice {
+    #[cfg(feature = "cuda")]
+    cuda: Option<radstream_kernels::CudaBackend>,
+    /// Set once the GPU failed on a frame.
+    #[cfg(feature = "cuda")]
+    gpu_failed: AtomicBool,
+    /// What the log and metrics are told about, e.g. the model name.
+    context: String,
+}
+
+impl std::fmt::Debug for ComputeDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputeDevice").field("backend", &self.backend_name()).finish_non_exhaustive()
+    }
+}
+
+impl ComputeDevice {
+    /// The CPU, without telling anyone (tools and tests).
+    pub fn cpu() -> Self {
+        Self {
+            #[cfg(feature = "cuda")]
+            cuda: None,
+            #[cfg(feature = "cuda")]
+            gpu_failed: AtomicBool::new(false),
+            context: String::new(),
+        }
+    }
+
+    /// Picks the device for `choice` and reports the choice once: a log line and
+    /// [`OperatorObserver::compute_backend`]. `context` names what it serves in the log
+    /// (a model name; never anything about a patient).
+    pub fn select(choice: DeviceChoice, observer: &dyn OperatorObserver, context: &str) -> Self {
+        let mut device = Self::cpu();
+        device.context = context.to_string();
+        let reason = match choice {
+            DeviceChoice::Cpu => BackendReason::CpuRequested,
+            DeviceChoice::Auto => device.start_gpu(),
+        };
+        let backend = device.backend_name();
+        match reason {
+            BackendReason::GpuStarted => {
+                tracing::info!(backend, reason = reason.as_str(), model = context, gpu = %device.gpu_name(),
+                    "preprocess: running the kernels on the GPU");
+            }
+            BackendReason::CpuRequested | BackendReason::NotBuilt => {
+                tracing::info!(backend, reason = reason.as_str(), model = context, "preprocess: running on the CPU");
+            }
+            BackendReason::GpuUnavailable | BackendReason::GpuFailed => {}
+        }
+        observer.compute_backend("preprocess", backend, reason.as_str(), 1);
+        device
+    }
+
+    #[cfg(feature = "cuda")]
+    fn start_gpu(&mut self) -> BackendReason {
+        match radstream_kernels::CudaBackend::new(0) {
+            Ok(gpu) => {
+                self.cuda = Some(gpu);
+                BackendReason::GpuStarted
+            }
+            Err(e) if !radstream_kernels::CudaBackend::driver_present() => {
+                // The normal state of a machine without a GPU: worth a line, not a warning.
+                tracing::info!(backend = "cpu", reason = BackendReason::GpuUnavailable.as_str(), model = %self.context,
+                    error = %e, "preprocess: no GPU on this machine, running on the CPU");
+                BackendReason::GpuUnavailable
+            }
+            Err(e) => {
+                tracing::warn!(backend = "cpu", reason = BackendReason::GpuUnavailable.as_str(), model = %self.context,
+                    error = %e, "preprocess: an NVIDIA driver is present but CUDA did not start; running on the CPU");
+                BackendReason::GpuUnavailable
+            }
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn start_gpu(&mut self) -> BackendReason {
+        BackendReason::NotBuilt
+    }
+
+    /// `"cuda"` or `"cpu"`: where the next frame will run.
+    pub fn backend_name(&self) -> &'static str {
+        #[cfg(feature = "cuda")]
+        if self.cuda.is_some() && !self.gpu_failed.load(Ordering::Relaxed) {
+            return "cuda";
+        }
+        "cpu"
+    }
+
+    #[cfg(feature = "cuda")]
+    fn gpu_name(&self) -> String {
+        self.cuda.as_ref().map_or_else(String::new, |gpu| gpu.device_name().to_string())
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn gpu_name(&self) -> String {
+        String::new()
+    }
+
+    /// Runs `plan` on one `rows × columns` frame into `out` (its `[C, H, W]` slot).
+    pub fn run_into<S: StoredSample>(
+        &self,
+        plan: &Preprocess,
+        stored: &[S],
+        rows: usize,
+        columns: usize,
+        out: &mut [f32],
+        observer: &dyn OperatorObserver,
+    ) -> Result<(), PreprocessError> {
+        #[cfg(feature = "cuda")]
+        if let Some(gpu) = self.cuda.as_ref().filter(|_| !self.gpu_failed.load(Ordering::Relaxed)) {
+            use radstream_kernels::PreprocessBackend;
+            match gpu.preprocess(plan, stored, rows, columns) {
+                Ok(values) if values.len() == out.len() => {
+                    out.copy_from_slice(&values);
+                    return Ok(());
+                }
+                Ok(values) => {
+                    return Err(PreprocessError::LengthMismatch {
+                        what: "GPU output",
+                        expected: out.len(),
+                        actual: values.len(),
+                    })
+                }
+                Err(PreprocessError::Device { message }) => {
+                    if !self.gpu_failed.swap(true, Ordering::Relaxed) {
+                        tracing::error!(backend = "cpu", reason = BackendReason::GpuFailed.as_str(),
+                            model = %self.context, error = %message,
+                            "preprocess: the GPU failed; this and every later frame run on the CPU");
+                        observer.compute_backend("preprocess", "cuda", BackendReason::GpuStarted.as_str(), -1);
+                        observer.compute_backend("preprocess", "cpu", BackendReason::GpuFailed.as_str(), 1);
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        let _ = observer;
+        plan.run_cpu_into(stored, rows, columns, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, String, String)>>);
+
+    impl OperatorObserver for Recorder {
+        fn destination_request(&self, _: &str, _: &'static str, _: f64) {}
+        fn destination_retry(&self, _: &str) {}
+        fn compute_backend(&self, operator: &str, backend: &'static str, reason: &'static str, change: i64) {
+            assert_eq!(change, 1);
+            self.0.lock().unwrap().push((operator.into(), backend.into(), reason.into()));
+        }
+    }
+
+    #[test]
+    fn cpu_when_asked_and_said_once() {
+        let recorder = Recorder::default();
+        let device = ComputeDevice::select(DeviceChoice::Cpu, &recorder, "test-model");
+        assert_eq!(device.backend_name(), "cpu");
+        assert_eq!(*recorder.0.lock().unwrap(), [("preprocess".into(), "cpu".into(), "cpu_requested".into())]);
+    }
+
+    /// This machine (and CI) has no GPU: `auto` must come back on the CPU, say why in the
+    /// metric once, and compute the CPU's numbers. On a machine with a GPU the same test checks
+    /// that the GPU started instead.
+    #[test]
+    fn auto_without_a_gpu_falls_back_to_the_cpu_and_says_so() {
+        let recorder = Recorder::default();
+        let device = ComputeDevice::select(DeviceChoice::Auto, &recorder, "test-model");
+        let seen = recorder.0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let (operator, backend, reason) = &seen[0];
+        assert_eq!(operator, "preprocess");
+        assert_eq!(backend, device.backend_name());
+        if backend == "cuda" {
+            assert_eq!(reason, "gpu_started");
+        } else if cfg!(feature = "cuda") {
+            assert_eq!(reason, "gpu_unavailable");
+        } else {
+            assert_eq!(reason, "cuda_not_built");
+        }
+
+        let plan = Preprocess {
+            rescale: radstream_kernels::Rescale { slope: 1.0, intercept: -1024.0 },
+            ..Preprocess::default()
+        };
+        let stored: Vec<u16> = (0..12).map(|i| i * 300).collect();
+        let mut out = vec![0.0; 12];
+        device.run_into(&plan, &stored, 3, 4, &mut out, &recorder).unwrap();
+        let expected = plan.run_cpu(&stored, 3, 4).unwrap();
+        assert!(out.iter().zip(&expected).all(|(a, b)| (a - b).abs() <= 1e-4), "{out:?} vs {expected:?}");
+        assert_eq!(recorder.0.lock().unwrap().len(), 1, "said more than once");
+    }
+
+    #[test]
+    fn device_choice_parses_from_config() {
+        #[derive(Deserialize)]
+        struct C {
+            device: DeviceChoice,
+        }
+        assert_eq!(toml::from_str::<C>("device = \"cpu\"").unwrap().device, DeviceChoice::Cpu);
+        assert_eq!(toml::from_str::<C>("device = \"auto\"").unwrap().device, DeviceChoice::Auto);
+        assert!(toml::from_str::<C>("device = \"tpu\"").is_err());
+    }
+}
