@@ -31,10 +31,12 @@ const LOSSY: &[&str] = &[
 ];
 
 /// Lossy files where jpeg-decoder and libjpeg disagree on a few isolated 8x8 blocks (flat
-/// background in libjpeg, ringing in jpeg-decoder: 134 of 65536 pixels, mean difference below
-/// 0.1). Accepted while the mean stays below [`OUTLIER_MEAN`] and under
+/// background in libjpeg, ringing in jpeg-decoder: 237 of 196,608 samples, mean difference
+/// below 0.1). Accepted while the mean stays below [`OUTLIER_MEAN`] and under
 /// [`OUTLIER_FRACTION`] of the samples exceed the tolerance; reported in the table.
-const KNOWN_LOSSY_OUTLIERS: &[&str] = &["SC_jpeg_no_color_transform.dcm"];
+/// `SC_rgb_jpeg.dcm` holds the same JPEG stream (behind a truncated Adobe marker, in a data set
+/// written in implicit VR under an explicit VR transfer syntax) and differs the same way.
+const KNOWN_LOSSY_OUTLIERS: &[&str] = &["SC_jpeg_no_color_transform.dcm", "SC_rgb_jpeg.dcm"];
 const OUTLIER_MEAN: f64 = 0.5;
 const OUTLIER_FRACTION: f64 = 0.01;
 

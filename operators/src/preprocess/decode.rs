@@ -22,6 +22,8 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
 mod color;
+#[cfg(test)]
+mod htj2k_tests;
 mod jpeg;
 mod jpeg12;
 mod jpegls;
@@ -132,6 +134,7 @@ pub struct DecodeError(pub String);
 /// forged Rows/Columns/NumberOfFrames cannot make us allocate without bound.
 pub const MAX_DECODED_BYTES: u64 = 2 << 30;
 
+const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
@@ -194,11 +197,23 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
     if body.len() < 4 || &body[..4] != b"DICM" {
         return Err(DecodeError("no DICM magic code at byte 128 (or 0): not a Part-10 object".into()));
     }
-    check_parsable(body).map_err(DecodeError)?;
+    let mislabelled = mislabelled_implicit_vr(body);
+    match &mislabelled {
+        Some((meta, _)) => prescan::check(body, IMPLICIT_VR_LITTLE_ENDIAN)
+            .map_err(|what| DecodeError(format!("{}: {what}", syntax_of(meta.transfer_syntax()))))?,
+        None => check_parsable(body).map_err(DecodeError)?,
+    }
     // The parser's own message is withheld: some of its errors quote the token they choked on.
-    let obj = match OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(body) {
-        Ok(obj) => obj,
-        Err(_) => {
+    let parsed = match mislabelled {
+        Some((meta, data_set)) => {
+            let implicit = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+            InMemDicomObject::read_dataset_with_ts(data_set, &implicit).ok().map(|d| d.with_exact_meta(meta))
+        }
+        None => OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(body).ok(),
+    };
+    let obj = match parsed {
+        Some(obj) => obj,
+        None => {
             let what = "the data set could not be parsed (its encoding may not match the transfer syntax)";
             return Err(DecodeError(match dicom_object::FileMetaTable::from_reader(body) {
                 Ok(meta) => format!("{}: {what}", syntax_of(meta.transfer_syntax())),
@@ -302,6 +317,23 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
         }
     };
     finish(&obj, &module, &syntax, samples, planar, codec_made_rgb)
+}
+
+/// Some writers encode the data set in implicit VR little endian while the meta group names an
+/// explicit VR transfer syntax (pydicom's `SC_rgb_jpeg.dcm` is one); pydicom reads such files by
+/// looking at the data, and so does this: when the first element of the data set has no valid
+/// VR where one should be, the data set is read as implicit VR little endian, and the meta
+/// group's transfer syntax still decides how Pixel Data is decoded. Returns the meta group and
+/// the data set's bytes in that case, `None` otherwise.
+fn mislabelled_implicit_vr(body: &[u8]) -> Option<(dicom_object::FileMetaTable, &[u8])> {
+    let meta = dicom_object::FileMetaTable::from_reader(body).ok()?;
+    let uid = syntax_of(meta.transfer_syntax()).uid;
+    if matches!(uid.as_str(), IMPLICIT_VR_LITTLE_ENDIAN | EXPLICIT_VR_BIG_ENDIAN | DEFLATED) {
+        return None;
+    }
+    let data_set = body.get(16usize.checked_add(meta.information_group_length as usize)?..)?;
+    let vr = data_set.get(4..6)?;
+    (!vr.iter().all(u8::is_ascii_uppercase)).then_some((meta, data_set))
 }
 
 /// Inflates a deflated data set into nothing, to refuse a decompression bomb before the parser

@@ -1,21 +1,35 @@
-//! JPEG streams that carry RGB without saying so.
+//! JPEG streams that carry RGB without saying so, or say it wrongly.
 //!
 //! PhotometricInterpretation RGB with JPEG baseline/extended means the components were not
 //! color transformed. A stream with neither a JFIF (APP0) nor an Adobe (APP14) marker gives the
 //! decoder nothing to go on, and jpeg-decoder then assumes YCbCr and "converts" RGB data
 //! (pydicom and libjpeg do not). For such streams we call jpeg-decoder ourselves with the color
 //! transform off; everything else goes through dicom-pixeldata.
+//!
+//! An Adobe segment too short to hold its transform flag (pydicom's `SC_rgb_jpeg.dcm` has one)
+//! is not a usable marker: libjpeg (pydicom's decoder) then leaves the components as they are,
+//! while jpeg-decoder converts them from YCbCr. Such streams are treated as unmarked.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
 
-/// Whether a JPEG stream has a JFIF or Adobe marker before its first scan.
-fn has_color_marker(stream: &[u8]) -> bool {
+/// The color marker of a JPEG stream before its first scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColorMarker {
+    /// Neither JFIF nor Adobe.
+    None,
+    /// A JFIF marker or a complete Adobe marker: the decoder knows what to do.
+    Present,
+    /// An Adobe segment shorter than its 12 bytes (no transform flag).
+    TruncatedAdobe,
+}
+
+fn color_marker(stream: &[u8]) -> ColorMarker {
     let mut i = 2; // after SOI
     while i + 4 <= stream.len() {
         if stream[i] != 0xFF {
-            return false;
+            return ColorMarker::None;
         }
         let marker = stream[i + 1];
         if marker == 0xFF {
@@ -23,20 +37,24 @@ fn has_color_marker(stream: &[u8]) -> bool {
             continue;
         }
         if marker == 0xDA || marker == 0xD9 {
-            return false;
+            return ColorMarker::None;
         }
         let len = usize::from(u16::from_be_bytes([stream[i + 2], stream[i + 3]]));
         let body = stream.get(i + 4..(i + 2 + len).min(stream.len())).unwrap_or(&[]);
-        if (marker == 0xE0 && body.starts_with(b"JFIF")) || (marker == 0xEE && body.starts_with(b"Adobe")) {
-            return true;
+        if marker == 0xE0 && body.starts_with(b"JFIF") {
+            return ColorMarker::Present;
+        }
+        if marker == 0xEE && body.starts_with(b"Adobe") {
+            // "Adobe", version (2), flags0 (2), flags1 (2), transform (1).
+            return if body.len() >= 12 { ColorMarker::Present } else { ColorMarker::TruncatedAdobe };
         }
         i += 2 + len;
     }
-    false
+    ColorMarker::None
 }
 
 /// The frames' streams when this module should decode them: RGB, JPEG baseline or extended,
-/// 8 bits, one fragment per frame (or one frame), no JFIF or Adobe marker.
+/// 8 bits, one fragment per frame (or one frame), no JFIF marker and no complete Adobe marker.
 pub(super) fn unmarked_rgb_frames<'a>(
     uid: &str,
     photometric: &str,
@@ -55,7 +73,7 @@ pub(super) fn unmarked_rgb_frames<'a>(
     } else {
         return None;
     };
-    streams.iter().all(|s| s.starts_with(&[0xFF, 0xD8]) && !has_color_marker(s)).then_some(streams)
+    streams.iter().all(|s| s.starts_with(&[0xFF, 0xD8]) && color_marker(s) != ColorMarker::Present).then_some(streams)
 }
 
 /// Decodes the streams as RGB without color transform, each into `frame_len` bytes.
