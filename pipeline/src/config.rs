@@ -283,8 +283,16 @@ pub enum LoadError {
         problem: String,
     },
     /// The merged document does not fit the schema or fails validation.
+    /// Not a `source`: the message already holds it, and a chain printed with `{:#}` would
+    /// repeat it.
     #[error("invalid configuration: {0}")]
-    Invalid(#[from] ConfigError),
+    Invalid(ConfigError),
+}
+
+impl From<ConfigError> for LoadError {
+    fn from(e: ConfigError) -> Self {
+        Self::Invalid(e)
+    }
 }
 
 impl Config {

@@ -278,13 +278,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    JSON_LOGS.store(matches!(cli.log_format, LogFormat::Json), std::sync::atomic::Ordering::Relaxed);
     match rt.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("error: {e:#}");
+            report_error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether logs are JSON (`--log-format json`), for [`report_error`].
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A fatal error, said once: as a structured log line for log pipelines (`--log-format json`),
+/// else as `error: ...` on stderr.
+fn report_error(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        error!("{message}");
+    } else {
+        eprintln!("error: {message}");
     }
 }
 
@@ -400,8 +413,7 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         // A config that validates but cannot be built (a missing key or secret file, a schema
         // file that does not parse) is a configuration error too: exit 2, like `validate`.
         Err(e @ (runtime::RuntimeError::Operator { .. } | runtime::RuntimeError::Schema(_))) => {
-            error!("{e}");
-            eprintln!("error: {e}");
+            report_error(&e.to_string());
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),

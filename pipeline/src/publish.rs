@@ -51,8 +51,10 @@ pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, String)
         }
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir)? {
-                let path = entry?.path();
+            // The path in the error: "No such file or directory" alone does not say which.
+            let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+            for entry in std::fs::read_dir(&dir).map_err(named)? {
+                let path = entry.map_err(named)?.path();
                 if path.is_dir() {
                     stack.push(path);
                 } else {
