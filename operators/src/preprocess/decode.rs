@@ -197,20 +197,8 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
     if body.len() < 4 || &body[..4] != b"DICM" {
         return Err(DecodeError("no DICM magic code at byte 128 (or 0): not a Part-10 object".into()));
     }
-    let mislabelled = mislabelled_implicit_vr(body);
-    match &mislabelled {
-        Some((meta, _)) => prescan::check(body, IMPLICIT_VR_LITTLE_ENDIAN)
-            .map_err(|what| DecodeError(format!("{}: {what}", syntax_of(meta.transfer_syntax()))))?,
-        None => check_parsable(body).map_err(DecodeError)?,
-    }
     // The parser's own message is withheld: some of its errors quote the token they choked on.
-    let parsed = match mislabelled {
-        Some((meta, data_set)) => {
-            let implicit = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
-            InMemDicomObject::read_dataset_with_ts(data_set, &implicit).ok().map(|d| d.with_exact_meta(meta))
-        }
-        None => OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(body).ok(),
-    };
+    let parsed = open_part10(body, false)?;
     let obj = match parsed {
         Some(obj) => obj,
         None => {
@@ -317,6 +305,31 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
         }
     };
     finish(&obj, &module, &syntax, samples, planar, codec_made_rgb)
+}
+
+/// Checks `body` (from "DICM") with [`check_parsable`] and parses it: the whole object, or with
+/// `header_only` the data set up to Pixel Data. Data sets written in implicit VR under an
+/// explicit VR transfer syntax are read as what they are ([`mislabelled_implicit_vr`]). `Err`
+/// when the checks refuse it, `Ok(None)` when the parser fails (its message is withheld: some of
+/// its errors quote the token they choked on).
+pub(crate) fn open_part10(
+    body: &[u8],
+    header_only: bool,
+) -> Result<Option<dicom_object::FileDicomObject<InMemDicomObject>>, DecodeError> {
+    match mislabelled_implicit_vr(body) {
+        Some((meta, data_set)) => {
+            prescan::check(body, IMPLICIT_VR_LITTLE_ENDIAN)
+                .map_err(|what| DecodeError(format!("{}: {what}", syntax_of(meta.transfer_syntax()))))?;
+            let implicit = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+            Ok(InMemDicomObject::read_dataset_with_ts(data_set, &implicit).ok().map(|d| d.with_exact_meta(meta)))
+        }
+        None => {
+            check_parsable(body).map_err(DecodeError)?;
+            let options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
+            let options = if header_only { options.read_until(tags::PIXEL_DATA) } else { options };
+            Ok(options.from_reader(body).ok())
+        }
+    }
 }
 
 /// Some writers encode the data set in implicit VR little endian while the meta group names an
