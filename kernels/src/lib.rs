@@ -22,7 +22,8 @@
 //! # Precision contract
 //! Inside a step, arithmetic is `f64`; every step hands on `f32`. The fused plan rounds at the
 //! same points as the separate functions, so on the CPU the two agree to the last bit (the tests
-//! demand 1e-6). A GPU twin may compute in `f32` throughout.
+//! demand bit equality). The CUDA twin takes the same steps (`f64` inside, no FMA contraction)
+//! and must agree to 1e-4.
 //!
 //! # Testing on devices
 //! A test body generic over [`PreprocessBackend`] and registered with [`test_device!`] runs on

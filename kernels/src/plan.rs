@@ -18,11 +18,17 @@
 //! function is non-decreasing for `y_min < y_max` and non-increasing otherwise, and the ramps
 //! are clamped), so the ends land on the smallest and largest windowed values. A GPU twin does
 //! the same: a reduction kernel, then the fused kernel.
+//!
+//! On the CPU, step 1 runs row by row into the resampling ([`crate::resample`]'s row-streaming
+//! form), and the output's first plane is written directly; no full-size intermediate image is
+//! made. Stored values in a narrow range (any 8-bit image, a CT slice) go through a table of
+//! step 1's result for each value in the range, built with the very function the pixels would
+//! be run through: the same numbers, one look-up per pixel instead of the `f64` arithmetic.
 
 use crate::error::{check_len, PreprocessError};
 use crate::modality::Rescale;
-use crate::normalize::{image_min_max, replicate_channels_into, validate_channels, MeanStd, Normalization, PixelNorm};
-use crate::resample::{resample, ImageSize};
+use crate::normalize::{image_min_max, validate_channels, MeanStd, Normalization, PixelNorm};
+use crate::resample::{resample_rows_into, ImageSize};
 use crate::sample::{stored_min_max, StoredSample};
 use crate::voi::{VoiFunction, Window};
 
@@ -109,16 +115,18 @@ impl Preprocess {
         let pixels = input.pixels()?;
         check_len("stored pixels", pixels, stored.len())?;
         let target = self.target.unwrap_or(input);
-        check_len("preprocessed output", target.pixels()?.saturating_mul(self.channels), out.len())?;
+        let plane_len = target.pixels()?;
+        check_len("preprocessed output", plane_len.saturating_mul(self.channels), out.len())?;
 
-        if target == input && self.channels == 1 && self.channel_mean_std.is_empty() {
-            self.fused_pass(stored, out);
-            return Ok(());
+        let pixelwise = Pixelwise::new(self, stored);
+        let (plane, other_planes) = out.split_at_mut(plane_len);
+        if target == input {
+            pixelwise.map(stored, plane);
+        } else {
+            resample_rows_into(input, target, |y, row| pixelwise.map(&stored[y * width..][..width], row), plane)?;
         }
-        let mut plane = vec![0.0; pixels];
-        self.fused_pass(stored, &mut plane);
-        let plane = if target == input { plane } else { resample(&plane, input, target)? };
-        replicate_channels_into(&plane, self.channels, &self.channel_mean_std, out)
+        replicate_first_plane(plane, other_planes, &self.channel_mean_std);
+        Ok(())
     }
 
     /// Step 1 alone: modality, window and normalization of every stored value, into `out`
@@ -127,7 +135,7 @@ impl Preprocess {
         self.rescale.validate()?;
         self.normalization.validate()?;
         check_len("elementwise output", stored.len(), out.len())?;
-        self.fused_pass(stored, out);
+        Pixelwise::new(self, stored).map(stored, out);
         Ok(())
     }
 
@@ -147,31 +155,112 @@ impl Preprocess {
             image_min_max(&[self.modality_voi(lo), self.modality_voi(hi)])
         })
     }
+}
 
-    /// The one pass; parameters already checked, lengths equal.
-    fn fused_pass<S: StoredSample>(&self, stored: &[S], out: &mut [f32]) {
-        let norm = self.pixel_norm(|| stored_min_max(stored).map(|(lo, hi)| (lo.to_f64(), hi.to_f64())));
-        let rescale = self.rescale;
-        // Every choice is made here, once, so that each of the loops below is straight-line.
-        match &self.window {
-            None => with_norm(stored, out, norm, |s| rescale.apply(s)),
+/// The most entries a table of step 1 may have (256 KiB of `f32`): every 8- and 16-bit range.
+const TABLE_MAX: usize = 1 << 16;
+
+/// Step 1 of one image with every choice made once: the normalization's constants and, when
+/// the stored values span at most [`TABLE_MAX`] values and at most half as many as there are
+/// pixels, the table of step 1's result for each value in the span.
+struct Pixelwise<'p> {
+    plan: &'p Preprocess,
+    norm: PixelNorm,
+    /// [`table_key`] of the smallest stored value, and the result for it and each value above.
+    table: Option<(u64, Vec<f32>)>,
+}
+
+/// A stored value (an integer of at most 32 bits, widened to `f64`) plus 1.5 × 2^52: the sum is
+/// exact, and every such sum has the same exponent, so the integer sits in the low bits of its
+/// representation. The difference of two keys is the difference of the values, with no
+/// float-to-integer conversion (whose saturation checks cost more than the look-up itself).
+#[inline(always)]
+fn table_key(stored: f64) -> u64 {
+    (stored + 6_755_399_441_055_744.0).to_bits()
+}
+
+impl<'p> Pixelwise<'p> {
+    fn new<S: StoredSample>(plan: &'p Preprocess, stored: &[S]) -> Self {
+        let range = stored_min_max(stored).map(|(lo, hi)| (lo.to_f64(), hi.to_f64()));
+        let mut pixelwise = Self { plan, norm: plan.pixel_norm(|| range), table: None };
+        if let Some((lo, hi)) = range {
+            // Exact: stored values are integers of at most 32 bits.
+            let span = hi - lo + 1.0;
+            if span <= TABLE_MAX as f64 && span <= (stored.len() / 2) as f64 {
+                let table = pixelwise.dispatch(TableOf { lowest: lo, len: span as usize });
+                pixelwise.table = Some((table_key(lo), table));
+            }
+        }
+        pixelwise
+    }
+
+    /// Step 1 of `stored` (some of the image's values) into `out`, as long.
+    fn map<S: StoredSample>(&self, stored: &[S], out: &mut [f32]) {
+        match &self.table {
+            Some((lowest, table)) => {
+                each(stored, out, |s| table[table_key(s.to_f64()).wrapping_sub(*lowest) as usize]);
+            }
+            None => self.dispatch(EachValue { stored, out }),
+        }
+    }
+
+    /// Hands `visitor` the per-value function of this plan; every choice is made here, once,
+    /// so that the loop the visitor runs is straight-line.
+    fn dispatch<V: ValueVisitor>(&self, visitor: V) -> V::Output {
+        let rescale = self.plan.rescale;
+        match &self.plan.window {
+            None => with_norm(visitor, self.norm, move |s| rescale.apply_f64(s)),
             Some(w) => match w.function() {
                 VoiFunction::Linear | VoiFunction::LinearExact => {
-                    with_norm(stored, out, norm, |s| w.linear(rescale.apply(s)))
+                    with_norm(visitor, self.norm, move |s| w.linear(rescale.apply_f64(s)))
                 }
-                VoiFunction::Sigmoid => with_norm(stored, out, norm, |s| w.sigmoid(rescale.apply(s))),
+                VoiFunction::Sigmoid => with_norm(visitor, self.norm, move |s| w.sigmoid(rescale.apply_f64(s))),
             },
         }
     }
 }
 
+/// Something run with the per-value function of step 1, which takes a stored value widened to
+/// `f64` (exact for every [`StoredSample`]).
+trait ValueVisitor {
+    type Output;
+    fn visit(self, f: impl Fn(f64) -> f32) -> Self::Output;
+}
+
+/// The table of `len` stored values from `lowest` up.
+struct TableOf {
+    lowest: f64,
+    len: usize,
+}
+
+impl ValueVisitor for TableOf {
+    type Output = Vec<f32>;
+    fn visit(self, f: impl Fn(f64) -> f32) -> Vec<f32> {
+        (0..self.len).map(|i| f(self.lowest + i as f64)).collect()
+    }
+}
+
+/// Every value of `stored` into `out`.
+struct EachValue<'a, S> {
+    stored: &'a [S],
+    out: &'a mut [f32],
+}
+
+impl<S: StoredSample> ValueVisitor for EachValue<'_, S> {
+    type Output = ();
+    #[inline(always)]
+    fn visit(self, f: impl Fn(f64) -> f32) {
+        each(self.stored, self.out, |s| f(s.to_f64()));
+    }
+}
+
 #[inline(always)]
-fn with_norm<S: StoredSample>(stored: &[S], out: &mut [f32], norm: PixelNorm, voi: impl Fn(S) -> f32) {
+fn with_norm<V: ValueVisitor>(visitor: V, norm: PixelNorm, voi: impl Fn(f64) -> f32) -> V::Output {
     match norm {
-        PixelNorm::Identity => each(stored, out, voi),
-        PixelNorm::Standardize(ms) => each(stored, out, |s| ms.apply(voi(s))),
-        PixelNorm::UnitRange { min, scale } => each(stored, out, |s| PixelNorm::to_unit_range(voi(s), min, scale)),
-        PixelNorm::Zero => out.fill(0.0),
+        PixelNorm::Identity => visitor.visit(voi),
+        PixelNorm::Standardize(ms) => visitor.visit(move |s| ms.apply(voi(s))),
+        PixelNorm::UnitRange { min, scale } => visitor.visit(move |s| PixelNorm::to_unit_range(voi(s), min, scale)),
+        PixelNorm::Zero => visitor.visit(|_| 0.0),
     }
 }
 
@@ -182,10 +271,161 @@ fn each<S: StoredSample>(stored: &[S], out: &mut [f32], f: impl Fn(S) -> f32) {
     }
 }
 
+/// Step 3 with plane 0 already written: copies it into each of `other_planes`, standardizing
+/// plane `c` with `per_channel[c]` when there are per-channel constants (plane 0 last, in place).
+/// The same values as [`crate::replicate_channels`].
+fn replicate_first_plane(first: &mut [f32], other_planes: &mut [f32], per_channel: &[MeanStd]) {
+    for (c, plane) in other_planes.chunks_exact_mut(first.len()).enumerate() {
+        match per_channel.get(c + 1) {
+            None => plane.copy_from_slice(first),
+            Some(ms) => {
+                for (o, &x) in plane.iter_mut().zip(&*first) {
+                    *o = ms.apply(x);
+                }
+            }
+        }
+    }
+    if let Some(ms) = per_channel.first() {
+        for x in first {
+            *x = ms.apply(*x);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::normalize::replicate_channels;
+    use crate::resample::tests::{same_bits, two_whole_passes};
     use crate::voi::OutputRange;
+
+    /// The plan computed the straightforward way, as it was before the value table and the
+    /// row-streaming resampling: every stored value through the per-value function into a
+    /// full-size image, the two whole resampling passes, then channel replication.
+    fn reference<S: StoredSample>(plan: &Preprocess, stored: &[S], input: ImageSize) -> Vec<f32> {
+        let norm = plan.pixel_norm(|| stored_min_max(stored).map(|(lo, hi)| (lo.to_f64(), hi.to_f64())));
+        let voi = |s: S| {
+            let x = plan.rescale.apply(s);
+            match &plan.window {
+                None => x,
+                Some(w) if w.function() == VoiFunction::Sigmoid => w.sigmoid(x),
+                Some(w) => w.linear(x),
+            }
+        };
+        let image: Vec<f32> = stored
+            .iter()
+            .map(|&s| match norm {
+                PixelNorm::Identity => voi(s),
+                PixelNorm::Standardize(ms) => ms.apply(voi(s)),
+                PixelNorm::UnitRange { min, scale } => PixelNorm::to_unit_range(voi(s), min, scale),
+                PixelNorm::Zero => 0.0,
+            })
+            .collect();
+        let target = plan.target.unwrap_or(input);
+        let image = if target == input { image } else { two_whole_passes(&image, input, target) };
+        replicate_channels(&image, plan.channels, &plan.channel_mean_std).unwrap()
+    }
+
+    /// Plans over every window function (LINEAR of width 1 too), normalization, rescale sign and
+    /// channel layout, for `target`.
+    fn plans(target: Option<ImageSize>) -> Vec<Preprocess> {
+        let per_channel = vec![
+            MeanStd { mean: 0.485, std: 0.229 },
+            MeanStd { mean: 0.456, std: 0.224 },
+            MeanStd { mean: 0.406, std: 0.225 },
+        ];
+        let windows = [
+            None,
+            Some(Window::new(40.0, 400.0, VoiFunction::Linear, OutputRange::UNIT).unwrap()),
+            Some(Window::new(3.0, 1.0, VoiFunction::Linear, OutputRange::UNIT).unwrap()),
+            Some(Window::new(-20.0, 90.0, VoiFunction::LinearExact, OutputRange { min: 1.0, max: -1.0 }).unwrap()),
+            Some(Window::new(10.0, 60.0, VoiFunction::Sigmoid, OutputRange::UNIT).unwrap()),
+        ];
+        let normalizations = [
+            Normalization::None,
+            Normalization::MeanStd(MeanStd { mean: 0.2, std: 0.3 }),
+            Normalization::MinMax { min: 0.1, max: 0.9 },
+            Normalization::MinMaxOfImage,
+        ];
+        let rescales = [Rescale { slope: 1.5, intercept: -24.0 }, Rescale { slope: -0.75, intercept: 3.0 }];
+        let mut plans = Vec::new();
+        for window in windows {
+            for normalization in normalizations {
+                for rescale in rescales {
+                    for (channels, channel_mean_std) in [(1, vec![]), (3, vec![]), (3, per_channel.clone())] {
+                        plans.push(Preprocess { rescale, window, normalization, target, channels, channel_mean_std });
+                    }
+                }
+            }
+        }
+        plans
+    }
+
+    /// Stored values from a seed: over `span` values from `lowest` (a narrow span takes the
+    /// value table, a wide one the per-pixel function).
+    fn values(n: usize, lowest: i64, span: i64, seed: u32) -> impl Iterator<Item = i64> {
+        let mut state = seed;
+        (0..n).map(move |_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            lowest + i64::from(state >> 8) % span
+        })
+    }
+
+    fn check<S: StoredSample + TryFrom<i64>>(plan: &Preprocess, input: ImageSize, lowest: i64, span: i64) {
+        let n = input.height * input.width;
+        let stored: Vec<S> = values(n, lowest, span, n as u32).map(|v| S::try_from(v).ok().unwrap()).collect();
+        let streamed = plan.run_cpu(&stored, input.height, input.width).unwrap();
+        let expected = reference(plan, &stored, input);
+        assert!(same_bits(&streamed, &expected), "{input:?}, values {lowest}+{span}, {plan:?}");
+    }
+
+    #[test]
+    fn streamed_plan_equals_the_straightforward_computation_bit_for_bit() {
+        // Odd sizes; each axis grows, shrinks (block, uniform and ragged taps) or stays.
+        let inputs = [ImageSize::new(1, 1), ImageSize::new(7, 1), ImageSize::new(9, 13), ImageSize::new(16, 12)];
+        let targets = [None, Some(ImageSize::new(3, 4)), Some(ImageSize::new(20, 5)), Some(ImageSize::new(5, 26))];
+        for target in targets {
+            for plan in plans(target) {
+                for input in inputs {
+                    // A narrow span (the table, when the image is large enough), then a wide one.
+                    for span in [3, 300] {
+                        check::<u8>(&plan, input, 0, span.min(256));
+                        check::<i8>(&plan, input, -100, span.min(200));
+                        check::<u16>(&plan, input, 60_000, span);
+                        check::<i16>(&plan, input, -150, span);
+                        check::<u32>(&plan, input, 4_000_000_000, span);
+                        check::<i32>(&plan, input, -2_000_000_000, span);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_value_table_is_taken_only_for_narrow_spans() {
+        let plan = Preprocess::default();
+        assert!(Pixelwise::new(&plan, &[5u8, 6, 5, 6]).table.is_some());
+        assert!(Pixelwise::new(&plan, &[5u8, 7, 5, 6]).table.is_none());
+        assert!(Pixelwise::new(&plan, &[0i32, 1 << 16, 5, 6].repeat(1 << 16)).table.is_none());
+        let wide: Vec<u16> = (0..=u16::MAX).chain(0..=u16::MAX).collect();
+        assert_eq!(Pixelwise::new(&plan, &wide).table.map(|(_, t)| t.len()), Some(1 << 16));
+    }
+
+    #[test]
+    fn overflowing_rescales_give_the_same_infinities_and_nans() {
+        // f32 overflow on the rescale: ±inf, and with min/max of the image, inf * 0 = NaN.
+        let plan = Preprocess {
+            rescale: Rescale { slope: 1e38, intercept: 0.0 },
+            normalization: Normalization::MinMaxOfImage,
+            target: Some(ImageSize::new(3, 2)),
+            ..Preprocess::default()
+        };
+        let input = ImageSize::new(6, 4);
+        let stored: Vec<i8> = (0..24).map(|i| (i % 9 - 4) as i8).collect();
+        let streamed = plan.run_cpu(&stored, 6, 4).unwrap();
+        assert!(streamed.iter().any(|v| v.is_nan()));
+        assert!(same_bits(&streamed, &reference(&plan, &stored, input)));
+    }
 
     #[test]
     fn ct_soft_tissue_by_hand() {

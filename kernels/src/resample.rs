@@ -14,14 +14,16 @@
 //!   here only overlaps under 1e-9 are dropped, a difference well below the 1e-4 tolerance.
 //! * **same length: identity**, the values copied untouched.
 //!
-//! Both axes together are the separable product of their weights: a horizontal pass into an
-//! `height × out_width` buffer, then a vertical pass. Weights are `f64` and sums are taken in
-//! `f64`, rounded to `f32` after each pass; so a constant image stays exactly constant and the
-//! identity size returns the input bit for bit. A GPU twin may do both passes in one kernel in
-//! `f32`: the difference is far below 1e-4. [`AxisWeights`] is public so that it can upload the
-//! very same tables instead of recomputing them.
-
-use std::borrow::Cow;
+//! Both axes together are the separable product of their weights: a horizontal pass over each
+//! input row, then a vertical pass over the resampled rows. Weights are `f64` and sums are taken
+//! in `f64` over the taps in order, rounded to `f32` after each pass; so a constant image stays
+//! exactly constant and the identity size returns the input bit for bit. The passes stream: an
+//! input row is resampled horizontally as soon as the vertical taps reach it, and only the few
+//! rows those taps span are kept (`resample_rows_into`), so no `height × out_width` buffer is
+//! written and read back, and the fused plan never holds its full-size intermediate either. A
+//! GPU twin may do both passes in one kernel in `f32`: the difference is far below 1e-4.
+//! [`AxisWeights`] is public so that it can upload the very same tables instead of recomputing
+//! them.
 
 use crate::error::{check_len, PreprocessError};
 
@@ -193,35 +195,60 @@ pub fn resample(image: &[f32], from: ImageSize, to: ImageSize) -> Result<Vec<f32
 /// Resamples `image` (row-major, `from.height × from.width`) to `to`, writing `out`.
 pub fn resample_into(image: &[f32], from: ImageSize, to: ImageSize, out: &mut [f32]) -> Result<(), PreprocessError> {
     check_len("image to resample", from.pixels()?, image.len())?;
+    resample_rows_into(from, to, |y, row| row.copy_from_slice(&image[y * from.width..][..from.width]), out)
+}
+
+/// [`resample_into`] of an image that is produced row by row: `source_row(y, row)` writes input
+/// row `y` (`from.width` values) into `row`. Rows are asked for in ascending order, each at most
+/// once, and only those some output row needs.
+///
+/// The result is that of the two whole passes: each output row's vertical sum starts at 0 and
+/// adds its taps in order, and each tap reads the horizontally resampled row it would read
+/// there; the rows a vertical tap run spans (at most the longest run) are kept in a ring.
+pub(crate) fn resample_rows_into(
+    from: ImageSize,
+    to: ImageSize,
+    mut source_row: impl FnMut(usize, &mut [f32]),
+    out: &mut [f32],
+) -> Result<(), PreprocessError> {
+    from.pixels()?;
     check_len("resampled image", to.pixels()?, out.len())?;
     let along_x = AxisWeights::new(from.width, to.width)?;
     let along_y = AxisWeights::new(from.height, to.height)?;
-
-    let rows: Cow<'_, [f32]> = if along_x.method == AxisMethod::Identity {
-        Cow::Borrowed(image)
-    } else {
-        let mut rows = vec![0.0f32; from.height * to.width];
-        for (src, dst) in image.chunks_exact(from.width).zip(rows.chunks_exact_mut(to.width)) {
-            for (x, d) in dst.iter_mut().enumerate() {
-                let (start, weights) = along_x.taps(x);
-                let taps = &src[start..start + weights.len()];
-                *d = taps.iter().zip(weights).fold(0.0f64, |acc, (&v, &w)| acc + w * f64::from(v)) as f32;
-            }
+    let horizontal = along_x.line_kernel();
+    // Input row `y` before the horizontal pass; unused when that pass is the identity.
+    let mut input = vec![0.0f32; if horizontal.is_identity() { 0 } else { from.width }];
+    let mut resample_row = |y: usize, dst: &mut [f32]| {
+        if horizontal.is_identity() {
+            source_row(y, dst);
+        } else {
+            source_row(y, &mut input);
+            horizontal.apply(&input, dst);
         }
-        Cow::Owned(rows)
     };
 
     if along_y.method == AxisMethod::Identity {
-        out.copy_from_slice(&rows);
+        for (y, dst) in out.chunks_exact_mut(to.width).enumerate() {
+            resample_row(y, dst);
+        }
         return Ok(());
     }
-    // Whole rows at a time, so that the inner loop runs along memory.
+    let span = (0..to.height).map(|y| along_y.taps(y).1.len()).max().unwrap_or(1).max(1);
+    // Horizontally resampled row `y` lives in slot `y % span`.
+    let mut ring = vec![0.0f32; span * to.width];
+    let mut next = 0;
     let mut acc = vec![0.0f64; to.width];
     for (y, dst) in out.chunks_exact_mut(to.width).enumerate() {
         let (start, weights) = along_y.taps(y);
+        // Tap runs start in ascending order; rows no run covers are never produced.
+        next = next.max(start);
+        while next < start + weights.len() {
+            resample_row(next, &mut ring[(next % span) * to.width..][..to.width]);
+            next += 1;
+        }
         acc.fill(0.0);
         for (k, &w) in weights.iter().enumerate() {
-            let src = &rows[(start + k) * to.width..][..to.width];
+            let src = &ring[((start + k) % span) * to.width..][..to.width];
             for (a, &v) in acc.iter_mut().zip(src) {
                 *a += w * f64::from(v);
             }
@@ -233,13 +260,181 @@ pub fn resample_into(image: &[f32], from: ImageSize, to: ImageSize, out: &mut [f
     Ok(())
 }
 
+/// One axis's weights laid out for resampling whole lines: when every output index has the
+/// same number of taps (integer shrink factors, most growths), the weights are read in fixed
+/// strides and the per-output sum is unrolled.
+enum LineKernel<'a> {
+    Identity,
+    /// Output `x` reads the `taps` inputs from `x * taps` (an integer shrink factor): the inputs
+    /// are read as consecutive chunks, with no index per output.
+    Blocks {
+        taps: usize,
+        weights: &'a [f64],
+    },
+    Uniform {
+        taps: usize,
+        starts: &'a [usize],
+        weights: &'a [f64],
+    },
+    Ragged(&'a AxisWeights),
+}
+
+impl LineKernel<'_> {
+    fn is_identity(&self) -> bool {
+        matches!(self, Self::Identity)
+    }
+
+    /// Resamples the line `src` into `dst`: each output is `0 + w0 * v0 + w1 * v1 + ...` in
+    /// `f64`, in tap order, rounded to `f32`.
+    fn apply(&self, src: &[f32], dst: &mut [f32]) {
+        match *self {
+            Self::Identity => dst.copy_from_slice(src),
+            Self::Blocks { taps: 2, weights } => blocks::<2>(weights, src, dst),
+            Self::Blocks { taps: 3, weights } => blocks::<3>(weights, src, dst),
+            Self::Blocks { taps: 4, weights } => blocks::<4>(weights, src, dst),
+            Self::Blocks { taps, weights } => {
+                for ((d, values), weights) in dst.iter_mut().zip(src.chunks_exact(taps)).zip(weights.chunks_exact(taps))
+                {
+                    *d = dot(weights, values);
+                }
+            }
+            Self::Uniform { taps: 1, starts, weights } => fixed_taps::<1>(starts, weights, src, dst),
+            Self::Uniform { taps: 2, starts, weights } => fixed_taps::<2>(starts, weights, src, dst),
+            Self::Uniform { taps: 3, starts, weights } => fixed_taps::<3>(starts, weights, src, dst),
+            Self::Uniform { taps: 4, starts, weights } => fixed_taps::<4>(starts, weights, src, dst),
+            Self::Uniform { taps, starts, weights } => {
+                for ((d, &start), weights) in dst.iter_mut().zip(starts).zip(weights.chunks_exact(taps)) {
+                    *d = dot(weights, &src[start..start + taps]);
+                }
+            }
+            Self::Ragged(axis) => {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    let (start, weights) = axis.taps(x);
+                    *d = dot(weights, &src[start..start + weights.len()]);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn dot(weights: &[f64], values: &[f32]) -> f32 {
+    values.iter().zip(weights).fold(0.0f64, |acc, (&v, &w)| acc + w * f64::from(v)) as f32
+}
+
+#[inline(always)]
+fn fixed_taps<const N: usize>(starts: &[usize], weights: &[f64], src: &[f32], dst: &mut [f32]) {
+    let (weights, _) = weights.as_chunks::<N>();
+    for ((d, &start), weights) in dst.iter_mut().zip(starts).zip(weights) {
+        let values: &[f32; N] = src[start..start + N].try_into().expect("N taps");
+        *d = dot(weights, values);
+    }
+}
+
+#[inline(always)]
+fn blocks<const N: usize>(weights: &[f64], src: &[f32], dst: &mut [f32]) {
+    for ((d, values), weights) in dst.iter_mut().zip(src.as_chunks::<N>().0).zip(weights.as_chunks::<N>().0) {
+        *d = dot(weights, values);
+    }
+}
+
+impl AxisWeights {
+    fn line_kernel(&self) -> LineKernel<'_> {
+        if self.method == AxisMethod::Identity {
+            return LineKernel::Identity;
+        }
+        let taps = self.offsets[1] - self.offsets[0];
+        if taps > 0 && self.offsets.windows(2).all(|pair| pair[1] - pair[0] == taps) {
+            if self.starts.iter().enumerate().all(|(x, &start)| start == x * taps) {
+                return LineKernel::Blocks { taps, weights: &self.weights };
+            }
+            LineKernel::Uniform { taps, starts: &self.starts, weights: &self.weights }
+        } else {
+            LineKernel::Ragged(self)
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn ramp(n: usize) -> Vec<f32> {
         // Values with no short binary expansion, so that an identity copy is really tested.
         (0..n).map(|i| (i as f32 * 0.37).sin() * 1000.0 + 0.1).collect()
+    }
+
+    /// Resampling as two whole passes, the straightforward form the streaming one must equal
+    /// bit for bit: every input row resampled horizontally into a `height × out_width` buffer,
+    /// then each output row summed over its vertical taps.
+    pub(crate) fn two_whole_passes(image: &[f32], from: ImageSize, to: ImageSize) -> Vec<f32> {
+        let along_x = AxisWeights::new(from.width, to.width).unwrap();
+        let along_y = AxisWeights::new(from.height, to.height).unwrap();
+        let rows: Vec<f32> = if along_x.method() == AxisMethod::Identity {
+            image.to_vec()
+        } else {
+            let mut rows = vec![0.0f32; from.height * to.width];
+            for (src, dst) in image.chunks_exact(from.width).zip(rows.chunks_exact_mut(to.width)) {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    let (start, weights) = along_x.taps(x);
+                    let taps = &src[start..start + weights.len()];
+                    *d = taps.iter().zip(weights).fold(0.0f64, |acc, (&v, &w)| acc + w * f64::from(v)) as f32;
+                }
+            }
+            rows
+        };
+        if along_y.method() == AxisMethod::Identity {
+            return rows;
+        }
+        let mut out = vec![0.0f32; to.height * to.width];
+        let mut acc = vec![0.0f64; to.width];
+        for (y, dst) in out.chunks_exact_mut(to.width).enumerate() {
+            let (start, weights) = along_y.taps(y);
+            acc.fill(0.0);
+            for (k, &w) in weights.iter().enumerate() {
+                let src = &rows[(start + k) * to.width..][..to.width];
+                for (a, &v) in acc.iter_mut().zip(src) {
+                    *a += w * f64::from(v);
+                }
+            }
+            for (d, &a) in dst.iter_mut().zip(&acc) {
+                *d = a as f32;
+            }
+        }
+        out
+    }
+
+    /// Whether two images hold the same bits (so -0.0 and 0.0 differ, and NaN equals itself).
+    pub(crate) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn streaming_equals_the_two_whole_passes_bit_for_bit() {
+        // Every pairing of these lengths on each axis: identity, integer and awkward shrink
+        // factors (uniform, block and ragged area taps), growths, and 1 either way.
+        let lengths = [1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 31];
+        let mut state = 7u32;
+        let mut value = move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            // Signed values over several magnitudes, and zeros of both signs now and then.
+            match state >> 28 {
+                0 => -0.0,
+                1 => 0.0,
+                _ => ((state >> 8) as f32 / (1 << 24) as f32 - 0.5) * [1.0, 1e-3, 1e3, 7.0][(state & 3) as usize],
+            }
+        };
+        for &(h, w) in &[(1, 1), (5, 9), (13, 7), (16, 12), (9, 31)] {
+            let from = ImageSize::new(h, w);
+            let image: Vec<f32> = (0..h * w).map(|_| value()).collect();
+            for &th in &lengths {
+                for &tw in &lengths {
+                    let to = ImageSize::new(th, tw);
+                    let streamed = resample(&image, from, to).unwrap();
+                    assert!(same_bits(&streamed, &two_whole_passes(&image, from, to)), "{from:?} -> {to:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -199,7 +199,7 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
     }
     // The parser's own message is withheld: some of its errors quote the token they choked on.
     let parsed = open_part10(body, false)?;
-    let obj = match parsed {
+    let mut obj = match parsed {
         Some(obj) => obj,
         None => {
             let what = "the data set could not be parsed (its encoding may not match the transfer syntax)";
@@ -217,10 +217,8 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
         return Err(DecodeError(format!("{syntax}: not known to this build, no decoder for it")));
     };
 
-    let pixel_data = obj.element_opt(tags::PIXEL_DATA).ok().flatten().ok_or_else(|| {
-        let what = if obj.element_opt(tags::FLOAT_PIXEL_DATA).ok().flatten().is_some()
-            || obj.element_opt(tags::DOUBLE_FLOAT_PIXEL_DATA).ok().flatten().is_some()
-        {
+    let pixel_data = obj.get(tags::PIXEL_DATA).ok_or_else(|| {
+        let what = if obj.get(tags::FLOAT_PIXEL_DATA).is_some() || obj.get(tags::DOUBLE_FLOAT_PIXEL_DATA).is_some() {
             "has float pixel data, which is not supported"
         } else {
             "has no Pixel Data (7FE0,0010)"
@@ -233,14 +231,17 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
 
     // What comes out of the codec: samples, their layout and whether the codec already made RGB.
     let (samples, planar, codec_made_rgb) = match pixel_data.value() {
-        DicomValue::Primitive(value) => {
+        DicomValue::Primitive(_) => {
             if ts.is_encapsulated_pixel_data() {
                 return Err(DecodeError(format!(
                     "{syntax}: Pixel Data is native although the transfer syntax encapsulates it"
                 )));
             }
-            let bytes = native_le_bytes(value, &uid, module.bits_allocated);
-            (native_samples(&bytes, &module, &syntax)?, module.planar, false)
+            // Taken out of the object: the parser's buffer becomes the samples, uncopied where
+            // its layout allows. Nothing after this reads Pixel Data from the object.
+            let value = obj.take(tags::PIXEL_DATA).and_then(|element| element.into_value().into_primitive());
+            let value = value.ok_or_else(|| DecodeError(format!("{syntax}: Pixel Data is not native")))?;
+            (native_samples(value, &uid, &module, &syntax)?, module.planar, false)
         }
         DicomValue::PixelSequence(sequence) => {
             let fragments = sequence.fragments();
@@ -250,13 +251,16 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
                 if module.bits_allocated == 1 {
                     return Err(DecodeError(format!("{syntax}: RLE with BitsAllocated 1 is not supported")));
                 }
-                let width = usize::from(module.bits_allocated / 8);
-                let bytes =
-                    rle::decode(fragments, frames, module.pixels_per_frame(), module.samples_per_pixel.into(), width)
-                        .map_err(|what| {
-                        DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}"))
-                    })?;
-                let samples = samples_from_le(&bytes, &module, &syntax)?;
+                let (pixels, samples_per_pixel) = (module.pixels_per_frame(), module.samples_per_pixel.into());
+                let failed = |what| DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}"));
+                let samples = if module.bits_allocated == 16 {
+                    let words = rle::decode_words(fragments, frames, pixels, samples_per_pixel).map_err(failed)?;
+                    samples_from_words(words, &module, &syntax)?
+                } else {
+                    let width = usize::from(module.bits_allocated / 8);
+                    let bytes = rle::decode(fragments, frames, pixels, samples_per_pixel, width).map_err(failed)?;
+                    samples_from_le(&bytes, &module, &syntax)?
+                };
                 return finish(&obj, &module, &syntax, samples, false, false);
             }
             if uid == jpegls::LOSSLESS || uid == jpegls::NEAR_LOSSLESS {
@@ -493,7 +497,7 @@ fn pixel_module(obj: &InMemDicomObject, syntax: &Syntax) -> Result<PixelModule, 
     let pi = if photometric.is_empty() { "(absent)".to_string() } else { photometric.clone() };
     let bad = |what: &str| DecodeError(format!("{syntax}, photometric interpretation {pi}: {what}"));
     let uint = |tag: Tag| -> Result<Option<u32>, DecodeError> {
-        match obj.element_opt(tag).ok().flatten() {
+        match obj.get(tag) {
             None => Ok(None),
             Some(e) => {
                 e.to_int::<u32>().map(Some).map_err(|_| bad("an image pixel attribute is not a valid unsigned integer"))
@@ -511,7 +515,7 @@ fn pixel_module(obj: &InMemDicomObject, syntax: &Syntax) -> Result<PixelModule, 
     let pixel_representation = uint(tags::PIXEL_REPRESENTATION)?.unwrap_or(0);
     let planar = uint(tags::PLANAR_CONFIGURATION)?.unwrap_or(0);
     // NumberOfFrames is IS: to_int parses the text.
-    let frames = match obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() {
+    let frames = match obj.get(tags::NUMBER_OF_FRAMES) {
         None => 1,
         Some(e) if e.to_str().is_ok_and(|s| s.trim_matches(['\0', ' ']).is_empty()) => 1,
         Some(e) => e.to_int::<i64>().map_err(|_| bad("NumberOfFrames is not an integer"))?,
@@ -562,9 +566,7 @@ fn pixel_module(obj: &InMemDicomObject, syntax: &Syntax) -> Result<PixelModule, 
 }
 
 pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
+    obj.get(tag)
         .and_then(|e| e.to_str().ok())
         .map(|s| s.trim_matches(['\0', ' ']).to_string())
         .filter(|s| !s.is_empty())
@@ -601,9 +603,70 @@ fn native_le_bytes(value: &PrimitiveValue, uid: &str, bits_allocated: u16) -> Ve
     bytes
 }
 
-/// Native samples: 1-bit unpacking and YBR_FULL_422 upsampling happen here, the rest is
-/// [`samples_from_le`].
-fn native_samples(bytes: &[u8], module: &PixelModule, syntax: &Syntax) -> Result<Samples, DecodeError> {
+/// Native samples from the parsed Pixel Data value. Where the parser already holds the samples
+/// (16-bit samples it read as OW words, in either byte order, since the word's byte order is
+/// the sample's; 8-bit samples it read as OB bytes) they are kept, in their buffer; everything
+/// else goes through its little-endian bytes ([`native_samples_from_le`]).
+fn native_samples(
+    value: PrimitiveValue,
+    uid: &str,
+    module: &PixelModule,
+    syntax: &Syntax,
+) -> Result<Samples, DecodeError> {
+    let plain = module.photometric != "YBR_FULL_422";
+    match value {
+        PrimitiveValue::U16(words) if plain && module.bits_allocated == 16 => {
+            samples_from_words(words.into_vec(), module, syntax)
+        }
+        PrimitiveValue::U8(bytes) if plain && module.bits_allocated == 8 => {
+            let bytes = first_samples(bytes.into_vec(), module, syntax)?;
+            let shift = 8 - module.bits_stored;
+            Ok(if module.signed {
+                Samples::I8(bytes.into_iter().map(|b| (b.cast_signed() << shift) >> shift).collect())
+            } else {
+                Samples::U8(bytes)
+            })
+        }
+        value => native_samples_from_le(&native_le_bytes(&value, uid, module.bits_allocated), module, syntax),
+    }
+}
+
+/// 16-bit sample values to samples, sign-extended from BitsStored for signed data; the buffer
+/// is kept (same size and alignment) and the sign extension vectorizes.
+fn samples_from_words(words: Vec<u16>, module: &PixelModule, syntax: &Syntax) -> Result<Samples, DecodeError> {
+    let words = first_samples(words, module, syntax)?;
+    let shift = 16 - module.bits_stored;
+    Ok(if module.signed && shift == 0 {
+        // The same bits: no pass over them at all.
+        Samples::I16(words.into_iter().map(u16::cast_signed).collect())
+    } else if module.signed {
+        Samples::I16(words.into_iter().map(|w| (w.cast_signed() << shift) >> shift).collect())
+    } else {
+        Samples::U16(words)
+    })
+}
+
+/// The first [`PixelModule::sample_count`] samples of `values`; an error when there are fewer.
+fn first_samples<T>(mut values: Vec<T>, module: &PixelModule, syntax: &Syntax) -> Result<Vec<T>, DecodeError> {
+    let count = module.sample_count();
+    if values.len() < count {
+        return Err(shorter_than_declared(module, syntax));
+    }
+    values.truncate(count);
+    Ok(values)
+}
+
+fn shorter_than_declared(module: &PixelModule, syntax: &Syntax) -> DecodeError {
+    DecodeError(format!(
+        "{syntax}, photometric interpretation {}: Pixel Data is shorter than Rows x Columns x \
+         SamplesPerPixel x NumberOfFrames x BitsAllocated",
+        module.photometric
+    ))
+}
+
+/// Native samples as little-endian bytes: 1-bit unpacking and YBR_FULL_422 upsampling happen
+/// here, the rest is [`samples_from_le`].
+fn native_samples_from_le(bytes: &[u8], module: &PixelModule, syntax: &Syntax) -> Result<Samples, DecodeError> {
     let short = |what: &str| {
         DecodeError(format!(
             "{syntax}, photometric interpretation {}: Pixel Data is shorter than {what}",
@@ -637,27 +700,20 @@ fn native_samples(bytes: &[u8], module: &PixelModule, syntax: &Syntax) -> Result
 fn samples_from_le(bytes: &[u8], module: &PixelModule, syntax: &Syntax) -> Result<Samples, DecodeError> {
     let count = module.sample_count();
     let width = usize::from(module.bits_allocated / 8);
-    let bytes = bytes.get(..count * width).ok_or_else(|| {
-        DecodeError(format!(
-            "{syntax}, photometric interpretation {}: Pixel Data is shorter than Rows x Columns x \
-             SamplesPerPixel x NumberOfFrames x BitsAllocated",
-            module.photometric
-        ))
-    })?;
-    let shift = u32::from(module.bits_allocated - module.bits_stored);
+    let bytes = bytes.get(..count * width).ok_or_else(|| shorter_than_declared(module, syntax))?;
+    let shift = module.bits_allocated - module.bits_stored;
+    // Fixed-size chunks, so that each loop is a plain load, shift and store that vectorizes.
     Ok(match (module.bits_allocated, module.signed) {
         (8, false) => Samples::U8(bytes.to_vec()),
-        (8, true) => Samples::I8(bytes.iter().map(|&b| ((b as i8) << shift) >> shift).collect()),
-        (16, false) => Samples::U16(bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
+        (8, true) => Samples::I8(bytes.iter().map(|&b| (b.cast_signed() << shift) >> shift).collect()),
+        (16, false) => Samples::U16(bytes.as_chunks().0.iter().map(|&b| u16::from_le_bytes(b)).collect()),
         (16, true) => {
-            Samples::I16(bytes.chunks_exact(2).map(|c| (i16::from_le_bytes([c[0], c[1]]) << shift) >> shift).collect())
+            Samples::I16(bytes.as_chunks().0.iter().map(|&b| (i16::from_le_bytes(b) << shift) >> shift).collect())
         }
-        (32, false) => {
-            Samples::U32(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        (32, false) => Samples::U32(bytes.as_chunks().0.iter().map(|&b| u32::from_le_bytes(b)).collect()),
+        (32, true) => {
+            Samples::I32(bytes.as_chunks().0.iter().map(|&b| (i32::from_le_bytes(b) << shift) >> shift).collect())
         }
-        (32, true) => Samples::I32(
-            bytes.chunks_exact(4).map(|c| (i32::from_le_bytes([c[0], c[1], c[2], c[3]]) << shift) >> shift).collect(),
-        ),
         _ => {
             return Err(DecodeError(format!(
                 "{syntax}, photometric interpretation {}: BitsAllocated is not supported by the codec",

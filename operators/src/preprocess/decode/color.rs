@@ -94,13 +94,11 @@ enum Lut16OrLut8 {
 impl Lut {
     fn read(obj: &InMemDicomObject, descriptor: dicom_core::Tag, data: dicom_core::Tag) -> Result<Lut, String> {
         let desc = obj
-            .element_opt(descriptor)
-            .ok()
-            .flatten()
+            .get(descriptor)
             .and_then(|e| e.to_multi_int::<i64>().ok())
             .filter(|d| d.len() == 3)
             .ok_or("a Palette Color Lookup Table Descriptor is missing or malformed")?;
-        let element = obj.element_opt(data).ok().flatten().ok_or_else(|| {
+        let element = obj.get(data).ok_or_else(|| {
             "a Palette Color Lookup Table Data is missing (segmented palettes are not supported)".to_string()
         })?;
         // Entries are counted from the descriptor (0 means 65536); US descriptors written as SS

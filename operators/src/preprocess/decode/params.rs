@@ -8,15 +8,11 @@ use dicom_object::InMemDicomObject;
 use super::{text, FrameParams};
 
 fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_multi_float64().ok())
-        .filter(|v| !v.is_empty() && v.iter().all(|x| x.is_finite()))
+    obj.get(tag).and_then(|e| e.to_multi_float64().ok()).filter(|v| !v.is_empty() && v.iter().all(|x| x.is_finite()))
 }
 
 fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
-    obj.element_opt(tag).ok().flatten().and_then(|e| e.items()).unwrap_or(&[])
+    obj.get(tag).and_then(|e| e.items()).unwrap_or(&[])
 }
 
 /// The item of a functional group macro (e.g. PixelMeasuresSequence) that applies to one frame:
