@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::export::ExportConfig;
+use crate::infer::InferConfig;
 use crate::key_object::KeyObjectConfig;
 use crate::preprocess::PreprocessConfig;
 use crate::pseudonymize::PseudonymizeConfig;
@@ -100,6 +101,8 @@ pub enum OperatorConfig {
     Relink(RelinkConfig),
     /// Decodes the pixel data and attaches the model's input tensor.
     Preprocess(PreprocessConfig),
+    /// Runs a model (named by its manifest) on the preprocessed tensor and attaches the result.
+    Infer(InferConfig),
     /// Replaces the instance with a Key Object Selection document that references it.
     KeyObject(KeyObjectConfig),
     /// Writes the instance to a bucket and optionally announces it on a topic (a sink that
@@ -117,6 +120,7 @@ impl OperatorConfig {
             OperatorConfig::Pseudonymize(_) => "pseudonymize",
             OperatorConfig::Relink(_) => "relink",
             OperatorConfig::Preprocess(_) => "preprocess",
+            OperatorConfig::Infer(_) => "infer",
             OperatorConfig::KeyObject(_) => "key_object",
             OperatorConfig::Export(_) => "export",
             OperatorConfig::Stow(_) => "stow",
@@ -135,6 +139,7 @@ impl OperatorConfig {
             OperatorConfig::Pseudonymize(c) => c.validate(),
             OperatorConfig::Relink(c) => c.validate(),
             OperatorConfig::Preprocess(c) => c.validate(),
+            OperatorConfig::Infer(c) => c.validate(),
             OperatorConfig::KeyObject(c) => c.validate(),
             OperatorConfig::Export(c) => c.validate(),
             OperatorConfig::Stow(c) => c.validate(),
@@ -148,6 +153,7 @@ impl OperatorConfig {
             OperatorConfig::Pseudonymize(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Relink(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Preprocess(c) => Box::new(c.build(ctx)?),
+            OperatorConfig::Infer(c) => Box::new(c.build()?),
             OperatorConfig::KeyObject(c) => Box::new(c.build()?),
             OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),

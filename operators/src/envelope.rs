@@ -30,6 +30,9 @@ pub struct Envelope {
     /// image per frame); `None` before it runs. Shared, so that handing it to inference copies
     /// nothing.
     pub tensor: Option<std::sync::Arc<radstream_kernels::Tensor>>,
+    /// What the `infer` operator's model said about the instance (model identity, per-frame
+    /// scores, findings); `None` before it runs. Shared: result writers only read it.
+    pub results: Option<std::sync::Arc<crate::infer::InferenceResult>>,
 }
 
 impl Envelope {
@@ -38,7 +41,16 @@ impl Envelope {
     pub fn from_part10(ticket: u64, location: ObjectLocation, object: Bytes) -> Result<Envelope, String> {
         let header = parse_header(&object)?;
         let event = event_from_header(&header, location, 0, Priority::Routine, None)?;
-        Ok(Envelope { ticket, event, object, header, branch: None, received_at: Instant::now(), tensor: None })
+        Ok(Envelope {
+            ticket,
+            event,
+            object,
+            header,
+            branch: None,
+            received_at: Instant::now(),
+            tensor: None,
+            results: None,
+        })
     }
 
     /// `bucket/key` of the object: the identifier to use in logs and errors.

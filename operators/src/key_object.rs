@@ -394,6 +394,7 @@ mod tests {
             branch: Some("head-ct".into()),
             received_at: Instant::now(),
             tensor: None,
+            results: None,
         }
     }
 

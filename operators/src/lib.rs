@@ -13,6 +13,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod export;
+pub mod infer;
 pub mod key_object;
 pub mod operator;
 pub mod preprocess;

@@ -47,6 +47,28 @@ pub fn files_progress(len: usize) -> ProgressBar {
     )
 }
 
+/// Runs `execute` over `len` files with [`files_progress`]: `execute` gets a callback to call
+/// after each file with its outcome; outcomes `is_failure` accepts are counted in the bar's
+/// message. The bar is cleared before returning `execute`'s result.
+pub fn with_files_progress<O, R>(
+    len: usize,
+    is_failure: impl Fn(&O) -> bool + Sync,
+    execute: impl FnOnce(&(dyn Fn(&O) + Sync)) -> R,
+) -> R {
+    let bar = files_progress(len);
+    let failed = std::sync::atomic::AtomicUsize::new(0);
+    let done = |outcome: &O| {
+        if is_failure(outcome) {
+            let n = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            bar.set_message(format!("{n} failed"));
+        }
+        bar.inc(1);
+    };
+    let result = execute(&done);
+    bar.finish_and_clear();
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

@@ -10,6 +10,7 @@ pub mod files;
 pub mod folder_pacs;
 pub mod health;
 pub mod http;
+pub mod infer_cmd;
 pub mod kafka;
 pub mod metrics;
 pub mod objects;

@@ -16,6 +16,7 @@ use radstream_pipeline::deid_cmd::{
     self, parse_safe_private, BurnedInPolicy, DeidCommand, KeySource, ProfileOptionParser,
 };
 use radstream_pipeline::demo::{self, DemoOptions};
+use radstream_pipeline::infer_cmd::{self, InferCommand};
 use radstream_pipeline::metrics::Metrics;
 use radstream_pipeline::preprocess_cmd::{self, PreprocessCommand};
 use radstream_pipeline::publish::{self, PublishOptions};
@@ -116,6 +117,11 @@ enum Command {
         /// Aim for about this many bytes per instance (e.g. 524288).
         #[arg(long)]
         instance_bytes: Option<usize>,
+        /// Also write where the planted lesions are (which studies, series and instances, and
+        /// each disc's centre and radius in pixels) as JSON to this file. Keep it outside
+        /// --out: publish, deid and preprocess take every file of a folder.
+        #[arg(long, value_name = "FILE")]
+        ground_truth: Option<PathBuf>,
     },
     /// Upload DICOM files to the configured object store and produce their events.
     Publish {
@@ -241,6 +247,40 @@ enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },
+    /// Run a model (named by its manifest) over DICOM files and folders and print its findings.
+    ///
+    /// The manifest (`models/*.model.toml`) names the ONNX file, whose SHA-256 must be the
+    /// manifest's, and the preprocessing; each file under each INPUT is preprocessed (one image
+    /// per frame) and run through the model on the CPU. Prints a table of file, frame, label,
+    /// score and whether the score reached the finding's threshold, and writes
+    /// `<name>.findings.json` under --out (`<name>` as `radstream preprocess` names its outputs).
+    /// Models of whole series (3D) are not supported yet.
+    ///
+    /// Files of a modality the manifest does not list are skipped (and counted).
+    ///
+    /// Exit status: 0 when no file failed, 1 when any failed (each is named on stderr as
+    /// `path: reason`), 2 for a usage problem (bad manifest or model file; nothing is written).
+    #[command(
+        after_help = "Example:\n  radstream infer --model models/ct-head-bleed.model.toml --out /tmp/findings /data/ct"
+    )]
+    Infer {
+        /// The model manifest (e.g. models/ct-head-bleed.model.toml).
+        #[arg(long, value_name = "MANIFEST")]
+        model: PathBuf,
+        /// Output folder (created if needed); must not be inside an input folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Files run at once (default: the available parallelism).
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<NonZeroUsize>,
+        /// Where the preprocessing kernels run (`auto`: the GPU when there is one); the model
+        /// runs on the CPU.
+        #[arg(long, value_enum, default_value = "auto")]
+        device: DeviceArg,
+        /// DICOM files or folders (searched recursively).
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+    },
     /// Write a new pseudonymization key file for `deid` (mode 0600; never overwrites).
     Keygen {
         /// Key id, recorded in every de-identified instance so a key rotation can be traced
@@ -332,10 +372,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", summary.table());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Synth { studies, out, seed, instance_bytes } => {
+        Command::Synth { studies, out, seed, instance_bytes, ground_truth } => {
             let opts = SynthOptions { studies, seed, target_instance_bytes: instance_bytes, ..Default::default() };
+            if let Some(path) = &ground_truth {
+                if path.starts_with(&out) {
+                    anyhow::bail!("--ground-truth {} is inside --out: put it elsewhere", path.display());
+                }
+            }
             let written = synth::write_to_dir(&opts, &out)?;
             println!("wrote {} instances of {studies} studies to {}", written.len(), out.display());
+            if let Some(path) = &ground_truth {
+                synth::write_ground_truth(&opts, path)?;
+                println!("wrote the planted lesions to {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish { config, bucket, prefix, stat, source, concurrency, files } => {
@@ -385,6 +434,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 DeviceArg::Cpu => DeviceChoice::Cpu,
             };
             Ok(preprocess_cmd::run(&PreprocessCommand { model, out, jobs, device, inputs }))
+        }
+        Command::Infer { model, out, jobs, device, inputs } => {
+            let device = match device {
+                DeviceArg::Auto => DeviceChoice::Auto,
+                DeviceArg::Cpu => DeviceChoice::Cpu,
+            };
+            Ok(infer_cmd::run(&InferCommand { model, out, jobs, device, inputs }))
         }
     }
 }

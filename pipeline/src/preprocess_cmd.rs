@@ -114,46 +114,54 @@ impl PreprocessCommand {
     /// Checks the spec, lists the inputs and names the outputs. Creates nothing.
     pub fn plan(&self) -> Result<PreprocessPlan, UsageError> {
         let spec = PreprocessSpec::load(&self.model).map_err(|e| usage(e.to_string()))?;
-        if self.out.is_file() {
-            return Err(usage(format!("--out {} is a file; give a folder", self.out.display())));
-        }
-        let out = std::path::absolute(&self.out).map_err(|e| usage(format!("--out {}: {e}", self.out.display())))?;
-        for input in &self.inputs {
-            if !input.exists() {
-                return Err(usage(format!("{}: no such file or folder", input.display())));
-            }
-            let absolute = std::path::absolute(input).map_err(|e| usage(format!("{}: {e}", input.display())))?;
-            if input.is_dir() && out.starts_with(&absolute) {
-                return Err(usage(format!(
-                    "--out {} is inside the input folder {}: a later run would read its outputs as inputs",
-                    self.out.display(),
-                    input.display()
-                )));
-            }
-        }
-        let files = collect_files(&self.inputs).map_err(|e| usage(format!("listing the inputs: {e}")))?;
-        if files.is_empty() {
-            return Err(usage("no files found under the inputs"));
-        }
-        let mut inputs: Vec<PreprocessInput> =
-            files.into_iter().map(|(source, relative)| PreprocessInput { source, stem: stem(&relative) }).collect();
-        inputs.sort_by(|a, b| a.stem.cmp(&b.stem));
-        for pair in inputs.windows(2) {
-            if pair[0].stem == pair[1].stem {
-                return Err(usage(format!(
-                    "{} and {} would both be written as {}.npy: preprocess them into separate folders",
-                    pair[0].source.display(),
-                    pair[1].source.display(),
-                    self.out.join(&pair[0].stem).display()
-                )));
-            }
-        }
-        inputs.sort_by(|a, b| a.source.cmp(&b.source));
+        let inputs = plan_inputs(&self.inputs, &self.out, "npy")?;
         let available = std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1);
         let threads = self.jobs.map_or(available, NonZeroUsize::get).min(inputs.len()).max(1);
         let device = ComputeDevice::select(self.device, &NoopObserver, &spec.name);
         Ok(PreprocessPlan { spec, out: self.out.clone(), threads, inputs, device })
     }
+}
+
+/// Checks `--out` against the inputs, lists the files below them and names each one's outputs
+/// (see [`PreprocessInput::stem`]), sorted by source path; `ext` is the extension named when two
+/// inputs would get the same output name. Creates nothing.
+pub(crate) fn plan_inputs(inputs: &[PathBuf], out_arg: &Path, ext: &str) -> Result<Vec<PreprocessInput>, UsageError> {
+    if out_arg.is_file() {
+        return Err(usage(format!("--out {} is a file; give a folder", out_arg.display())));
+    }
+    let out = std::path::absolute(out_arg).map_err(|e| usage(format!("--out {}: {e}", out_arg.display())))?;
+    for input in inputs {
+        if !input.exists() {
+            return Err(usage(format!("{}: no such file or folder", input.display())));
+        }
+        let absolute = std::path::absolute(input).map_err(|e| usage(format!("{}: {e}", input.display())))?;
+        if input.is_dir() && out.starts_with(&absolute) {
+            return Err(usage(format!(
+                "--out {} is inside the input folder {}: a later run would read its outputs as inputs",
+                out_arg.display(),
+                input.display()
+            )));
+        }
+    }
+    let files = collect_files(inputs).map_err(|e| usage(format!("listing the inputs: {e}")))?;
+    if files.is_empty() {
+        return Err(usage("no files found under the inputs"));
+    }
+    let mut listed: Vec<PreprocessInput> =
+        files.into_iter().map(|(source, relative)| PreprocessInput { source, stem: stem(&relative) }).collect();
+    listed.sort_by(|a, b| a.stem.cmp(&b.stem));
+    for pair in listed.windows(2) {
+        if pair[0].stem == pair[1].stem {
+            return Err(usage(format!(
+                "{} and {} would both be written as {}.{ext}: give them in separate runs",
+                pair[0].source.display(),
+                pair[1].source.display(),
+                out_arg.join(&pair[0].stem).display()
+            )));
+        }
+    }
+    listed.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(listed)
 }
 
 /// The output stem of a relative input path: `a/b/x.dcm` → `a/b/x`.
@@ -208,20 +216,11 @@ impl PreprocessPlan {
         work: impl Fn(&PreprocessInput) -> Result<FileOutcome, String> + Sync,
         progress: &(impl Fn(&PreprocessInput, &FileOutcome) + Sync),
     ) -> Vec<FileOutcome> {
-        let next = AtomicUsize::new(0);
-        let outcomes: Mutex<Vec<Option<FileOutcome>>> = Mutex::new(vec![None; self.inputs.len()]);
-        std::thread::scope(|scope| {
-            for _ in 0..self.threads {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(input) = self.inputs.get(i) else { break };
-                    let outcome = work(input).unwrap_or_else(|reason| FileOutcome::Failed { reason });
-                    progress(input, &outcome);
-                    outcomes.lock().expect("outcomes lock")[i] = Some(outcome);
-                });
-            }
+        let outcomes = on_threads(&self.inputs, self.threads, |input| {
+            let outcome = work(input).unwrap_or_else(|reason| FileOutcome::Failed { reason });
+            progress(input, &outcome);
+            outcome
         });
-        let outcomes = outcomes.into_inner().expect("outcomes lock");
         outcomes.into_iter().map(|o| o.unwrap_or(FileOutcome::Failed { reason: "not processed".into() })).collect()
     }
 
@@ -361,6 +360,28 @@ impl PreprocessPlan {
     }
 }
 
+/// Runs `work` on every input on `threads` threads; results in input order (`None` only where a
+/// thread died before finishing its input).
+pub(crate) fn on_threads<T: Send>(
+    inputs: &[PreprocessInput],
+    threads: usize,
+    work: impl Fn(&PreprocessInput) -> T + Sync,
+) -> Vec<Option<T>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new(inputs.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(input) = inputs.get(i) else { break };
+                let result = work(input);
+                results.lock().expect("results lock")[i] = Some(result);
+            });
+        }
+    });
+    results.into_inner().expect("results lock")
+}
+
 /// What reading one file of a series gave.
 enum SliceRead {
     /// Decoded, with its SeriesInstanceUID.
@@ -384,7 +405,7 @@ fn volume_name(first_stem: &Path, taken: &[PathBuf]) -> PathBuf {
 }
 
 /// `base` with `suffix` appended to its last component (`x` → `x.npy`).
-fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     let mut name = base.as_os_str().to_os_string();
     name.push(suffix);
     PathBuf::from(name)
@@ -458,16 +479,11 @@ pub fn run(command: &PreprocessCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let bar = crate::files::files_progress(plan.inputs().len());
-    let failed = AtomicUsize::new(0);
-    let report = plan.execute(|_, outcome| {
-        if matches!(outcome, FileOutcome::Failed { .. }) {
-            let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
-            bar.set_message(format!("{n} failed"));
-        }
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
+    let report = crate::files::with_files_progress(
+        plan.inputs().len(),
+        |outcome: &FileOutcome| matches!(outcome, FileOutcome::Failed { .. }),
+        |done| plan.execute(|_, outcome| done(outcome)),
+    );
     for failure in report.failures() {
         eprintln!("{failure}");
     }

@@ -552,7 +552,16 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
         None => event_from_header(&header, item.location, item.event_time_ms, Priority::Routine, None)
             .map_err(|reason| ("parse", ErrorClass::MalformedDicom, reason))?,
     };
-    Ok(Envelope { ticket: item.ticket, event, object, header, branch: None, received_at: Instant::now(), tensor: None })
+    Ok(Envelope {
+        ticket: item.ticket,
+        event,
+        object,
+        header,
+        branch: None,
+        received_at: Instant::now(),
+        tensor: None,
+        results: None,
+    })
 }
 
 /// Operators that rewrite an object parse their output with the same function.

@@ -21,6 +21,15 @@
 //! single-image ones included. CR and MR studies `3k+1` and `3k+2` belong to
 //! the same patient, so some patients have two studies.
 //!
+//! # Planted lesions
+//!
+//! Some head CT studies carry an acute bleed, a hyperdense blob in the brain, on a
+//! few consecutive axial slices: always study 0, never study 3 (both head CTs
+//! whatever their draw), and about half of the later head CTs, by seed. The
+//! module `lesion` has the rule and the shape. Nothing but the pixels tells a
+//! planted study apart; [`SynthInstance::lesion`] and [`ground_truth`] say
+//! where each bleed is.
+//!
 //! # Identifying information
 //!
 //! Everything is fictitious (`SYNTH^PATIENT^0007`, `SYN0007`, `SYNTH GENERAL
@@ -40,6 +49,7 @@
 //! allow it.
 
 mod dataset;
+mod lesion;
 mod pixels;
 mod plan;
 mod uid;
@@ -51,6 +61,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 pub use dataset::{PRIVATE_COMMENT, PRIVATE_CREATOR, PRIVATE_GROUP, PRIVATE_PATIENT_ID, PRIVATE_PATIENT_NAME};
+pub use lesion::{GroundTruth, LesionDisc, LesionInstance, LesionKind, LesionTruth, StudyTruth};
 pub use uid::{IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
 
 use plan::StudyPlan;
@@ -153,7 +164,7 @@ fn target_for_side(side: usize) -> usize {
 /// [`write_to_dir`] returns these with `bytes` empty, the file being on disk
 /// at `relative_path`. Serializing skips `bytes`, so a list of instances makes
 /// a manifest.
-#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, PartialEq, serde::Serialize)]
 pub struct SynthInstance {
     pub study_instance_uid: String,
     pub series_instance_uid: String,
@@ -167,6 +178,9 @@ pub struct SynthInstance {
     pub series_instance_count: i32,
     /// `<study uid>/<series uid>/<sop uid>.dcm`, always with `/`.
     pub relative_path: String,
+    /// The planted lesion this image shows, if any (left out of the manifest when none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lesion: Option<LesionDisc>,
     /// The Part-10 file (Explicit VR Little Endian, native pixel data).
     #[serde(skip)]
     pub bytes: Vec<u8>,
@@ -185,6 +199,7 @@ impl fmt::Debug for SynthInstance {
             .field("instance_number", &self.instance_number)
             .field("series_instance_count", &self.series_instance_count)
             .field("relative_path", &self.relative_path)
+            .field("lesion", &self.lesion)
             .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
             .finish()
     }
@@ -232,6 +247,10 @@ pub fn count_instances(opts: &SynthOptions) -> usize {
 
 /// Writes every instance of `opts` under `dir` at its `relative_path` and
 /// returns the instances with `bytes` emptied.
+///
+/// Only DICOM files go under `dir`, since `publish`, `deid` and `preprocess`
+/// take every file of a folder; [`write_ground_truth`] writes where the planted
+/// lesions are.
 pub fn write_to_dir(opts: &SynthOptions, dir: &Path) -> anyhow::Result<Vec<SynthInstance>> {
     opts.validate()?;
     let mut written = Vec::with_capacity(count_instances(opts));
@@ -245,6 +264,55 @@ pub fn write_to_dir(opts: &SynthOptions, dir: &Path) -> anyhow::Result<Vec<Synth
         written.push(instance);
     }
     Ok(written)
+}
+
+/// Which studies of `opts` are which, and where their planted lesions are,
+/// without building any file.
+pub fn ground_truth(opts: &SynthOptions) -> Result<GroundTruth, SynthError> {
+    opts.validate()?;
+    let side = opts.image_side();
+    let studies = (0..opts.studies)
+        .map(|index| {
+            let study = StudyPlan::new(opts, index);
+            let lesion = study.lesion.as_ref().map(|lesion| {
+                let series = &study.series[lesion.series];
+                LesionTruth {
+                    kind: LesionKind::AcuteBleed,
+                    series_instance_uid: series.instance_uid.clone(),
+                    instances: (lesion.first..lesion.first + lesion.slices)
+                        .filter_map(|instance| {
+                            let disc = lesion.disc_in_pixels(series.index, instance, side)?;
+                            Some(LesionInstance {
+                                sop_instance_uid: dataset::sop_instance_uid(opts, &study, series, instance),
+                                instance_number: instance as i32 + 1,
+                                disc,
+                            })
+                        })
+                        .collect(),
+                }
+            });
+            StudyTruth {
+                study_instance_uid: study.instance_uid.clone(),
+                modality: study.modality.code().to_owned(),
+                body_part_examined: study.body_part.code().to_owned(),
+                lesion,
+            }
+        })
+        .collect();
+    Ok(GroundTruth { seed: opts.seed, image_side: side, studies })
+}
+
+/// Writes [`ground_truth`] of `opts` to `path` as pretty-printed JSON (a
+/// `lesions.json` beside the folder of [`write_to_dir`], not in it).
+pub fn write_ground_truth(opts: &SynthOptions, path: &Path) -> anyhow::Result<GroundTruth> {
+    let truth = ground_truth(opts)?;
+    let mut json = serde_json::to_vec_pretty(&truth)?;
+    json.push(b'\n');
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    Ok(truth)
 }
 
 struct SynthInstances {
@@ -303,6 +371,7 @@ enum Stream {
     Study = 1,
     Patient = 2,
     Pixels = 3,
+    Lesion = 4,
 }
 
 /// A generator keyed by the seed, the stream and the indices of what it is for.

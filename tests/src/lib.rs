@@ -112,6 +112,24 @@ pub fn dcm_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Every file below `dir` whose name ends with `suffix`, sorted.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut found = Vec::new();
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Runs the `radstream` binary with `args` (without the caller's `RADSTREAM_LOG`).
 pub fn run_radstream(args: &[&str]) -> std::process::Output {
     Command::new(radstream_bin()).args(args).env_remove("RADSTREAM_LOG").output().expect("run radstream")

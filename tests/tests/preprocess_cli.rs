@@ -7,7 +7,9 @@ use std::process::Command;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-use radstream_tests::{lossy_text as text, path_str as s, run_radstream as radstream, show_output as show};
+use radstream_tests::{
+    files_ending, lossy_text as text, path_str as s, run_radstream as radstream, show_output as show,
+};
 
 fn model(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name)
@@ -16,24 +18,6 @@ fn model(name: &str) -> PathBuf {
 fn synth(dir: &Path) {
     let out = radstream(&["synth", "--studies", "2", "--seed", "3", "--out", s(dir)]);
     assert!(out.status.success(), "{}", show(&out));
-}
-
-/// Every file below `dir` whose name ends with `suffix`, sorted.
-fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut found = Vec::new();
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with(suffix) {
-                found.push(p);
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 /// Runs a Python snippet; `None` (with a note) when Python or the module it needs is missing.

@@ -32,7 +32,7 @@ pub(super) fn build_instance(
     instance: usize,
     side: u16,
 ) -> SynthInstance {
-    let sop_instance_uid = synth_uid(&opts.uid_root, opts.seed, UidKind::Instance, study.index, series.index, instance);
+    let sop_instance_uid = sop_instance_uid(opts, study, series, instance);
     let mut ds = DataSet(InMemDicomObject::new_empty());
     put_common(&mut ds, study, series, instance, &sop_instance_uid);
     put_phi(&mut ds, study);
@@ -63,8 +63,13 @@ pub(super) fn build_instance(
         instance_number: instance as i32 + 1,
         series_instance_count: series.count as i32,
         relative_path: format!("{}/{}/{sop_instance_uid}.dcm", study.instance_uid, series.instance_uid),
+        lesion: study.lesion.as_ref().and_then(|lesion| lesion.disc_in_pixels(series.index, instance, side)),
         bytes,
     }
+}
+
+pub(super) fn sop_instance_uid(opts: &SynthOptions, study: &StudyPlan, series: &SeriesPlan, instance: usize) -> String {
+    synth_uid(&opts.uid_root, opts.seed, UidKind::Instance, study.index, series.index, instance)
 }
 
 /// Thin setters so that each attribute is one readable line. The VR of a
@@ -441,7 +446,7 @@ fn put_pixels(
     }
 
     let mut rng = stream_rng(opts.seed, Stream::Pixels, &[study.index as u64, series.index as u64, instance as u64]);
-    let slice_position = if series.count > 1 { instance as f32 / (series.count - 1) as f32 } else { 0.5 };
+    let slice_position = pixels::slice_position(instance, series.count);
     let pixels = pixels::render(
         &ImageSpec {
             body_part: study.body_part,
@@ -451,6 +456,7 @@ fn put_pixels(
             inverted: study.monochrome1,
             rows: side,
             columns: side,
+            lesion: study.lesion.as_ref().and_then(|lesion| lesion.disc(series.index, instance)),
         },
         &mut rng,
     );

@@ -56,6 +56,45 @@ pub(super) struct ImageSpec {
     pub inverted: bool,
     pub rows: u16,
     pub columns: u16,
+    /// A planted lesion drawn over the anatomy.
+    pub lesion: Option<Disc>,
+}
+
+/// A disc of one value, in the normalized image coordinates of [`render`]: `u` left to right and
+/// `v` top to bottom, both from -1 to 1 across the image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Disc {
+    pub centre_u: f32,
+    pub centre_v: f32,
+    pub radius: f32,
+    /// The value inside, before noise.
+    pub value: f32,
+}
+
+impl Disc {
+    pub(super) fn contains(&self, u: f32, v: f32) -> bool {
+        let (du, dv) = (u - self.centre_u, v - self.centre_v);
+        du * du + dv * dv < self.radius * self.radius
+    }
+}
+
+/// Half the width of the head, in normalized units, on the slice where its section is largest
+/// (a [`section_scale`] of 1).
+pub(super) const HEAD_HALF_WIDTH: f32 = 0.78;
+
+/// Position of slice `instance` of `count` within its series, 0 to 1 (0.5 for a lone slice).
+pub(super) fn slice_position(instance: usize, count: usize) -> f32 {
+    if count > 1 {
+        instance as f32 / (count - 1) as f32
+    } else {
+        0.5
+    }
+}
+
+/// Whether (u, v) is brain parenchyma (not skull, scalp or ventricle) on an axial head CT slice
+/// of [`section_scale`] `scale`.
+pub(super) fn is_brain_parenchyma(u: f32, v: f32, scale: f32) -> bool {
+    head_slice(Plane::Axial, u, v, scale) == Tissue::Brain
 }
 
 /// Renders one image as 16-bit stored values (12 bits used). CT values are
@@ -77,7 +116,12 @@ pub(super) fn render(spec: &ImageSpec, rng: &mut fastrand::Rng) -> Vec<u16> {
             let bits = rng.u32(..);
             // Two uniform bytes sum to a triangular distribution on [-1, 1].
             let noise = ((bits & 0xff) + ((bits >> 8) & 0xff)) as f32 / 255.0 - 1.0;
-            let value = values[tissue as usize] + noise * amplitude;
+            // The noise is drawn for lesion pixels too, so the rest of the image stays the same.
+            let base = match spec.lesion {
+                Some(disc) if disc.contains(u, v) => disc.value,
+                _ => values[tissue as usize],
+            };
+            let value = base + noise * amplitude;
             pixels.push(store(spec, value));
         }
     }
@@ -127,7 +171,7 @@ fn vertebra(u: f32, v: f32, cu: f32, cv: f32, radius: f32) -> Option<Tissue> {
 
 /// How the body part's section shrinks towards the ends of a stack: 1 at the
 /// centre slice.
-fn section_scale(body_part: BodyPart, plane: Plane, t: f32) -> f32 {
+pub(super) fn section_scale(body_part: BodyPart, plane: Plane, t: f32) -> f32 {
     let arc = (std::f32::consts::PI * t).sin();
     match (body_part, plane) {
         (_, Plane::Frontal | Plane::Lateral) => 1.0,
@@ -160,7 +204,7 @@ fn head_slice(plane: Plane, u: f32, v: f32, scale: f32) -> Tissue {
     if plane != Plane::Axial && v > 0.55 && u.abs() < 0.3 {
         return Tissue::Soft; // neck
     }
-    let r = ellipse(u, v, 0.0, -0.05, 0.78 * scale, 0.9 * scale);
+    let r = ellipse(u, v, 0.0, -0.05, HEAD_HALF_WIDTH * scale, 0.9 * scale);
     if r > 1.0 {
         Tissue::Air
     } else if r > 0.86 {
@@ -341,7 +385,16 @@ mod tests {
     use super::*;
 
     fn spec(body_part: BodyPart, plane: Plane, contrast: Contrast) -> ImageSpec {
-        ImageSpec { body_part, plane, contrast, slice_position: 0.5, inverted: false, rows: 64, columns: 64 }
+        ImageSpec {
+            body_part,
+            plane,
+            contrast,
+            slice_position: 0.5,
+            inverted: false,
+            rows: 64,
+            columns: 64,
+            lesion: None,
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use dicom_dictionary_std::uids;
 
+use super::lesion::{self, LesionPlan};
 use super::uid::{synth_uid, UidKind};
 use super::{stream_rng, Stream, SynthOptions};
 
@@ -286,6 +287,8 @@ pub(super) struct StudyPlan {
     /// CR only: some readers store MONOCHROME1 (bright = low attenuation).
     pub monochrome1: bool,
     pub series: Vec<SeriesPlan>,
+    /// The bleed planted in a head CT's axial series, if any.
+    pub lesion: Option<LesionPlan>,
 }
 
 impl StudyPlan {
@@ -299,7 +302,9 @@ impl StudyPlan {
 
         let (body_part, series) = match modality {
             Modality::Ct => {
-                let body_part = [BodyPart::Head, BodyPart::Chest, BodyPart::Abdomen][rng.usize(0..3)];
+                let drawn = [BodyPart::Head, BodyPart::Chest, BodyPart::Abdomen][rng.usize(0..3)];
+                // Drawn all the same, so that the draws after it stay where they were.
+                let body_part = if lesion::forced_head_ct(index) { BodyPart::Head } else { drawn };
                 let slices = count(&mut rng, 4, 12);
                 let (fov, kernel_name) = match body_part {
                     BodyPart::Head => (240.0, "BRAIN"),
@@ -452,7 +457,14 @@ impl StudyPlan {
                 slice_spacing_mm: draft.slice_spacing_mm,
                 mr: draft.mr,
             })
-            .collect();
+            .collect::<Vec<SeriesPlan>>();
+        let lesion = match modality {
+            Modality::Ct => series
+                .iter()
+                .find(|s| s.plane == Plane::Axial)
+                .and_then(|axial| LesionPlan::for_study(opts.seed, index, body_part, axial.index, axial.count)),
+            _ => None,
+        };
 
         StudyPlan {
             index,
@@ -472,6 +484,7 @@ impl StudyPlan {
             frame_of_reference_uid: (modality != Modality::Cr).then(|| study_uid(UidKind::FrameOfReference, 0, 0)),
             monochrome1,
             series,
+            lesion,
         }
     }
 

@@ -307,3 +307,116 @@ fn invalid_options_are_rejected() {
     }
     assert!(SynthOptions::default().validate().is_ok());
 }
+
+/// Hounsfield units of a synthetic CT file (stored values are signed, intercept -1024).
+fn hounsfield(instance: &SynthInstance) -> Vec<i32> {
+    let bytes = parse(instance).element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().into_owned();
+    bytes.chunks_exact(2).map(|b| i32::from(i16::from_le_bytes([b[0], b[1]])) - 1024).collect()
+}
+
+#[test]
+fn bleeds_are_planted_by_the_documented_rule() {
+    let (mut later_head_cts, mut later_planted) = (0, 0);
+    for seed in 0..40 {
+        let truth = ground_truth(&small(12, seed)).unwrap();
+        assert_eq!(truth.studies.len(), 12);
+        for (index, study) in truth.studies.iter().enumerate() {
+            let head_ct = study.modality == "CT" && study.body_part_examined == "HEAD";
+            match index {
+                0 => assert!(head_ct && study.lesion.is_some(), "seed {seed}: study 0 {study:?}"),
+                3 => assert!(head_ct && study.lesion.is_none(), "seed {seed}: study 3 {study:?}"),
+                _ if !head_ct => assert!(study.lesion.is_none(), "seed {seed}: study {index} {study:?}"),
+                _ => {
+                    later_head_cts += 1;
+                    later_planted += usize::from(study.lesion.is_some());
+                }
+            }
+            let Some(lesion) = &study.lesion else { continue };
+            assert_eq!(lesion.kind, LesionKind::AcuteBleed);
+            assert!((1..=4).contains(&lesion.instances.len()), "{lesion:?}");
+            let first = lesion.instances[0].instance_number;
+            for (k, instance) in lesion.instances.iter().enumerate() {
+                assert_eq!(instance.instance_number, first + k as i32, "consecutive slices");
+                assert!((66.0..=74.0).contains(&instance.disc.hounsfield));
+            }
+        }
+    }
+    assert!(later_head_cts >= 20, "{later_head_cts} later head CTs");
+    let share = later_planted as f64 / later_head_cts as f64;
+    assert!((0.3..=0.7).contains(&share), "{later_planted} of {later_head_cts} later head CTs planted");
+}
+
+#[test]
+fn instances_carry_the_ground_truth() {
+    let opts = SynthOptions { studies: 7, seed: 17, instances_per_series: Some(3), ..small(7, 17) };
+    let truth = ground_truth(&opts).unwrap();
+    let planted: BTreeMap<String, LesionDisc> = truth
+        .studies
+        .iter()
+        .filter_map(|s| s.lesion.as_ref())
+        .flat_map(|l| l.instances.iter().map(|i| (i.sop_instance_uid.clone(), i.disc.clone())))
+        .collect();
+    assert!(!planted.is_empty());
+    let mut seen = 0;
+    for instance in generate(&opts) {
+        assert_eq!(instance.lesion.as_ref(), planted.get(&instance.sop_instance_uid), "{instance:?}");
+        seen += usize::from(instance.lesion.is_some());
+        let manifest = serde_json::to_value(&instance).unwrap();
+        assert_eq!(manifest.get("lesion").is_some(), instance.lesion.is_some());
+    }
+    assert_eq!(seen, planted.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("truth/lesions.json");
+    assert_eq!(write_ground_truth(&opts, &path).unwrap(), truth);
+    let read: GroundTruth = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(read, truth);
+    assert!(ground_truth(&SynthOptions { uid_root: "x".into(), ..opts }).is_err());
+}
+
+#[test]
+fn planted_pixels_show_the_bleed_and_clean_ones_do_not() {
+    // Full-size images, as the demo model sees them; several seeds for several placements.
+    let (mut lesion_slices, mut clean_slices) = (0, 0);
+    for seed in [1, 2, 3] {
+        let opts = SynthOptions { studies: 7, seed, ..SynthOptions::default() };
+        for instance in generate(&opts).filter(|i| i.modality == "CT") {
+            let hu = hounsfield(&instance);
+            let side = usize::from(DEFAULT_IMAGE_SIDE);
+            let head = instance.body_part_examined.as_deref() == Some("HEAD");
+            let Some(disc) = &instance.lesion else {
+                // Nothing between the brightest soft tissue (45 HU + noise) and bone in a clean
+                // head slice; other body parts may have organs at 60 HU.
+                if head {
+                    assert!(!hu.iter().any(|h| (58..=500).contains(h)), "{instance:?} has a blob");
+                    clean_slices += 1;
+                }
+                continue;
+            };
+            assert!(head, "{instance:?}");
+            let (mut inside, mut in_range) = (Vec::new(), 0);
+            for (index, &h) in hu.iter().enumerate() {
+                let (row, column) = ((index / side) as f32, (index % side) as f32);
+                let distance = ((column - disc.centre_column).powi(2) + (row - disc.centre_row).powi(2)).sqrt();
+                if distance < disc.radius {
+                    inside.push(h);
+                    in_range += usize::from((60..=80).contains(&h));
+                } else if distance < disc.radius + 3.0 {
+                    // Brain parenchyma (35 HU) all around: no skull, no ventricle.
+                    assert!((23..=47).contains(&h), "{instance:?}: {h} HU next to the bleed");
+                } else {
+                    assert!(!(58..=500).contains(&h), "{instance:?}: {h} HU away from the bleed");
+                }
+            }
+            let expected = (std::f32::consts::PI * disc.radius * disc.radius) as usize;
+            assert!(inside.len().abs_diff(expected) < expected / 10 + 8, "{} of {expected} pixels", inside.len());
+            let mean = inside.iter().sum::<i32>() as f32 / inside.len() as f32;
+            assert!((mean - disc.hounsfield).abs() < 2.0, "mean {mean} HU for {}", disc.hounsfield);
+            assert!(in_range * 10 >= inside.len() * 8, "{in_range} of {} pixels in 60-80 HU", inside.len());
+            let width = 2.0 * 0.78 * side as f32 / 2.0;
+            assert!(disc.radius >= 0.8 * 0.06 * 0.78 * width && disc.radius <= 0.10 * width, "{disc:?}");
+            lesion_slices += 1;
+        }
+    }
+    assert!(lesion_slices >= 6 && clean_slices >= 20, "{lesion_slices} lesion and {clean_slices} clean slices");
+}
