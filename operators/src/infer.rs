@@ -143,6 +143,27 @@ pub struct InferenceResult {
 }
 
 impl InferenceResult {
+    /// The record that travels on the outcome topic: the model's identity and its findings.
+    pub fn record(&self) -> radstream_schemas::ModelResults {
+        radstream_schemas::ModelResults {
+            model: self.model.name.clone(),
+            version: self.model.version.clone(),
+            sha256: self.model.sha256.clone(),
+            findings: self
+                .findings
+                .iter()
+                .map(|f| radstream_schemas::FindingRecord {
+                    label: f.label.clone(),
+                    code_system: f.code.system.designator().to_string(),
+                    code: f.code.value.clone(),
+                    frame: f.frame,
+                    score: f.score,
+                    critical: f.critical,
+                })
+                .collect(),
+        }
+    }
+
     /// Whether any finding is critical.
     pub fn critical(&self) -> bool {
         self.findings.iter().any(|f| f.critical)

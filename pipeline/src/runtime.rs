@@ -148,6 +148,8 @@ struct Completion {
     ticket: u64,
     finish: Finish,
     branch: Option<String>,
+    /// What a model said of the instance, for the outcome record.
+    results: Option<radstream_schemas::ModelResults>,
 }
 
 /// One instance to fetch: what the event said, or only where the object is.
@@ -365,7 +367,7 @@ async fn consume(
                     reason,
                     attempts: 1,
                 };
-                let _ = completion_tx.send(Completion { ticket, finish, branch: None });
+                let _ = completion_tx.send(Completion { ticket, finish, branch: None, results: None });
                 continue;
             }
             Ok(EventPayload::Instance(event)) => {
@@ -381,7 +383,7 @@ async fn consume(
                 // A notification with no created object (a delete, say): nothing to do.
                 let ticket = new_ticket(permit, now_ms(), Priority::Routine, None, None);
                 let finish = Finish::Dropped { operator: "decode".into(), rule: "no_created_object".into() };
-                let _ = completion_tx.send(Completion { ticket, finish, branch: None });
+                let _ = completion_tx.send(Completion { ticket, finish, branch: None, results: None });
                 continue;
             }
             Ok(EventPayload::ObjectsCreated(objects)) => {
@@ -513,7 +515,7 @@ async fn fetch_stage(
             }
             Some(Err((operator, class, reason))) => {
                 let finish = Finish::DeadLetter { operator: operator.into(), class, reason, attempts: 1 };
-                let _ = completions.send(Completion { ticket, finish, branch: None });
+                let _ = completions.send(Completion { ticket, finish, branch: None, results: None });
             }
         }
     }
@@ -622,14 +624,16 @@ async fn operator_stage(
                                 }
                             }
                             None => {
-                                let _ = completions.send(Completion { ticket, finish: Finish::Delivered, branch });
+                                let results = p.envelope.results.as_ref().map(|r| r.record());
+                                let _ =
+                                    completions.send(Completion { ticket, finish: Finish::Delivered, branch, results });
                             }
                         }
                     }
                     Outcome::Drop { rule } => {
                         count("dropped", 1);
                         let finish = Finish::Dropped { operator: kind.into(), rule };
-                        let _ = completions.send(Completion { ticket, finish, branch });
+                        let _ = completions.send(Completion { ticket, finish, branch, results: None });
                     }
                     Outcome::Fail(e) => match e.retry {
                         RetryHint::Retry { after } if attempt < rt.operator_max_attempts => {
@@ -648,7 +652,7 @@ async fn operator_stage(
                                 reason: e.reason,
                                 attempts,
                             };
-                            let _ = completions.send(Completion { ticket, finish, branch });
+                            let _ = completions.send(Completion { ticket, finish, branch, results: None });
                         }
                     },
                 }
@@ -711,6 +715,7 @@ async fn finish_one(shared: Arc<Shared>, c: Completion) {
         end_to_end_ms,
         pipeline_ms,
         time_ms,
+        results: c.results.clone(),
     };
     let key = f.study_uid.as_deref();
     match &c.finish {

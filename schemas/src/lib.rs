@@ -15,5 +15,7 @@ pub mod s3_notification;
 pub mod wire;
 
 pub use instance_event::{InstanceEvent, ObjectLocation, Priority};
-pub use records::{AuditEvent, AuditOutcome, DeadLetter, ErrorClass, OutcomeEvent, OutcomeKind};
+pub use records::{
+    AuditEvent, AuditOutcome, DeadLetter, ErrorClass, FindingRecord, ModelResults, OutcomeEvent, OutcomeKind,
+};
 pub use wire::{DecodeError, EventFormat, EventPayload};

@@ -145,6 +145,40 @@ pub struct OutcomeEvent {
     pub pipeline_ms: f64,
     /// When the outcome was reached (ms since the epoch).
     pub time_ms: i64,
+    /// What a model said of the instance, when an `infer` operator ran on it (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<ModelResults>,
+}
+
+/// A model's findings on one instance, with the model's identity: what travels with every
+/// result. Labels, codes and scores only; nothing about the patient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelResults {
+    /// The model's name (its manifest's).
+    pub model: String,
+    /// The model's version.
+    pub version: String,
+    /// SHA-256 of the model file that ran.
+    pub sha256: String,
+    /// The findings whose score reached their threshold; empty when none did.
+    pub findings: Vec<FindingRecord>,
+}
+
+/// One finding of [`ModelResults`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    /// The manifest's label, e.g. `intracranial hemorrhage`.
+    pub label: String,
+    /// Coding Scheme Designator (`SCT`, `RADLEX`).
+    pub code_system: String,
+    /// The code value.
+    pub code: String,
+    /// The frame of the instance it was found on.
+    pub frame: usize,
+    /// The model's score.
+    pub score: f32,
+    /// Whether it needs a critical result notification.
+    pub critical: bool,
 }
 
 /// What the `pseudonymize` operator did with one instance.

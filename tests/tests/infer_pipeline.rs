@@ -1,0 +1,118 @@
+//! The demo model inside a real pipeline run on the real stack (tansu, moto, Orthanc):
+//! route → preprocess → infer → stow. Every CT instance reaches the PACS with the model's
+//! results on its outcome record (name, version, SHA-256 of the file that ran); the model flags
+//! exactly the slices `synth` planted a bleed on, and nothing in the clean head CT; other
+//! modalities are counted drops before the model.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use radstream_pipeline::publish::{self, PublishOptions};
+use radstream_pipeline::synth::{self, SynthOptions};
+use radstream_schemas::{OutcomeEvent, OutcomeKind, Priority};
+use radstream_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_model_flags_exactly_the_planted_bleeds_and_its_identity_travels_with_the_results() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = repo.join("models/ct-head-bleed.model.toml");
+    let model_file = std::fs::read(repo.join("models/demo/ct-head-bleed.onnx"))?;
+    let sha256 = radstream_operators::infer::manifest::sha256_hex(&model_file);
+
+    let dir = tempfile::tempdir()?;
+    let worker = WorkerConfig::new(&stack, "infer", stack.pacs());
+    create_topic(&stack.kafka, &worker.topic, 3).await?;
+    create_topic(&stack.kafka, &worker.dead_letter_topic, 1).await?;
+    create_topic(&stack.kafka, &worker.outcome_topic, 1).await?;
+    let toml = worker.toml_with_operators(&format!(
+        r#"
+[[operators]]
+type = "route"
+default_action = "forward"
+default_branch = "all"
+
+[[operators]]
+type = "preprocess"
+spec_file = "{spec}"
+
+[[operators]]
+type = "infer"
+model = "{manifest}"
+max_batch = 4
+{stow}"#,
+        spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
+        manifest = manifest.display(),
+        stow = worker.stow_toml()
+    ));
+    let config_path = dir.path().join("worker.toml");
+    std::fs::write(&config_path, &toml)?;
+
+    // Six studies: study 0 a head CT with a planted bleed, study 3 a clean head CT, CR and MR.
+    let opts = SynthOptions { studies: 6, seed: unique_seed(), ..Default::default() };
+    let truth = synth::ground_truth(&opts)?;
+    let planted: BTreeSet<String> = truth
+        .studies
+        .iter()
+        .filter_map(|study| study.lesion.as_ref())
+        .flat_map(|lesion| lesion.instances.iter().map(|i| i.sop_instance_uid.clone()))
+        .collect();
+    ensure!(!planted.is_empty(), "synth planted nothing");
+    let files = dir.path().join("studies");
+    synth::write_to_dir(&opts, &files)?;
+    let config = worker.parsed()?;
+    let publish_opts = PublishOptions {
+        bucket: stack.bucket.clone(),
+        prefix: worker.topic.clone(),
+        priority: Priority::Routine,
+        source: Some("E2E_TEST".into()),
+        concurrency: 8,
+        skip_events: false,
+    };
+    let published =
+        publish::publish(&config.kafka, &config.objects, publish::collect_files(&[files])?, &publish_opts, || {})
+            .await?;
+    let ct: BTreeSet<String> =
+        published.iter().filter(|p| p.event.modality == "CT").map(|p| p.event.sop_instance_uid.clone()).collect();
+
+    let run = Worker::start(&config_path, &stack.orthanc_password, dir.path(), "infer")?;
+    let outcomes: Vec<OutcomeEvent> =
+        match read_topic(&stack.kafka, &worker.outcome_topic, published.len(), Duration::from_secs(120)) {
+            Ok(values) => values.iter().map(|v| serde_json::from_slice(v)).collect::<Result<_, _>>()?,
+            Err(e) => {
+                eprintln!("--- worker log tail ---\n{}", run.log_tail());
+                return Err(e);
+            }
+        };
+    ensure!(outcomes.len() == published.len(), "{} outcomes for {} events", outcomes.len(), published.len());
+
+    let mut flagged = BTreeSet::new();
+    for outcome in &outcomes {
+        let sop = outcome.sop_instance_uid.clone().unwrap_or_default();
+        if ct.contains(&sop) {
+            ensure!(outcome.outcome == OutcomeKind::Delivered, "CT {sop} not delivered: {outcome:?}");
+            let results = outcome.results.as_ref().ok_or_else(|| anyhow::anyhow!("CT {sop} has no results"))?;
+            ensure!(results.model == "ct-head-bleed" && results.version == "0.1.0", "{results:?}");
+            ensure!(results.sha256 == sha256, "the results name another model file: {results:?}");
+            if !results.findings.is_empty() {
+                ensure!(results.findings.iter().all(|f| f.code_system == "SCT" && f.critical), "{results:?}");
+                flagged.insert(sop);
+            }
+        } else {
+            ensure!(outcome.outcome == OutcomeKind::Dropped, "non-CT {sop} should be dropped: {outcome:?}");
+            ensure!(outcome.detail.as_deref() == Some("preprocess_modality"), "{outcome:?}");
+            ensure!(outcome.results.is_none());
+        }
+    }
+    ensure!(flagged == planted, "flagged {flagged:?}, planted {planted:?}");
+
+    let counts = stack
+        .pacs()
+        .count_instances(&truth.studies.iter().map(|s| s.study_instance_uid.clone()).collect::<Vec<_>>())
+        .await?;
+    ensure!(counts.keys().cloned().collect::<BTreeSet<_>>() == ct, "the PACS should hold exactly the CT instances");
+    assert_no_phi("the worker log", &std::fs::read_to_string(&run.log)?)?;
+    Ok(())
+}
