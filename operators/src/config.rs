@@ -52,6 +52,10 @@ pub trait OperatorObserver: Send + Sync {
     /// (`cpu` or `cuda`) for `reason` (a bounded value such as `gpu_unavailable`): 1 when it is
     /// built, -1 then 1 when it has to move. Observers that do not export it ignore it.
     fn compute_backend(&self, _operator: &str, _backend: &'static str, _reason: &'static str, _change: i64) {}
+
+    /// A model ran once on `images` images in `seconds` (the model's own time, without
+    /// preprocessing). `model` is the manifest's name, a bounded label.
+    fn model_run(&self, _model: &str, _images: usize, _seconds: f64) {}
 }
 
 /// An observer that records nothing (for tests and tools).
@@ -153,7 +157,7 @@ impl OperatorConfig {
             OperatorConfig::Pseudonymize(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Relink(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Preprocess(c) => Box::new(c.build(ctx)?),
-            OperatorConfig::Infer(c) => Box::new(c.build()?),
+            OperatorConfig::Infer(c) => Box::new(c.build()?.with_observer(Arc::clone(&ctx.observer))),
             OperatorConfig::KeyObject(c) => Box::new(c.build()?),
             OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),

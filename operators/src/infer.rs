@@ -336,10 +336,16 @@ pub fn plan_runs(frames: &[usize], max_batch: usize) -> Vec<Vec<RunPart>> {
 }
 
 /// Runs a model on the tensors of each batch and attaches the results.
-#[derive(Debug)]
 pub struct Infer {
     model: Arc<LoadedModel>,
     max_batch: usize,
+    observer: Arc<dyn crate::config::OperatorObserver>,
+}
+
+impl std::fmt::Debug for Infer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Infer").field("model", &self.model).field("max_batch", &self.max_batch).finish_non_exhaustive()
+    }
 }
 
 impl Infer {
@@ -353,7 +359,13 @@ impl Infer {
             max_batch,
             "infer: model loaded"
         );
-        Self { model, max_batch: max_batch.max(1) }
+        Self { model, max_batch: max_batch.max(1), observer: Arc::new(crate::config::NoopObserver) }
+    }
+
+    /// Reports each model run (images, model time) to `observer`: the runtime's metrics.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::config::OperatorObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The model it runs.
@@ -404,10 +416,14 @@ impl Operator for Infer {
                 for (tensor, frames) in &parts {
                     images.extend_from_slice(&tensor.data()[frames.start * per..frames.end * per]);
                 }
-                model.scores(&images, n)
+                let started = std::time::Instant::now();
+                model.scores(&images, n).map(|scores| (scores, n, started.elapsed().as_secs_f64()))
             });
             let outcome = match task.await {
-                Ok(Ok(run_scores)) => Ok(run_scores),
+                Ok(Ok((run_scores, images, seconds))) => {
+                    self.observer.model_run(&self.model.identity.name, images, seconds);
+                    Ok(run_scores)
+                }
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("the inference task failed: {e}")),
             };

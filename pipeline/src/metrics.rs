@@ -51,6 +51,10 @@ pub mod names {
     /// Operator instances computing on a device (`backend` `cpu` or `cuda`), by why (`reason`:
     /// `gpu_started`, `cpu_requested`, `cuda_not_built`, `gpu_unavailable`, `gpu_failed`).
     pub const COMPUTE_BACKEND: &str = "radstream_compute_backend";
+    /// Images per model run, by model.
+    pub const MODEL_BATCH_IMAGES: &str = "radstream_model_batch_images";
+    /// Time of one model run (the model alone), by model.
+    pub const MODEL_RUN_DURATION: &str = "radstream_model_run_duration_seconds";
     /// 1, labelled with the version.
     pub const BUILD_INFO: &str = "radstream_build_info";
 }
@@ -97,6 +101,10 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// See [`names::COMPUTE_BACKEND`].
     pub compute_backend: IntGaugeVec,
+    /// See [`names::MODEL_BATCH_IMAGES`].
+    pub model_batch_images: HistogramVec,
+    /// See [`names::MODEL_RUN_DURATION`].
+    pub model_run_duration: HistogramVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -176,6 +184,15 @@ impl Metrics {
                 Opts::new(COMPUTE_BACKEND, "Operator instances computing on a device, by the reason it was chosen"),
                 &["operator", "backend", "reason"]
             )),
+            model_batch_images: reg!(HistogramVec::new(
+                HistogramOpts::new(MODEL_BATCH_IMAGES, "Images per model run, by model")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+                &["model"]
+            )),
+            model_run_duration: reg!(HistogramVec::new(
+                h(MODEL_RUN_DURATION, "Time of one model run (the model alone), by model"),
+                &["model"]
+            )),
             registry,
         }
     }
@@ -206,5 +223,10 @@ impl radstream_operators::config::OperatorObserver for Metrics {
 
     fn compute_backend(&self, operator: &str, backend: &'static str, reason: &'static str, change: i64) {
         self.compute_backend.with_label_values(&[operator, backend, reason]).add(change);
+    }
+
+    fn model_run(&self, model: &str, images: usize, seconds: f64) {
+        self.model_batch_images.with_label_values(&[model]).observe(images as f64);
+        self.model_run_duration.with_label_values(&[model]).observe(seconds);
     }
 }

@@ -108,6 +108,12 @@ max_batch = 4
     }
     ensure!(flagged == planted, "flagged {flagged:?}, planted {planted:?}");
 
+    // Every CT image went through the model once, in runs of at most max_batch = 4.
+    let images = run.metric("radstream_model_batch_images_sum").await;
+    let runs = run.metric("radstream_model_run_duration_seconds_count").await;
+    ensure!(images == ct.len() as f64, "{images} images through the model for {} CT instances", ct.len());
+    ensure!(runs >= (ct.len() as f64 / 4.0).ceil() && runs <= ct.len() as f64, "{runs} model runs");
+
     let counts = stack
         .pacs()
         .count_instances(&truth.studies.iter().map(|s| s.study_instance_uid.clone()).collect::<Vec<_>>())
