@@ -22,6 +22,8 @@ pub mod relink;
 pub mod route;
 pub mod services;
 pub mod stow;
+#[cfg(test)]
+mod test_support;
 
 pub use config::{BuildContext, ConfigError, OperatorConfig};
 pub use envelope::{element_text, event_from_header, parse_header, Envelope};

@@ -387,6 +387,14 @@ impl WorkerConfig {
         }
     }
 
+    /// Creates the input topic (`partitions`), the dead-letter and the outcome topics (one
+    /// partition each) on `stack`.
+    pub async fn create_topics(&self, stack: &Stack, partitions: i32) -> Result<()> {
+        create_topic(&stack.kafka, &self.topic, partitions).await?;
+        create_topic(&stack.kafka, &self.dead_letter_topic, 1).await?;
+        create_topic(&stack.kafka, &self.outcome_topic, 1).await
+    }
+
     /// The TOML text: the default chain (route, then STOW to the PACS).
     pub fn toml(&self) -> String {
         let operators = format!(

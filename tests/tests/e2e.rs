@@ -35,9 +35,7 @@ impl Run {
 async fn prepare(stack: &Stack, name: &str, pacs: Pacs, studies: usize) -> Result<Run> {
     let dir = tempfile::tempdir()?;
     let worker = WorkerConfig::new(stack, name, pacs);
-    create_topic(&stack.kafka, &worker.topic, PARTITIONS).await?;
-    create_topic(&stack.kafka, &worker.dead_letter_topic, 1).await?;
-    create_topic(&stack.kafka, &worker.outcome_topic, 1).await?;
+    worker.create_topics(stack, PARTITIONS).await?;
     let config_path = worker.write(dir.path())?;
     let published = if studies > 0 { publish_studies(stack, &worker, dir.path(), studies).await? } else { Vec::new() };
     Ok(Run { dir: dir.path().to_path_buf(), _dir: dir, worker, config_path, published })

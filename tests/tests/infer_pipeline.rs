@@ -24,9 +24,7 @@ async fn the_demo_model_flags_exactly_the_planted_bleeds_and_its_identity_travel
 
     let dir = tempfile::tempdir()?;
     let worker = WorkerConfig::new(&stack, "infer", stack.pacs());
-    create_topic(&stack.kafka, &worker.topic, 3).await?;
-    create_topic(&stack.kafka, &worker.dead_letter_topic, 1).await?;
-    create_topic(&stack.kafka, &worker.outcome_topic, 1).await?;
+    worker.create_topics(&stack, 3).await?;
     let toml = worker.toml_with_operators(&format!(
         r#"
 [[operators]]

@@ -57,9 +57,7 @@ async fn ct_is_preprocessed_on_the_cpu_other_modalities_dropped_undecodable_dead
     let Some(stack) = Stack::get() else { return Ok(()) };
     let dir = tempfile::tempdir()?;
     let worker = WorkerConfig::new(&stack, "preprocess", stack.pacs());
-    create_topic(&stack.kafka, &worker.topic, 3).await?;
-    create_topic(&stack.kafka, &worker.dead_letter_topic, 1).await?;
-    create_topic(&stack.kafka, &worker.outcome_topic, 1).await?;
+    worker.create_topics(&stack, 3).await?;
     let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ct-head-bleed.preprocess.toml");
     let toml = worker.toml_with_operators(&format!(
         r#"

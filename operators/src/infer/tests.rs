@@ -3,9 +3,6 @@
 //! `flag = [score, 1 - score]`, on `[N, 1, 8, 8]`.
 
 use bytes::Bytes;
-use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use radstream_schemas::ObjectLocation;
 
 use super::manifest::tests::{testdata, tiny_hash, tiny_manifest};
@@ -152,18 +149,7 @@ fn results_carry_the_model_and_only_scores_over_threshold_are_findings() {
 }
 
 fn part10(sop: &str) -> Bytes {
-    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
-    let dataset = InMemDicomObject::from_element_iter([
-        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
-        text(tags::SOP_INSTANCE_UID, VR::UI, sop),
-        text(tags::MODALITY, VR::CS, "CT"),
-        text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.1"),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.2"),
-    ]);
-    let file = dataset.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
-    let mut bytes = Vec::new();
-    file.write_all(&mut bytes).unwrap();
-    Bytes::from(bytes)
+    crate::test_support::header_only_part10(sop, "CT")
 }
 
 /// An envelope `ticket` with `tensor` and `priority`.

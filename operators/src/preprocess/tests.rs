@@ -1,9 +1,9 @@
 //! Tests of the spec, the plans it makes and the operator, on images built by hand.
 
 use bytes::Bytes;
-use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use dicom_dictionary_std::uids;
+
 use radstream_kernels::{Normalization, VoiFunction};
 use radstream_schemas::ObjectLocation;
 
@@ -188,18 +188,7 @@ fn config_takes_a_file_or_an_inline_spec() {
 }
 
 fn part10(modality: &str) -> Bytes {
-    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
-    let dataset = InMemDicomObject::from_element_iter([
-        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
-        text(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4"),
-        text(tags::MODALITY, VR::CS, modality),
-        text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.1"),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.2"),
-    ]);
-    let file = dataset.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
-    let mut bytes = Vec::new();
-    file.write_all(&mut bytes).unwrap();
-    Bytes::from(bytes)
+    crate::test_support::header_only_part10("1.2.3.4", modality)
 }
 
 #[tokio::test]
