@@ -4,7 +4,7 @@
 Requirements: python3 with numpy and the `onnx` package from PyPI (`pip install onnx`); no torch.
 Re-running the script writes the same bytes (weights are set by hand or drawn from fixed seeds).
 
-    python3 models/demo/make_models.py                # ct-head-bleed.onnx and perf-unet3d.onnx here
+    python3 models/demo/make_models.py                # ct-head-bleed(-3d).onnx and perf-unet3d.onnx here
     python3 models/demo/make_models.py --resnet18     # also perf-resnet18.onnx, into models/demo/cache/
 
 Models:
@@ -13,6 +13,13 @@ Models:
   models/ct-head-bleed.preprocess.toml produces (brain window c=40 w=80 onto [0, 1]: brain about
   0.45, blood about 0.9, bone and anything above 80 HU 1.0). Outputs `bleed_probability` [N, 1]
   and `bleed_mask` [N, 1, 256, 256], both in [0, 1].
+* ct-head-bleed-3d.onnx: the same model over a whole series. Input `volume` float32
+  [1, 1, D, 256, 256] (D symbolic, "slices": the series' slices, each preprocessed as above,
+  stacked in order along the slice normal), reshaped to [D, 1, 256, 256] and run through exactly
+  ct-head-bleed's nodes and weights. Outputs `slice_probability` [1, D] (ct-head-bleed's
+  bleed_probability of each slice), `bleed_probability` [1, 1] (their maximum) and `bleed_mask`
+  [1, 1, D, 256, 256]. Only constant Reshape targets (with -1) and a ReduceMax are added: no
+  Shape/Gather/Concat arithmetic, so D stays symbolic in tract.
 * perf-resnet18.onnx: a ResNet-18 classifier, [N, 3, 224, 224] -> [N, 1000], RANDOM weights.
   About 47 MB, so it is generated into a cache (models/demo/cache/, git-ignored) when asked for,
   not committed.
@@ -78,6 +85,12 @@ class Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
         return name
 
+    def shape(self, prefix, dims):
+        """An int64 initializer: a Reshape target."""
+        name = self.name(prefix)
+        self.inits.append(numpy_helper.from_array(np.asarray(dims, dtype=np.int64), name))
+        return name
+
     def op(self, op_type, inputs, output=None, **attrs):
         output = output or self.name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=self.name(op_type), **attrs))
@@ -101,9 +114,9 @@ class Graph:
         return model
 
 
-def ct_head_bleed():
-    g = Graph()
-    x = "image"
+def bleed_ops(g, x, probability="bleed_probability", mask="bleed_mask"):
+    """ct-head-bleed's per-slice ops on `x` [N, 1, 256, 256]: writes `probability` [N, 1] and
+    `mask` [N, 1, 256, 256] (both models run exactly these nodes, with these weights)."""
 
     def band(lo):
         above = g.op("Sigmoid", [g.op("Mul", [g.op("Sub", [x, g.const("lo", lo)]), g.const("k", BAND_K)])])
@@ -120,21 +133,54 @@ def ct_head_bleed():
         return g.op("Sigmoid", [g.op("Mul", [g.op("Sub", [value, g.const("t", threshold)]), g.const("k", k)])], output)
 
     core = step(share(band(window(BAND_LO_HU))), CORE_T, CORE_K)
-    g.op("Flatten", [g.op("GlobalMaxPool", [core])], "bleed_probability", axis=1)
+    g.op("Flatten", [g.op("GlobalMaxPool", [core])], probability, axis=1)
     near_core = g.op("MaxPool", [core], kernel_shape=[DILATE, DILATE], pads=[DILATE // 2] * 4, strides=[1, 1])
-    g.op("Mul", [step(share(band(window(MASK_LO_HU))), MASK_T, MASK_K), near_core], "bleed_mask")
+    g.op("Mul", [step(share(band(window(MASK_LO_HU))), MASK_T, MASK_K), near_core], mask)
+    return probability, mask
 
-    side = 256
+
+SIDE = 256
+
+
+def ct_head_bleed():
+    g = Graph()
+    bleed_ops(g, "image")
     return g.model(
         "ct_head_bleed",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, side, side])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, SIDE, SIDE])],
         [
             helper.make_tensor_value_info("bleed_probability", TensorProto.FLOAT, ["N", 1]),
-            helper.make_tensor_value_info("bleed_mask", TensorProto.FLOAT, ["N", 1, side, side]),
+            helper.make_tensor_value_info("bleed_mask", TensorProto.FLOAT, ["N", 1, SIDE, SIDE]),
         ],
         "Demo acute-bleed detector for radstream's synthetic head CT: hand-set weights, no training. "
         "Finds the hyperdense blob `radstream synth` plants; not a medical device, not for real images.",
         {"name": "ct-head-bleed", "version": "1.0.0", "weights": "hand-set"},
+    )
+
+
+def ct_head_bleed_3d():
+    """ct-head-bleed over a whole series: `volume` [1, 1, D, 256, 256] is reshaped to D slices
+    [D, 1, 256, 256], which go through ct-head-bleed's ops and weights unchanged. Only constant
+    Reshape targets (with -1) and a ReduceMax are added, no shape arithmetic, so D stays symbolic."""
+    g = Graph()
+    slices = g.op("Reshape", ["volume", g.shape("slices_shape", [-1, 1, SIDE, SIDE])])
+    probability, mask = bleed_ops(g, slices, probability=g.name("per_slice_probability"), mask=g.name("per_slice_mask"))
+    g.op("Reshape", [probability, g.shape("row_shape", [1, -1])], "slice_probability")
+    g.op("ReduceMax", ["slice_probability"], "bleed_probability", axes=[1], keepdims=1)
+    g.op("Reshape", [mask, g.shape("volume_shape", [1, 1, -1, SIDE, SIDE])], "bleed_mask")
+    return g.model(
+        "ct_head_bleed_3d",
+        [helper.make_tensor_value_info("volume", TensorProto.FLOAT, [1, 1, "slices", SIDE, SIDE])],
+        [
+            helper.make_tensor_value_info("bleed_probability", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("slice_probability", TensorProto.FLOAT, [1, "slices"]),
+            helper.make_tensor_value_info("bleed_mask", TensorProto.FLOAT, [1, 1, "slices", SIDE, SIDE]),
+        ],
+        "Demo acute-bleed detector for radstream's synthetic head CT, whole series: ct-head-bleed's "
+        "hand-set per-slice ops over the slices of one series stacked along the patient axis; "
+        "bleed_probability is the maximum of slice_probability. No training; not a medical device, "
+        "not for real images.",
+        {"name": "ct-head-bleed-3d", "version": "1.0.0", "weights": "hand-set (ct-head-bleed's)"},
     )
 
 
@@ -233,6 +279,7 @@ def main():
     parser.add_argument("--cache", type=pathlib.Path, default=HERE / "cache", help="folder for perf-resnet18.onnx")
     args = parser.parse_args()
     save(ct_head_bleed(), args.out / "ct-head-bleed.onnx")
+    save(ct_head_bleed_3d(), args.out / "ct-head-bleed-3d.onnx")
     save(unet3d(), args.out / "perf-unet3d.onnx")
     if args.resnet18:
         save(resnet18(), args.cache / "perf-resnet18.onnx")

@@ -56,6 +56,16 @@ pub trait OperatorObserver: Send + Sync {
     /// A model ran once on `images` images in `seconds` (the model's own time, without
     /// preprocessing). `model` is the manifest's name, a bounded label.
     fn model_run(&self, _model: &str, _images: usize, _seconds: f64) {}
+
+    /// An image waited `seconds` from being queued for `model` to its model run.
+    fn model_queue_delay(&self, _model: &str, _seconds: f64) {}
+
+    /// A series model ran a series, for `reason` (`expected_count`, `quiet_time`, `capacity`,
+    /// `late_instance`).
+    fn series_run(&self, _model: &str, _reason: &'static str) {}
+
+    /// The instances a series model holds changed by `change`.
+    fn series_held(&self, _model: &str, _change: i64) {}
 }
 
 /// An observer that records nothing (for tests and tools).

@@ -24,8 +24,14 @@ pub struct Envelope {
     pub header: FileDicomObject<InMemDicomObject>,
     /// Branch chosen by routing (for example the model name), if routed.
     pub branch: Option<String>,
+    /// The model a routing rule chose for the instance (the manifest's `name`); `None` when no
+    /// rule named one, and then every `preprocess`/`infer` pair of the chain takes it.
+    pub model: Option<String>,
     /// When the runtime read the event from the source.
     pub received_at: Instant,
+    /// When it was queued for the operator it is waiting for (set by the runtime on each hand
+    /// over): the start of its queue delay.
+    pub queued_at: Instant,
     /// The model input the `preprocess` operator made from the pixel data (`[N, C, H, W]`, one
     /// image per frame); `None` before it runs. Shared, so that handing it to inference copies
     /// nothing.
@@ -33,6 +39,9 @@ pub struct Envelope {
     /// What the `infer` operator's model said about the instance (model identity, per-frame
     /// scores, findings); `None` before it runs. Shared: result writers only read it.
     pub results: Option<std::sync::Arc<crate::infer::InferenceResult>>,
+    /// Where each image of `tensor` lies in the patient (position and orientation per frame),
+    /// set by `preprocess` for a model of whole series: series assembly sorts slices by it.
+    pub geometry: Option<std::sync::Arc<[radstream_kernels::SliceGeometry]>>,
 }
 
 impl Envelope {
@@ -47,9 +56,12 @@ impl Envelope {
             object,
             header,
             branch: None,
+            model: None,
             received_at: Instant::now(),
+            queued_at: Instant::now(),
             tensor: None,
             results: None,
+            geometry: None,
         })
     }
 

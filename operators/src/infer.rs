@@ -1,13 +1,24 @@
 //! `infer`: runs a model, named by its manifest ([`manifest`]), on the tensors the `preprocess`
 //! operator attached, and attaches the result ([`Envelope::results`]).
 //!
-//! **Batching.** The runtime already gathers a batch per stage across partitions and studies
-//! (`batch_size`, `batch_linger_ms` of the stage), so the operator does not wait for more: it
-//! orders the batch's images STAT-priority envelopes first (stable otherwise), cuts them into
-//! runs of at most `max_batch` images ([`plan_runs`]; a multi-frame instance may span two runs)
-//! and runs them one after the other on tokio's blocking pool. One model run per chunk rather
-//! than per instance is the point: a CPU or GPU does a batch of 8 in far less than 8 times the
-//! time of one.
+//! **Batching, per model.** The operator gives the runtime its own batching policy
+//! ([`crate::batching`]): a batch is handed over when `max_batch` envelopes are queued, or when
+//! the oldest has waited `max_delay_ms`, whichever comes first, gathered across partitions and
+//! studies, STAT-priority envelopes first. The operator cuts the batch's images into runs of at
+//! most `max_batch` images ([`plan_runs`]; a multi-frame instance may span two runs) and runs
+//! them one after the other on tokio's blocking pool. One model run per chunk rather than per
+//! instance is the point: a CPU or GPU does a batch of 8 in far less than 8 times the time of
+//! one. Queue delay (`radstream_model_queue_delay_seconds`), images per run and model time are
+//! metrics.
+//!
+//! **Models of whole series** (manifest `input = "series"`): the operator gathers each series'
+//! instances ([`assembly`]), runs the model once on the stacked volume `[1, C, D, H, W]` when
+//! the series is complete, and forwards every instance of it with the same result. A late
+//! instance re-runs its series; the new result's `revision` supersedes the earlier one.
+//!
+//! **Routing.** An envelope a routing rule sent to another model (`Envelope::model`) is
+//! forwarded untouched; the runtime checks at start that every model a rule names has an
+//! `infer` operator.
 //!
 //! **Result.** Each forwarded envelope carries an [`InferenceResult`]: the model's name, version
 //! and SHA-256 (so every downstream result and audit record can say which model said it), a
@@ -19,7 +30,11 @@
 //! * dead-lettered as `config` when the envelope has no tensor (no `preprocess` before `infer`)
 //!   or a tensor of another `[C, H, W]` than the model takes (the preprocess spec and the
 //!   manifest disagree); the reason names the missing operator, or both shapes;
-//! * dead-lettered as `internal` when the model fails on a run (every envelope of that run).
+//! * dead-lettered as `internal` when the model fails on a run (every envelope of that run);
+//! * for models of whole series: dropped as `duplicate_instance` when a re-delivered copy of a
+//!   held instance replaces it; dead-lettered as `malformed_dicom` when the series' slices do
+//!   not make one volume (another orientation or size), and as `late_instance` when an instance
+//!   arrives after its series was run and its slices are no longer kept.
 //!
 //! **Backends.** The CPU backend ([`cpu`], tract) is complete on its own. The GPU backend is not
 //! built yet; the decision for it is `ort` (ONNX Runtime's Rust binding) with
@@ -40,21 +55,24 @@
 //! The GPU backend will sit behind the `cuda` feature, fall back to this CPU backend like
 //! `preprocess` does, and be checked against it on the same models.
 
+pub mod assembly;
 pub mod cpu;
 pub mod manifest;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use radstream_schemas::{ErrorClass, Priority};
 use serde::{Deserialize, Serialize};
 
+pub use self::assembly::{Assembler, SeriesConfig, SeriesRun};
 pub use self::cpu::{BackendError, CpuModel, Output};
 pub use self::manifest::{Code, CodeSystem, FindingSpec, ModelManifest, Task, VerifiedModel};
 use crate::preprocess::Tensor;
-use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
+use crate::{Batching, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// Largest `max_batch`: beyond it a batch of 256×256 images would be over a gigabyte.
 const MAX_BATCH: usize = 4096;
@@ -63,6 +81,13 @@ fn default_max_batch() -> usize {
     8
 }
 
+fn default_max_delay_ms() -> f64 {
+    0.0
+}
+
+/// Rule name of a re-delivered copy of a held instance.
+pub const DUPLICATE_DROP_RULE: &str = "duplicate_instance";
+
 /// Configuration of the `infer` operator.
 ///
 /// ```toml
@@ -70,7 +95,10 @@ fn default_max_batch() -> usize {
 /// type = "infer"
 /// model = "models/ct-head-bleed.model.toml"
 /// max_batch = 8
+/// max_delay_ms = 0
 /// ```
+///
+/// A model of whole series takes a `[operators.series]` table ([`SeriesConfig`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferConfig {
@@ -81,6 +109,16 @@ pub struct InferConfig {
     /// many images (default 8).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Longest an image waits for its batch to fill, from when it was queued, in milliseconds.
+    /// The default, 0, hands over whatever is queued as soon as the model is free: a busy
+    /// model still gets full batches (images queue while it runs). A wait rounds up to tokio's
+    /// 1 ms timer tick, so 1 ms means up to about 2 ms of added latency at light load. A busy model fills its batches anyway (images queue while it runs), so a
+    /// longer wait only helps at moderate load, at the cost of latency at every load.
+    #[serde(default = "default_max_delay_ms")]
+    pub max_delay_ms: f64,
+    /// Series assembly, for a model of whole series (defaults apply when absent).
+    #[serde(default)]
+    pub series: Option<SeriesConfig>,
 }
 
 impl InferConfig {
@@ -92,6 +130,12 @@ impl InferConfig {
         if !(1..=MAX_BATCH).contains(&self.max_batch) {
             return Err(ConfigError::new("max_batch", format!("must be between 1 and {MAX_BATCH}")));
         }
+        if !(self.max_delay_ms.is_finite() && (0.0..=60_000.0).contains(&self.max_delay_ms)) {
+            return Err(ConfigError::new("max_delay_ms", "must be between 0 and 60000"));
+        }
+        if let Some(series) = &self.series {
+            series.validate().map_err(|e| e.within("series"))?;
+        }
         Ok(())
     }
 
@@ -99,7 +143,24 @@ impl InferConfig {
     pub fn build(&self) -> Result<Infer, ConfigError> {
         self.validate()?;
         let model = LoadedModel::load(&self.model).map_err(|e| e.within("model"))?;
-        Ok(Infer::new(Arc::new(model), self.max_batch))
+        if self.series.is_some() && !model.is_series() {
+            return Err(ConfigError::new(
+                "series",
+                format!(
+                    "model {} takes slices (input = \"slice\"); [series] is for models of whole series",
+                    model.identity.name
+                ),
+            ));
+        }
+        if !model.is_series() {
+            // Every batch size up to max_batch gets its plan now, not on its first batch.
+            let sizes = 1..=self.max_batch.min(cpu::PLANS_KEPT / 2);
+            model.backend.prepare(sizes).map_err(|e| ConfigError::new("model", e.to_string()))?;
+        }
+        let delay = Duration::from_secs_f64(self.max_delay_ms / 1e3);
+        Ok(Infer::new(Arc::new(model), self.max_batch)
+            .with_max_delay(delay)
+            .with_series(self.series.clone().unwrap_or_default()))
     }
 }
 
@@ -140,6 +201,9 @@ pub struct InferenceResult {
     pub scores: Vec<Vec<f32>>,
     /// The scores at or above their threshold, by frame then manifest order.
     pub findings: Vec<Finding>,
+    /// For a model of whole series: the series run (the scores and findings are the series',
+    /// on "frame" 0).
+    pub series: Option<radstream_schemas::SeriesRecord>,
 }
 
 impl InferenceResult {
@@ -161,6 +225,7 @@ impl InferenceResult {
                     critical: f.critical,
                 })
                 .collect(),
+            series: self.series.clone(),
         }
     }
 
@@ -178,6 +243,8 @@ pub struct LoadedModel {
     backend: CpuModel,
     /// Per manifest finding: (index into the outputs, column).
     finding_columns: Vec<(usize, usize)>,
+    /// A model of whole series: the output of per-slice scores, if it has one.
+    slice_scores: Option<usize>,
 }
 
 impl LoadedModel {
@@ -190,15 +257,15 @@ impl LoadedModel {
     /// Loads a verified model file.
     pub fn from_verified(verified: VerifiedModel) -> Result<Self, ConfigError> {
         let VerifiedModel { manifest, onnx } = verified;
-        if manifest.input.input != crate::preprocess::InputKind::Slice {
-            return Err(ConfigError::new(
-                "input.input",
-                "models of whole series need series assembly, which the infer operator does not do yet",
-            ));
-        }
-        let backend =
-            CpuModel::load(&onnx, &manifest.tensors.input, &manifest.tensors.outputs, manifest.input.image_shape())
-                .map_err(|e| ConfigError::new("file", format!("{}: {e}", manifest.file.display())))?;
+        let series = manifest.input.input == crate::preprocess::InputKind::Series;
+        let load = if series { CpuModel::load_volume } else { CpuModel::load };
+        let backend = load(&onnx, &manifest.tensors.input, &manifest.tensors.outputs, manifest.input.image_shape())
+            .map_err(|e| ConfigError::new("file", format!("{}: {e}", manifest.file.display())))?;
+        let slice_scores = manifest
+            .tensors
+            .slice_scores
+            .as_ref()
+            .and_then(|name| manifest.tensors.outputs.iter().position(|o| o == name));
         let mut finding_columns = Vec::with_capacity(manifest.findings.len());
         for (i, finding) in manifest.findings.iter().enumerate() {
             let output = manifest.tensors.outputs.iter().position(|o| *o == finding.output).unwrap_or_default();
@@ -234,7 +301,33 @@ impl LoadedModel {
             version: manifest.version.clone(),
             sha256: crate::infer::manifest::sha256_hex(&onnx),
         };
-        Ok(Self { manifest, identity, backend, finding_columns })
+        Ok(Self { manifest, identity, backend, finding_columns, slice_scores })
+    }
+
+    /// Whether it takes whole series (`[1, C, D, H, W]`).
+    pub fn is_series(&self) -> bool {
+        self.backend.is_volume()
+    }
+
+    /// Runs one volume (`[C, D, H, W]` values) of a model of whole series: the series' score
+    /// for each of the manifest's findings, and the per-slice scores when the model has them.
+    pub fn series_scores(&self, volume: Vec<f32>, depth: usize) -> Result<(Vec<f32>, Option<Vec<f32>>), BackendError> {
+        let outputs = self.backend.run_volume(volume, depth)?;
+        let scores = self.finding_columns.iter().map(|&(output, column)| outputs[output].image(0)[column]).collect();
+        let slices = match self.slice_scores {
+            None => None,
+            Some(i) => {
+                let per = outputs[i].image(0);
+                if per.len() != depth {
+                    return Err(BackendError::Run(format!(
+                        "the per-slice output has {} values for {depth} slices",
+                        per.len()
+                    )));
+                }
+                Some(per.to_vec())
+            }
+        };
+        Ok((scores, slices))
     }
 
     /// The manifest (its `file` resolved).
@@ -288,7 +381,7 @@ impl LoadedModel {
                 }
             }
         }
-        InferenceResult { model: self.identity.clone(), scores, findings }
+        InferenceResult { model: self.identity.clone(), scores, findings, series: None }
     }
 
     /// Runs every frame of `tensor` in runs of at most `max_batch` (for tools; the operator
@@ -339,13 +432,71 @@ pub fn plan_runs(frames: &[usize], max_batch: usize) -> Vec<Vec<RunPart>> {
 pub struct Infer {
     model: Arc<LoadedModel>,
     max_batch: usize,
+    max_delay: Duration,
     observer: Arc<dyn crate::config::OperatorObserver>,
+    /// Models of whole series: the series being gathered.
+    assembler: Option<Assembler>,
+    /// The held count last reported to the observer.
+    reported_held: usize,
 }
 
 impl std::fmt::Debug for Infer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Infer").field("model", &self.model).field("max_batch", &self.max_batch).finish_non_exhaustive()
+        f.debug_struct("Infer")
+            .field("model", &self.model)
+            .field("max_batch", &self.max_batch)
+            .field("max_delay", &self.max_delay)
+            .field("assembler", &self.assembler)
+            .finish_non_exhaustive()
     }
+}
+
+/// A volume stacked from a series' slices, in patient order.
+#[derive(Debug)]
+pub struct StackedSeries {
+    /// `[C, D, H, W]` values.
+    pub data: Vec<f32>,
+    /// `D`.
+    pub depth: usize,
+    /// For each slice of the volume, in order: the index of the instance (into the run's
+    /// slices) it came from.
+    pub slice_instance: Vec<usize>,
+    /// Whether the spacing is uneven (a slice missing, say).
+    pub irregular_spacing: bool,
+}
+
+/// Stacks the slices of every instance along their normal (PS3.3 C.7.6.2.1.1).
+pub fn stack_series(slices: &[assembly::Slices], image_shape: [usize; 3]) -> Result<StackedSeries, String> {
+    let [c, h, w] = image_shape;
+    let (plane, per) = (h * w, c * h * w);
+    let mut geometry = Vec::new();
+    let mut sources = Vec::new();
+    for (instance, s) in slices.iter().enumerate() {
+        let [frames, sc, sh, sw] = s.tensor.shape();
+        if [sc, sh, sw] != image_shape {
+            return Err(format!(
+                "instance {} has images of [{sc}, {sh}, {sw}], the model takes [{c}, {h}, {w}]",
+                s.sop_instance_uid
+            ));
+        }
+        for frame in 0..frames {
+            geometry.push(s.geometry[frame]);
+            sources.push((instance, frame));
+        }
+    }
+    let order =
+        radstream_kernels::order_slices(&geometry).map_err(|e| format!("the slices are not one volume: {e}"))?;
+    let depth = order.order.len();
+    let mut data = Vec::with_capacity(c * depth * plane);
+    for channel in 0..c {
+        for &i in &order.order {
+            let (instance, frame) = sources[i];
+            let image = &slices[instance].tensor.data()[frame * per..(frame + 1) * per];
+            data.extend_from_slice(&image[channel * plane..(channel + 1) * plane]);
+        }
+    }
+    let slice_instance = order.order.iter().map(|&i| sources[i].0).collect();
+    Ok(StackedSeries { data, depth, slice_instance, irregular_spacing: order.irregular_spacing })
 }
 
 impl Infer {
@@ -356,10 +507,33 @@ impl Infer {
             version = %model.identity.version,
             sha256 = %model.identity.sha256,
             backend = "cpu",
+            series = model.is_series(),
             max_batch,
             "infer: model loaded"
         );
-        Self { model, max_batch: max_batch.max(1), observer: Arc::new(crate::config::NoopObserver) }
+        let assembler = model.is_series().then(|| Assembler::new(SeriesConfig::default()));
+        Self {
+            model,
+            max_batch: max_batch.max(1),
+            max_delay: Duration::from_secs_f64(default_max_delay_ms() / 1e3),
+            observer: Arc::new(crate::config::NoopObserver),
+            assembler,
+            reported_held: 0,
+        }
+    }
+
+    /// Waits at most `max_delay` for a batch to fill.
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// Series assembly settings (models of whole series only; ignored otherwise).
+    pub fn with_series(mut self, config: SeriesConfig) -> Self {
+        if self.model.is_series() {
+            self.assembler = Some(Assembler::new(config));
+        }
+        self
     }
 
     /// Reports each model run (images, model time) to `observer`: the runtime's metrics.
@@ -372,11 +546,17 @@ impl Infer {
     pub fn model(&self) -> &LoadedModel {
         &self.model
     }
-}
 
-#[async_trait]
-impl Operator for Infer {
-    async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+    fn report_held(&mut self) {
+        let held = self.assembler.as_ref().map_or(0, Assembler::held);
+        if held != self.reported_held {
+            self.observer.series_held(&self.model.identity.name, held as i64 - self.reported_held as i64);
+            self.reported_held = held;
+        }
+    }
+
+    /// Runs images (models of slices).
+    async fn run_images(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
         let mut done = Vec::with_capacity(batch.len());
         let mut ready: Vec<(Envelope, Arc<Tensor>)> = Vec::with_capacity(batch.len());
         for envelope in batch {
@@ -450,17 +630,7 @@ impl Operator for Infer {
                 Some(error) => Outcome::Fail(error),
                 None => {
                     let result = self.model.result(scores);
-                    tracing::info!(
-                        object = %envelope.object_key(),
-                        sop_instance_uid = %envelope.event.sop_instance_uid,
-                        model = %result.model.name,
-                        version = %result.model.version,
-                        sha256 = %result.model.sha256,
-                        frames = result.scores.len(),
-                        findings = result.findings.len(),
-                        critical = result.critical(),
-                        "infer: instance done"
-                    );
+                    log_result(&envelope, &result);
                     envelope.results = Some(Arc::new(result));
                     Outcome::Forward
                 }
@@ -468,6 +638,189 @@ impl Operator for Infer {
             done.push(Processed { envelope, outcome });
         }
         done
+    }
+
+    /// Adds instances to their series (models of whole series) and runs the series that are
+    /// complete.
+    async fn add_to_series(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+        let mut done = Vec::new();
+        let mut runs = Vec::new();
+        let assembler = self.assembler.as_mut().expect("a series model has an assembler");
+        for envelope in batch {
+            match assembler.add(envelope, Instant::now()).map_err(|refused| *refused) {
+                Ok(ready) => runs.extend(ready),
+                Err(assembly::Refused::Duplicate(older)) => done
+                    .push(Processed { envelope: older, outcome: Outcome::Drop { rule: DUPLICATE_DROP_RULE.into() } }),
+                Err(assembly::Refused::Evicted(envelope, reason)) => done.push(Processed {
+                    envelope,
+                    outcome: Outcome::Fail(OperatorError::dead_letter(ErrorClass::LateInstance, reason)),
+                }),
+                Err(assembly::Refused::NotPrepared(envelope, reason)) => done.push(Processed {
+                    envelope,
+                    outcome: Outcome::Fail(OperatorError::dead_letter(ErrorClass::Config, reason)),
+                }),
+            }
+        }
+        self.report_held();
+        for run in runs {
+            done.extend(self.run_series(run).await);
+        }
+        done
+    }
+
+    /// Runs one series and answers its new instances.
+    async fn run_series(&mut self, run: SeriesRun) -> Vec<Processed> {
+        let name = self.model.identity.name.clone();
+        let reason = if run.is_rerun() { "late_instance" } else { run.reason.as_str() };
+        self.observer.series_run(&name, reason);
+        let slices = run.slices.clone();
+        let model = Arc::clone(&self.model);
+        let task = tokio::task::spawn_blocking(move || {
+            let stacked =
+                stack_series(&slices, model.backend.image_shape()).map_err(|e| (ErrorClass::MalformedDicom, e))?;
+            let started = std::time::Instant::now();
+            let depth = stacked.depth;
+            let (scores, per_slice) = model
+                .series_scores(stacked.data, depth)
+                .map_err(|e| (ErrorClass::Internal, format!("model {}: {e}", model.identity.name)))?;
+            let seconds = started.elapsed().as_secs_f64();
+            Ok::<_, (ErrorClass, String)>((
+                scores,
+                per_slice,
+                stacked.slice_instance,
+                stacked.irregular_spacing,
+                seconds,
+            ))
+        });
+        let outcome = match task.await {
+            Ok(result) => result,
+            Err(e) => Err((ErrorClass::Internal, format!("the inference task failed: {e}"))),
+        };
+        let SeriesRun { key, revision, slices, envelopes, expected, reason: why, .. } = run;
+        match outcome {
+            Ok((scores, per_slice, slice_instance, irregular_spacing, seconds)) => {
+                self.observer.model_run(&name, slice_instance.len(), seconds);
+                let threshold = self.model.manifest.findings.first().map(|f| f.threshold);
+                let mut flagged_instances: Vec<String> = Vec::new();
+                if let (Some(per_slice), Some(threshold)) = (&per_slice, threshold) {
+                    for (score, &instance) in per_slice.iter().zip(&slice_instance) {
+                        let sop = &slices[instance].sop_instance_uid;
+                        if *score >= threshold && !flagged_instances.contains(sop) {
+                            flagged_instances.push(sop.clone());
+                        }
+                    }
+                }
+                let mut result = self.model.result(vec![scores]);
+                result.series = Some(radstream_schemas::SeriesRecord {
+                    series_instance_uid: key.series.clone(),
+                    revision,
+                    reason: why.as_str().to_string(),
+                    instances: slices.len(),
+                    expected,
+                    slices: slice_instance.len(),
+                    flagged_instances,
+                });
+                tracing::info!(
+                    model = %name,
+                    series_instance_uid = %key.series,
+                    revision,
+                    reason,
+                    instances = slices.len(),
+                    expected = ?expected,
+                    slices = slice_instance.len(),
+                    irregular_spacing,
+                    findings = result.findings.len(),
+                    critical = result.critical(),
+                    "infer: series done"
+                );
+                let result = Arc::new(result);
+                if let Some(assembler) = self.assembler.as_mut() {
+                    assembler.retain(key, slices, revision, expected, Instant::now());
+                }
+                envelopes
+                    .into_iter()
+                    .map(|mut envelope| {
+                        envelope.results = Some(Arc::clone(&result));
+                        Processed::forward(envelope)
+                    })
+                    .collect()
+            }
+            Err((class, reason)) => {
+                tracing::warn!(model = %name, series_instance_uid = %key.series, revision, error_class = class.as_str(), %reason, "infer: series failed");
+                envelopes
+                    .into_iter()
+                    .map(|envelope| {
+                        let reason = format!("{}: series {}: {reason}", envelope.object_key(), key.series);
+                        Processed { envelope, outcome: Outcome::Fail(OperatorError::dead_letter(class, reason)) }
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn log_result(envelope: &Envelope, result: &InferenceResult) {
+    tracing::info!(
+        object = %envelope.object_key(),
+        sop_instance_uid = %envelope.event.sop_instance_uid,
+        model = %result.model.name,
+        version = %result.model.version,
+        sha256 = %result.model.sha256,
+        frames = result.scores.len(),
+        findings = result.findings.len(),
+        critical = result.critical(),
+        "infer: instance done"
+    );
+}
+
+#[async_trait]
+impl Operator for Infer {
+    async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+        let name = &self.model.identity.name;
+        let (mine, others): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|e| e.model.as_deref().is_none_or(|model| model == name));
+        // Routed to another model: that model's `infer` takes it.
+        let mut done: Vec<Processed> = others.into_iter().map(Processed::forward).collect();
+        let now = std::time::Instant::now();
+        for envelope in &mine {
+            self.observer.model_queue_delay(name, now.saturating_duration_since(envelope.queued_at).as_secs_f64());
+        }
+        if self.assembler.is_some() {
+            done.extend(self.add_to_series(mine).await);
+        } else {
+            done.extend(self.run_images(mine).await);
+        }
+        done
+    }
+
+    fn batching(&self) -> Option<Batching> {
+        // A series model's instances wait in the assembler, not in batches.
+        self.assembler.is_none().then_some(Batching::new(self.max_batch, self.max_delay).looking_ahead(4))
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        self.assembler.as_ref().and_then(Assembler::next_due)
+    }
+
+    async fn wake(&mut self) -> Vec<Processed> {
+        let Some(assembler) = self.assembler.as_mut() else { return Vec::new() };
+        let runs = assembler.due(Instant::now());
+        self.report_held();
+        let mut done = Vec::new();
+        for run in runs {
+            done.extend(self.run_series(run).await);
+        }
+        done
+    }
+
+    async fn on_close(&mut self) -> Vec<Envelope> {
+        let held = self.assembler.as_mut().map(Assembler::drain).unwrap_or_default();
+        self.report_held();
+        held
+    }
+
+    fn models(&self) -> Vec<String> {
+        vec![self.model.identity.name.clone()]
     }
 }
 

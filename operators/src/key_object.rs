@@ -393,8 +393,11 @@ mod tests {
             header,
             branch: Some("head-ct".into()),
             received_at: Instant::now(),
+            queued_at: Instant::now(),
             tensor: None,
             results: None,
+            model: None,
+            geometry: None,
         }
     }
 

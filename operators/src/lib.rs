@@ -8,6 +8,7 @@
 //!
 //! Adding an operator: one new file in this crate and one variant in [`OperatorConfig`].
 
+pub mod batching;
 pub mod calendar;
 pub mod config;
 pub mod envelope;
@@ -25,6 +26,7 @@ pub mod stow;
 #[cfg(test)]
 mod test_support;
 
+pub use batching::{Batching, Gatherer};
 pub use config::{BuildContext, ConfigError, OperatorConfig};
 pub use envelope::{element_text, event_from_header, parse_header, Envelope};
 pub use error::{OperatorError, RetryHint};

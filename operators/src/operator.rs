@@ -40,7 +40,9 @@ impl Processed {
 ///
 /// The runtime runs each operator in its own task, feeds it batches from a bounded channel and
 /// routes every returned envelope by its outcome. An operator returns every envelope it was
-/// given, in any order. CPU-heavy work belongs on `tokio::task::spawn_blocking`.
+/// given, in any order: from the same call, or, for an operator that holds envelopes across
+/// batches (series assembly), from a later [`wake`](Operator::wake) or
+/// [`on_close`](Operator::on_close). CPU-heavy work belongs on `tokio::task::spawn_blocking`.
 #[async_trait]
 pub trait Operator: Send {
     /// Processes a batch.
@@ -51,6 +53,34 @@ pub trait Operator: Send {
         false
     }
 
-    /// Called when the pipeline drains, after the last batch.
-    async fn on_close(&mut self) {}
+    /// Its own batching policy (an `infer` operator batches per model); `None`: the runtime's
+    /// `batch_size` and `batch_linger_ms`.
+    fn batching(&self) -> Option<crate::Batching> {
+        None
+    }
+
+    /// For an operator that holds envelopes: when [`wake`](Operator::wake) should next run
+    /// (for example a series' quiet time ending).
+    fn next_wake(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Called at [`next_wake`](Operator::next_wake): returns the held envelopes whose time has
+    /// come, with their outcomes.
+    async fn wake(&mut self) -> Vec<Processed> {
+        Vec::new()
+    }
+
+    /// Called when the pipeline drains, after the last batch. Returns the envelopes it still
+    /// holds: the runtime abandons them (no outcome, offset not committed), so they are read
+    /// again after the restart and their state is rebuilt from them.
+    async fn on_close(&mut self) -> Vec<Envelope> {
+        Vec::new()
+    }
+
+    /// The model names this operator serves (the `name` of its manifest or preprocess spec), so
+    /// the runtime can check that every model a routing rule names has a place in the chain.
+    fn models(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

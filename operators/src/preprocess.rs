@@ -14,10 +14,16 @@
 //!   made visible in the drop counters rather than a tensor the model was never trained on;
 //! * dead-lettered as `undecodable_pixels` when the pixel data cannot be decoded (the reason
 //!   names the transfer syntax) or has a photometric interpretation the models do not take
-//!   (the reason names it); as `config` for a spec that takes whole series
-//!   (`input = "series"`): gathering a series from single instances on the stream is series
-//!   assembly, which comes with the infer operator; [`preprocess_series`] stacks a series once
-//!   it is gathered (`radstream preprocess` on a series folder uses it).
+//!   (the reason names it); as `malformed_dicom` when a spec of whole series gets an image
+//!   without ImagePositionPatient/ImageOrientationPatient.
+//!
+//! A spec of whole series (`input = "series"`) makes the same per-frame tensor and also
+//! attaches each frame's position and orientation ([`Envelope::geometry`]): the `infer`
+//! operator's series assembly gathers the series and stacks the slices in patient order.
+//! [`preprocess_series`] stacks a series of files at once (`radstream preprocess` on a folder).
+//!
+//! An envelope a routing rule sent to another model (`Envelope::model` is not the spec's name)
+//! is forwarded untouched, so a chain can hold a `preprocess`/`infer` pair per model.
 //!
 //! The kernels run on the GPU when the build has the CUDA backend (feature `cuda`) and a GPU
 //! starts, on the CPU otherwise ([`device`]); the operator says which, and why, once when it
@@ -142,6 +148,12 @@ pub enum PreprocessFailure {
     /// The decoded image does not fit the spec, or the spec asks for what is not implemented.
     #[error("{0}")]
     Plan(#[from] PlanError),
+    /// A frame of an image for a model of whole series cannot be placed in a volume.
+    #[error("frame {frame} has no ImagePositionPatient or ImageOrientationPatient: it cannot be placed in the series' volume")]
+    NoGeometry {
+        /// The frame (0-based).
+        frame: usize,
+    },
 }
 
 impl PreprocessFailure {
@@ -149,6 +161,7 @@ impl PreprocessFailure {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Plan(PlanError::SeriesNotYet { .. }) => ErrorClass::Config,
+            Self::NoGeometry { .. } => ErrorClass::MalformedDicom,
             Self::Decode(_) | Self::Plan(_) => ErrorClass::UndecodablePixels,
         }
     }
@@ -190,6 +203,37 @@ pub fn preprocess_image_on(
     if spec.input == InputKind::Series {
         return Err(PlanError::SeriesNotYet { model: spec.name.clone() });
     }
+    frames_on(device, observer, spec, image)
+}
+
+/// One slice of a series for a model of whole series: every frame preprocessed like a 2D image
+/// (`[frames, C, H, W]`) and where each lies, for series assembly to stack.
+pub fn preprocess_slices_on(
+    device: &ComputeDevice,
+    observer: &dyn OperatorObserver,
+    spec: &PreprocessSpec,
+    object: &[u8],
+) -> Result<(Tensor, Vec<radstream_kernels::SliceGeometry>), PreprocessFailure> {
+    let image = decode::decode(object)?;
+    let geometry = image
+        .frame_params
+        .iter()
+        .enumerate()
+        .map(|(frame, p)| match (p.position, p.orientation) {
+            (Some(position), Some(orientation)) => Ok(radstream_kernels::SliceGeometry { position, orientation }),
+            _ => Err(PreprocessFailure::NoGeometry { frame }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tensor = frames_on(device, observer, spec, &image)?;
+    Ok((tensor, geometry))
+}
+
+fn frames_on(
+    device: &ComputeDevice,
+    observer: &dyn OperatorObserver,
+    spec: &PreprocessSpec,
+    image: &DecodedImage,
+) -> Result<Tensor, PlanError> {
     let (pixels, frames) = spec::frame_layout(image)?;
     let [c, h, w] = spec.image_shape();
     let per_image = c * h * w;
@@ -216,20 +260,31 @@ impl Operator for Preprocessor {
         let mut done = Vec::with_capacity(batch.len());
         let mut pending = Vec::with_capacity(batch.len());
         for envelope in batch {
+            if envelope.model.as_deref().is_some_and(|model| model != self.spec.name) {
+                // Routed to another model: that model's preprocess takes it.
+                done.push(Processed::forward(envelope));
+                continue;
+            }
             if !self.spec.takes_modality(&envelope.event.modality) {
                 done.push(Processed { envelope, outcome: Outcome::Drop { rule: MODALITY_DROP_RULE.into() } });
                 continue;
             }
             let (spec, object) = (Arc::clone(&self.spec), envelope.object.clone());
             let (device, observer) = (Arc::clone(&self.device), Arc::clone(&self.observer));
-            let task =
-                tokio::task::spawn_blocking(move || preprocess_object_on(&device, observer.as_ref(), &spec, &object));
+            let task = tokio::task::spawn_blocking(move || {
+                if spec.input == InputKind::Series {
+                    preprocess_slices_on(&device, observer.as_ref(), &spec, &object).map(|(t, g)| (t, Some(g)))
+                } else {
+                    preprocess_object_on(&device, observer.as_ref(), &spec, &object).map(|t| (t, None))
+                }
+            });
             pending.push((envelope, task));
         }
         for (mut envelope, task) in pending {
             let outcome = match task.await {
-                Ok(Ok(tensor)) => {
+                Ok(Ok((tensor, geometry))) => {
                     envelope.tensor = Some(Arc::new(tensor));
+                    envelope.geometry = geometry.map(Arc::from);
                     Outcome::Forward
                 }
                 Ok(Err(failure)) => Outcome::Fail(OperatorError::dead_letter(

@@ -1,10 +1,15 @@
-//! `route`: declarative rules on DICOM attributes choose a branch (for example the model that
-//! should see the instance) or drop it.
+//! `route`: declarative rules on DICOM attributes choose a branch and the model that should
+//! see the instance, or drop it.
 //!
 //! Rules are tried in order; the first whose every condition matches wins. Conditions on lists
 //! match when the attribute equals any listed value (case-insensitively, after trimming the
 //! DICOM padding); an empty or absent list matches anything. When no rule matches, `default`
 //! decides.
+//!
+//! A forwarding rule's `model` (a manifest's `name`) is set on the envelope: each
+//! `preprocess`/`infer` pair of the chain takes only the instances routed to its model and
+//! passes the others on untouched. A forwarding rule without a model forwards to every operator
+//! of the chain. The runtime refuses to start when a rule names a model no `infer` runs.
 
 use async_trait::async_trait;
 use dicom_dictionary_std::tags;
@@ -18,7 +23,7 @@ use crate::{element_text, ConfigError, Envelope, Operator, Outcome, Processed};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteAction {
-    /// Send the instance on, tagged with the rule's `branch`.
+    /// Send the instance on, tagged with the rule's `branch` and `model`.
     Forward,
     /// Drop the instance (counted as an intentional drop).
     Drop,
@@ -49,9 +54,21 @@ pub struct RouteRule {
     /// `forward` (default) or `drop`.
     #[serde(default = "default_forward")]
     pub action: RouteAction,
-    /// Branch given to forwarded instances (for example a model name); required for `forward`.
+    /// Branch given to forwarded instances (an outcome label); a forwarding rule needs a branch
+    /// or a model, and its branch is the model's name when it gives only the model.
     #[serde(default)]
     pub branch: Option<String>,
+    /// The model (its manifest's `name`, e.g. `ct-head-bleed`) that the instance goes to; only
+    /// that model's `preprocess` and `infer` take it. `forward` only.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+impl RouteRule {
+    /// The branch a forwarded instance gets: the rule's `branch`, else its `model`.
+    fn effective_branch(&self) -> Option<String> {
+        self.branch.clone().or_else(|| self.model.clone())
+    }
 }
 
 fn default_forward() -> RouteAction {
@@ -72,9 +89,12 @@ pub struct RouteConfig {
     /// What happens when no rule matches: `drop` (default) or `forward`.
     #[serde(default = "default_drop")]
     pub default_action: RouteAction,
-    /// Branch for instances forwarded by the default.
+    /// Branch for instances forwarded by the default (the `default_model` when absent).
     #[serde(default)]
     pub default_branch: Option<String>,
+    /// Model for instances forwarded by the default.
+    #[serde(default)]
+    pub default_model: Option<String>,
 }
 
 impl RouteConfig {
@@ -94,23 +114,57 @@ impl RouteConfig {
                     ConfigError::new(at("series_description"), format!("not a valid regular expression: {e}"))
                 })?;
             }
-            match (&rule.action, &rule.branch) {
-                (RouteAction::Forward, None) => {
+            if let Some(model) = &rule.model {
+                if model.trim().is_empty() {
+                    return Err(ConfigError::new(at("model"), "name the model's manifest name, or leave `model` out"));
+                }
+            }
+            match (&rule.action, &rule.branch, &rule.model) {
+                (RouteAction::Forward, None, None) => {
                     return Err(ConfigError::new(
                         at("branch"),
-                        "a forwarding rule needs a branch (for example the model name)",
+                        "a forwarding rule needs a branch or a model (the model's manifest name)",
                     ))
                 }
-                (RouteAction::Drop, Some(_)) => {
+                (RouteAction::Drop, Some(_), _) => {
                     return Err(ConfigError::new(at("branch"), "a dropping rule takes no branch"))
+                }
+                (RouteAction::Drop, _, Some(_)) => {
+                    return Err(ConfigError::new(
+                        at("model"),
+                        "a dropping rule takes no model (use action = \"forward\" to send it to the model)",
+                    ))
                 }
                 _ => {}
             }
         }
-        if self.default_action == RouteAction::Forward && self.default_branch.is_none() {
-            return Err(ConfigError::new("default_branch", "default_action = \"forward\" needs a default_branch"));
+        match (&self.default_action, &self.default_branch, &self.default_model) {
+            (_, _, Some(model)) if model.trim().is_empty() => {
+                return Err(ConfigError::new("default_model", "name the model's manifest name, or leave it out"))
+            }
+            (RouteAction::Forward, None, None) => {
+                return Err(ConfigError::new(
+                    "default_branch",
+                    "default_action = \"forward\" needs a default_branch or a default_model",
+                ))
+            }
+            (RouteAction::Drop, _, Some(_)) => {
+                return Err(ConfigError::new("default_model", "default_action = \"drop\" takes no default_model"))
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Every model a rule or the default names, once each, in rule order.
+    pub fn models(&self) -> Vec<String> {
+        let mut models: Vec<String> = Vec::new();
+        for model in self.rules.iter().map(|r| &r.model).chain([&self.default_model]).flatten() {
+            if !models.contains(model) {
+                models.push(model.clone());
+            }
+        }
+        models
     }
 
     /// Builds the router.
@@ -127,10 +181,16 @@ impl RouteConfig {
                 series_description: r.series_description.as_deref().map(|re| Regex::new(re).expect("validated above")),
                 source: upper(&r.source),
                 action: r.action.clone(),
-                branch: r.branch.clone(),
+                branch: r.effective_branch(),
+                model: r.model.clone(),
             })
             .collect();
-        Ok(Router { rules, default_action: self.default_action.clone(), default_branch: self.default_branch.clone() })
+        Ok(Router {
+            rules,
+            default_action: self.default_action.clone(),
+            default_branch: self.default_branch.clone().or_else(|| self.default_model.clone()),
+            default_model: self.default_model.clone(),
+        })
     }
 }
 
@@ -148,6 +208,7 @@ struct CompiledRule {
     source: Vec<String>,
     action: RouteAction,
     branch: Option<String>,
+    model: Option<String>,
 }
 
 /// The attributes routing looks at.
@@ -188,6 +249,8 @@ pub struct RouteDecision {
     pub action: RouteAction,
     /// The branch, for forwarded instances.
     pub branch: Option<String>,
+    /// The model the instance goes to, for forwarded instances whose rule names one.
+    pub model: Option<String>,
 }
 
 /// The `route` operator.
@@ -196,6 +259,7 @@ pub struct Router {
     rules: Vec<CompiledRule>,
     default_action: RouteAction,
     default_branch: Option<String>,
+    default_model: Option<String>,
 }
 
 fn any_of(allowed: &[String], value: Option<&str>, fold_case: bool) -> bool {
@@ -226,10 +290,16 @@ impl Router {
                     rule: Some(rule.name.clone()),
                     action: rule.action.clone(),
                     branch: rule.branch.clone(),
+                    model: rule.model.clone(),
                 };
             }
         }
-        RouteDecision { rule: None, action: self.default_action.clone(), branch: self.default_branch.clone() }
+        RouteDecision {
+            rule: None,
+            action: self.default_action.clone(),
+            branch: self.default_branch.clone(),
+            model: self.default_model.clone(),
+        }
     }
 }
 
@@ -244,6 +314,7 @@ impl Operator for Router {
                 match decision.action {
                     RouteAction::Forward => {
                         envelope.branch = decision.branch;
+                        envelope.model = decision.model;
                         Processed::forward(envelope)
                     }
                     RouteAction::Drop => Processed {
@@ -330,5 +401,82 @@ mod tests {
         let bad: RouteConfig = serde_json::from_str(r#"{"default_action": "forward"}"#).unwrap();
         assert_eq!(bad.validate().unwrap_err().key, "default_branch");
         assert!(serde_json::from_str::<RouteConfig>(r#"{"rulez": []}"#).is_err(), "unknown keys are rejected");
+    }
+
+    #[test]
+    fn a_model_goes_with_forwarding_only() {
+        let key = |json: &str| serde_json::from_str::<RouteConfig>(json).unwrap().validate().unwrap_err().key;
+        assert_eq!(key(r#"{"rules": [{"name": "x", "action": "drop", "model": "ct-head-bleed"}]}"#), "rules[0].model");
+        assert_eq!(key(r#"{"rules": [{"name": "x", "model": " "}]}"#), "rules[0].model");
+        assert_eq!(key(r#"{"default_action": "drop", "default_model": "ct-head-bleed"}"#), "default_model");
+        let ok: RouteConfig = serde_json::from_str(
+            r#"{"rules": [{"name": "x", "model": "ct-head-bleed"}],
+                "default_action": "forward", "default_model": "cxr"}"#,
+        )
+        .unwrap();
+        ok.validate().expect("a model alone is enough for a forwarding rule and for the default");
+    }
+
+    #[test]
+    fn the_decision_carries_the_model_and_the_branch_defaults_to_it() {
+        let router = config(
+            r#"{"rules": [
+                {"name": "head-ct", "modality": ["CT"], "body_part": ["HEAD"], "model": "ct-head-bleed"},
+                {"name": "chest-ct", "modality": ["CT"], "branch": "chest", "model": "ct-chest"},
+                {"name": "mr", "modality": ["MR"], "branch": "archive"}
+            ], "default_action": "forward", "default_model": "cxr"}"#,
+        )
+        .build()
+        .unwrap();
+        let d = router.decide(&attrs("CT", Some("HEAD"), None));
+        assert_eq!((d.branch.as_deref(), d.model.as_deref()), (Some("ct-head-bleed"), Some("ct-head-bleed")));
+        let d = router.decide(&attrs("CT", Some("CHEST"), None));
+        assert_eq!((d.branch.as_deref(), d.model.as_deref()), (Some("chest"), Some("ct-chest")));
+        let d = router.decide(&attrs("MR", None, None));
+        assert_eq!((d.branch.as_deref(), d.model), (Some("archive"), None), "a rule without a model sets none");
+        let d = router.decide(&attrs("CR", None, None));
+        assert_eq!((d.rule, d.branch.as_deref(), d.model.as_deref()), (None, Some("cxr"), Some("cxr")));
+    }
+
+    #[test]
+    fn models_lists_each_named_model_once() {
+        let c = config(
+            r#"{"rules": [{"name": "a", "model": "ct-head-bleed"}, {"name": "b", "branch": "x"},
+                          {"name": "c", "branch": "y", "model": "ct-head-bleed"}],
+                "default_action": "forward", "default_model": "cxr"}"#,
+        );
+        assert_eq!(c.models(), ["ct-head-bleed", "cxr"]);
+    }
+
+    fn ct_envelope() -> Envelope {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_dictionary_std::uids;
+        use dicom_object::FileMetaTableBuilder;
+        let element = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+        let header = InMemDicomObject::from_element_iter([
+            element(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+            element(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.8.498.10"),
+            element(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.8.498.1"),
+            element(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.8.498.2"),
+            element(tags::MODALITY, VR::CS, "CT"),
+        ])
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap();
+        let mut object = Vec::new();
+        header.write_all(&mut object).unwrap();
+        let location =
+            radstream_schemas::ObjectLocation { bucket: "dicom".into(), key: "ct.dcm".into(), size: None, etag: None };
+        Envelope::from_part10(1, location, bytes::Bytes::from(object)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_operator_sets_the_envelope_model() {
+        let mut router =
+            config(r#"{"rules": [{"name": "ct", "modality": ["CT"], "model": "ct-head-bleed"}]}"#).build().unwrap();
+        let envelope = ct_envelope();
+        let out = router.process_batch(vec![envelope]).await;
+        assert!(matches!(out[0].outcome, Outcome::Forward));
+        assert_eq!(out[0].envelope.model.as_deref(), Some("ct-head-bleed"));
+        assert_eq!(out[0].envelope.branch.as_deref(), Some("ct-head-bleed"));
     }
 }

@@ -85,12 +85,14 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// The whole chain on embedded defaults: in-process broker, local store, synthetic studies.
+    /// The whole chain on embedded defaults: in-process broker, local store, synthetic studies,
+    /// the demo head CT bleed model.
     Demo {
         /// Synthetic studies to generate.
         #[arg(long, default_value_t = 6)]
         studies: usize,
-        /// Keep objects and results in this folder (default: a temporary folder).
+        /// Keep objects, the model's files and results in this folder (default: a temporary
+        /// folder).
         #[arg(long)]
         out: Option<PathBuf>,
         /// STOW-RS to this DICOMweb base URL (a real PACS) instead of the local folder store.
@@ -254,7 +256,8 @@ enum Command {
     /// per frame) and run through the model on the CPU. Prints a table of file, frame, label,
     /// score and whether the score reached the finding's threshold, and writes
     /// `<name>.findings.json` under --out (`<name>` as `radstream preprocess` names its outputs).
-    /// Models of whole series (3D) are not supported yet.
+    /// A model of whole series (3D) runs once per series: files are grouped by
+    /// SeriesInstanceUID and stacked in patient order, one row per series.
     ///
     /// Files of a modality the manifest does not list are skipped (and counted).
     ///
@@ -468,7 +471,11 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // A config that validates but cannot be built (a missing key or secret file, a schema
         // file that does not parse) is a configuration error too: exit 2, like `validate`.
-        Err(e @ (runtime::RuntimeError::Operator { .. } | runtime::RuntimeError::Schema(_))) => {
+        Err(
+            e @ (runtime::RuntimeError::Operator { .. }
+            | runtime::RuntimeError::UnservedModel { .. }
+            | runtime::RuntimeError::Schema(_)),
+        ) => {
             report_error(&e.to_string());
             Ok(ExitCode::from(2))
         }

@@ -55,6 +55,15 @@ pub mod names {
     pub const MODEL_BATCH_IMAGES: &str = "radstream_model_batch_images";
     /// Time of one model run (the model alone), by model.
     pub const MODEL_RUN_DURATION: &str = "radstream_model_run_duration_seconds";
+    /// Time an envelope waited in a stage's queue before its operator took it, by operator.
+    pub const OPERATOR_QUEUE_DELAY: &str = "radstream_operator_queue_delay_seconds";
+    /// Time an image waited for its model run (queue and batching), by model.
+    pub const MODEL_QUEUE_DELAY: &str = "radstream_model_queue_delay_seconds";
+    /// Series runs of a 3D model, by model and why the series was run (`expected_count`,
+    /// `quiet_time`, `capacity`, `late_instance`).
+    pub const SERIES_RUNS: &str = "radstream_series_runs_total";
+    /// Instances a series model holds while their series is incomplete, by model.
+    pub const SERIES_HELD_INSTANCES: &str = "radstream_series_held_instances";
     /// 1, labelled with the version.
     pub const BUILD_INFO: &str = "radstream_build_info";
 }
@@ -105,11 +114,24 @@ pub struct Metrics {
     pub model_batch_images: HistogramVec,
     /// See [`names::MODEL_RUN_DURATION`].
     pub model_run_duration: HistogramVec,
+    /// See [`names::OPERATOR_QUEUE_DELAY`].
+    pub operator_queue_delay: HistogramVec,
+    /// See [`names::MODEL_QUEUE_DELAY`].
+    pub model_queue_delay: HistogramVec,
+    /// See [`names::SERIES_RUNS`].
+    pub series_runs: IntCounterVec,
+    /// See [`names::SERIES_HELD_INSTANCES`].
+    pub series_held: IntGaugeVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
     // 1 ms .. ~65 s: covers the 2 s and 30 s SLO thresholds with resolution around both.
     exponential_buckets(0.001, 2.0, 17).expect("static bucket layout")
+}
+
+fn queue_buckets() -> Vec<f64> {
+    // 50 µs .. ~3.3 s: the batcher's delays are in milliseconds.
+    exponential_buckets(0.000_05, 2.0, 17).expect("static bucket layout")
 }
 
 impl Metrics {
@@ -193,6 +215,24 @@ impl Metrics {
                 h(MODEL_RUN_DURATION, "Time of one model run (the model alone), by model"),
                 &["model"]
             )),
+            operator_queue_delay: reg!(HistogramVec::new(
+                HistogramOpts::new(OPERATOR_QUEUE_DELAY, "Time an envelope waited in a stage's queue, by operator")
+                    .buckets(queue_buckets()),
+                &["operator"]
+            )),
+            model_queue_delay: reg!(HistogramVec::new(
+                HistogramOpts::new(MODEL_QUEUE_DELAY, "Time an image waited for its model run, by model")
+                    .buckets(queue_buckets()),
+                &["model"]
+            )),
+            series_runs: reg!(IntCounterVec::new(
+                Opts::new(SERIES_RUNS, "Series runs of a 3D model, by why the series was run"),
+                &["model", "reason"]
+            )),
+            series_held: reg!(IntGaugeVec::new(
+                Opts::new(SERIES_HELD_INSTANCES, "Instances held while their series is incomplete"),
+                &["model"]
+            )),
             registry,
         }
     }
@@ -228,5 +268,17 @@ impl radstream_operators::config::OperatorObserver for Metrics {
     fn model_run(&self, model: &str, images: usize, seconds: f64) {
         self.model_batch_images.with_label_values(&[model]).observe(images as f64);
         self.model_run_duration.with_label_values(&[model]).observe(seconds);
+    }
+
+    fn model_queue_delay(&self, model: &str, seconds: f64) {
+        self.model_queue_delay.with_label_values(&[model]).observe(seconds);
+    }
+
+    fn series_run(&self, model: &str, reason: &'static str) {
+        self.series_runs.with_label_values(&[model, reason]).inc();
+    }
+
+    fn series_held(&self, model: &str, change: i64) {
+        self.series_held.with_label_values(&[model]).add(change);
     }
 }

@@ -360,21 +360,21 @@ impl PreprocessPlan {
     }
 }
 
-/// Runs `work` on every input on `threads` threads; results in input order (`None` only where a
-/// thread died before finishing its input).
-pub(crate) fn on_threads<T: Send>(
-    inputs: &[PreprocessInput],
+/// Runs `work` on every item on `threads` threads; results in item order (`None` only where a
+/// thread died before finishing its item).
+pub(crate) fn on_threads<I: Sync, T: Send>(
+    items: &[I],
     threads: usize,
-    work: impl Fn(&PreprocessInput) -> T + Sync,
+    work: impl Fn(&I) -> T + Sync,
 ) -> Vec<Option<T>> {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new(inputs.iter().map(|_| None).collect());
+    let results: Mutex<Vec<Option<T>>> = Mutex::new(items.iter().map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(input) = inputs.get(i) else { break };
-                let result = work(input);
+                let Some(item) = items.get(i) else { break };
+                let result = work(item);
                 results.lock().expect("results lock")[i] = Some(result);
             });
         }

@@ -11,7 +11,7 @@
 //! Stages are tasks joined by bounded channels, and a semaphore bounds the instances in flight,
 //! so memory stays bounded whatever the backlog. Parsing runs on the blocking pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,7 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use dicom_dictionary_std::tags;
 use futures::stream::{FuturesUnordered, StreamExt};
-use radstream_operators::{element_text, BuildContext, Envelope, Operator, Outcome, RetryHint};
+use radstream_operators::batching::{gather, Step};
+use radstream_operators::{
+    element_text, Batching, BuildContext, Envelope, Gatherer, Operator, Outcome, Processed, RetryHint,
+};
 use radstream_schemas::wire::{self, SchemaSet};
 use radstream_schemas::{
     DeadLetter, ErrorClass, EventPayload, InstanceEvent, ObjectLocation, OutcomeEvent, OutcomeKind, Priority,
@@ -56,6 +59,33 @@ pub enum RuntimeError {
     /// The local Avro schema file could not be read or parsed.
     #[error("kafka.schema_file: {0}")]
     Schema(String),
+    /// A routing rule sends instances to a model that no operator of the chain runs.
+    #[error(
+        "routing rule names model {model:?} but no infer operator runs it (infer operators run: {})",
+        if served.is_empty() { "none".to_string() } else { served.join(", ") }
+    )]
+    UnservedModel {
+        /// The model the rule names.
+        model: String,
+        /// The models the chain's operators run.
+        served: Vec<String>,
+    },
+}
+
+/// Checks that every model a `route` operator names is run by an operator of the chain
+/// (`served`: what the built operators' [`Operator::models`] return).
+fn check_routed_models(
+    operators: &[radstream_operators::OperatorConfig],
+    served: &[String],
+) -> Result<(), RuntimeError> {
+    for c in operators {
+        if let radstream_operators::OperatorConfig::Route(route) = c {
+            if let Some(model) = route.models().into_iter().find(|m| !served.contains(m)) {
+                return Err(RuntimeError::UnservedModel { model, served: served.to_vec() });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Counts and latencies of one run, for summaries.
@@ -69,6 +99,12 @@ pub struct RunStats {
     pub dropped: AtomicU64,
     /// Instances dead-lettered.
     pub dead_lettered: AtomicU64,
+    /// Delivered instances with at least one finding.
+    pub instances_with_findings: AtomicU64,
+    /// Delivered instances with at least one critical finding.
+    pub critical_instances: AtomicU64,
+    /// StudyInstanceUIDs of the delivered instances with a finding (the first 100,000).
+    flagged_studies: Mutex<BTreeSet<String>>,
     latencies_ms: Mutex<Vec<f64>>,
     pipeline_ms: Mutex<Vec<f64>>,
 }
@@ -90,6 +126,28 @@ impl RunStats {
     /// the latency, destination included) of delivered instances, in ms.
     pub fn pipeline_quantile_ms(&self, q: f64) -> Option<f64> {
         quantile(&self.pipeline_ms.lock().expect("stats lock"), q)
+    }
+
+    /// StudyInstanceUIDs with a finding on a delivered instance (at most the first 100,000).
+    pub fn flagged_studies(&self) -> BTreeSet<String> {
+        self.flagged_studies.lock().expect("stats lock").clone()
+    }
+
+    fn record_findings(&self, results: &radstream_schemas::ModelResults, study_uid: Option<&str>) {
+        if results.findings.is_empty() {
+            return;
+        }
+        self.instances_with_findings.fetch_add(1, Ordering::Relaxed);
+        if results.findings.iter().any(|f| f.critical) {
+            self.critical_instances.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(uid) = study_uid {
+            // A summary, not a registry: a long-running worker stops adding.
+            let mut studies = self.flagged_studies.lock().expect("stats lock");
+            if studies.len() < 100_000 {
+                studies.insert(uid.to_string());
+            }
+        }
     }
 
     fn record_latency(&self, end_to_end_ms: f64, pipeline_ms: f64) {
@@ -189,6 +247,8 @@ pub async fn run(
             .map_err(|source| RuntimeError::Operator { index, kind: c.kind(), source })?;
         stages.push((c.kind(), instances));
     }
+    let served: Vec<String> = stages.iter().flat_map(|(_, ops)| ops.iter().flat_map(|op| op.models())).collect();
+    check_routed_models(&config.operators, &served)?;
 
     let mut schemas = SchemaSet::new();
     if let Some(path) = &config.kafka.schema_file {
@@ -503,7 +563,8 @@ async fn fetch_stage(
     while let Some((ticket, result)) = results.next().await {
         match result {
             None => shared.abandon(ticket),
-            Some(Ok(envelope)) => {
+            Some(Ok(mut envelope)) => {
+                envelope.queued_at = Instant::now();
                 if let Some(f) = shared.in_flight.lock().expect("in-flight lock").get_mut(&ticket) {
                     f.study_uid = Some(envelope.event.study_instance_uid.clone());
                     f.sop_uid = Some(envelope.event.sop_instance_uid.clone());
@@ -561,16 +622,19 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
         header,
         branch: None,
         received_at: Instant::now(),
+        queued_at: Instant::now(),
         tensor: None,
         results: None,
+        model: None,
+        geometry: None,
     })
 }
 
 /// Operators that rewrite an object parse their output with the same function.
 pub use radstream_operators::envelope::{event_from_header, parse_header};
 
-/// Runs one operator: gathers batches, routes each envelope by its outcome, retries what the
-/// operator marks retryable, dead-letters the rest.
+/// Runs one operator: gathers batches (its own batching policy, or the runtime's), routes each
+/// envelope by its outcome, retries what the operator marks retryable, dead-letters the rest.
 async fn operator_stage(
     shared: Arc<Shared>,
     kind: &'static str,
@@ -580,91 +644,128 @@ async fn operator_stage(
     completions: mpsc::UnboundedSender<Completion>,
 ) {
     let rt = &shared.config.runtime;
-    let linger = Duration::from_millis(rt.batch_linger_ms);
+    let policy =
+        op.batching().unwrap_or_else(|| Batching::new(rt.batch_size, Duration::from_millis(rt.batch_linger_ms)));
+    let mut gatherer = Gatherer::new(policy);
+    let mut closed = false;
+    let router = StageRouter { shared: &shared, kind, next: next.as_ref(), completions: &completions };
     let m = &shared.metrics;
-    let count = |outcome: &str, n: usize| m.operator_events.with_label_values(&[kind, outcome]).inc_by(n as u64);
     loop {
-        // Gather one batch while holding the stage's receiver; sibling tasks wait their turn.
-        let batch = {
+        let step = {
+            // Gather while holding the stage's queue; sibling tasks wait their turn.
             let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { break };
-            let mut batch = vec![first];
-            let until = tokio::time::Instant::now() + linger;
-            while batch.len() < rt.batch_size {
-                match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(e)) => batch.push(e),
-                    _ => break,
-                }
-            }
-            batch
+            gather(&mut gatherer, &mut rx, op.next_wake(), &mut closed).await
         };
-        let (live, revoked): (Vec<_>, Vec<_>) = batch.into_iter().partition(|e| shared.is_live(e.ticket));
-        revoked.into_iter().for_each(|e| shared.abandon(e.ticket));
-        let mut todo = live;
-        let mut attempt = 1u32;
-        while !todo.is_empty() {
-            count("in", todo.len());
-            m.operator_batch_size.with_label_values(&[kind]).observe(todo.len() as f64);
-            let started = Instant::now();
-            let processed = op.process_batch(todo).await;
-            m.operator_batch_duration.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
-            let mut retry = Vec::new();
-            let mut retry_after = Duration::ZERO;
-            for p in processed {
-                let ticket = p.envelope.ticket;
-                let branch = p.envelope.branch.clone();
-                match p.outcome {
-                    Outcome::Forward => {
-                        count("forwarded", 1);
-                        match &next {
-                            Some(next) => {
-                                if next.send(p.envelope).await.is_err() {
-                                    error!(operator = kind, "next stage stopped unexpectedly");
-                                    return;
-                                }
-                            }
-                            None => {
-                                let results = p.envelope.results.as_ref().map(|r| r.record());
-                                let _ =
-                                    completions.send(Completion { ticket, finish: Finish::Delivered, branch, results });
-                            }
-                        }
-                    }
-                    Outcome::Drop { rule } => {
-                        count("dropped", 1);
-                        let finish = Finish::Dropped { operator: kind.into(), rule };
-                        let _ = completions.send(Completion { ticket, finish, branch, results: None });
-                    }
-                    Outcome::Fail(e) => match e.retry {
-                        RetryHint::Retry { after } if attempt < rt.operator_max_attempts => {
-                            count("retried", 1);
-                            warn!(operator = kind, object = %p.envelope.object_key(), attempt, reason = %e.reason, "operator failed; retrying");
-                            retry_after =
-                                retry_after.max(after.unwrap_or(Duration::from_millis(100 << attempt.min(6))));
-                            retry.push(p.envelope);
-                        }
-                        _ => {
-                            count("failed", 1);
-                            let attempts = e.attempts.max(attempt);
-                            let finish = Finish::DeadLetter {
-                                operator: kind.into(),
-                                class: e.class,
-                                reason: e.reason,
-                                attempts,
-                            };
-                            let _ = completions.send(Completion { ticket, finish, branch, results: None });
-                        }
-                    },
+        match step {
+            Step::Closed => break,
+            Step::Wake => {
+                let processed = op.wake().await;
+                // Held envelopes are not retried: a failure here is final.
+                if router.route(processed, rt.operator_max_attempts).await.is_err() {
+                    return;
                 }
             }
-            if !retry.is_empty() {
-                tokio::time::sleep(retry_after).await;
+            Step::Batch => {
+                let batch = gatherer.take();
+                let now = Instant::now();
+                let delay = m.operator_queue_delay.with_label_values(&[kind]);
+                for e in &batch {
+                    delay.observe(now.saturating_duration_since(e.queued_at).as_secs_f64());
+                }
+                let (live, revoked): (Vec<_>, Vec<_>) = batch.into_iter().partition(|e| shared.is_live(e.ticket));
+                revoked.into_iter().for_each(|e| shared.abandon(e.ticket));
+                let mut todo = live;
+                let mut attempt = 1u32;
+                while !todo.is_empty() {
+                    router.count("in", todo.len());
+                    m.operator_batch_size.with_label_values(&[kind]).observe(todo.len() as f64);
+                    let started = Instant::now();
+                    let processed = op.process_batch(todo).await;
+                    m.operator_batch_duration.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
+                    let Ok((retry, retry_after)) = router.route(processed, attempt).await else { return };
+                    if !retry.is_empty() {
+                        tokio::time::sleep(retry_after).await;
+                    }
+                    attempt += 1;
+                    todo = retry;
+                }
             }
-            attempt += 1;
-            todo = retry;
         }
     }
-    op.on_close().await;
+    let held = op.on_close().await;
+    if !held.is_empty() {
+        info!(operator = kind, held = held.len(), "held instances left uncommitted; they are read again after restart");
+    }
+    for envelope in held {
+        shared.abandon(envelope.ticket);
+    }
+}
+
+/// Sends a stage's processed envelopes on by their outcome.
+struct StageRouter<'a> {
+    shared: &'a Shared,
+    kind: &'static str,
+    next: Option<&'a mpsc::Sender<Envelope>>,
+    completions: &'a mpsc::UnboundedSender<Completion>,
+}
+
+impl StageRouter<'_> {
+    fn count(&self, outcome: &str, n: usize) {
+        self.shared.metrics.operator_events.with_label_values(&[self.kind, outcome]).inc_by(n as u64);
+    }
+
+    /// Routes `processed` (at `attempt`); returns the envelopes to retry and how long to wait
+    /// first, or `Err` when the next stage is gone.
+    async fn route(&self, processed: Vec<Processed>, attempt: u32) -> Result<(Vec<Envelope>, Duration), ()> {
+        let (kind, rt) = (self.kind, &self.shared.config.runtime);
+        let mut retry = Vec::new();
+        let mut retry_after = Duration::ZERO;
+        for p in processed {
+            let ticket = p.envelope.ticket;
+            let branch = p.envelope.branch.clone();
+            match p.outcome {
+                Outcome::Forward => {
+                    self.count("forwarded", 1);
+                    match self.next {
+                        Some(next) => {
+                            let mut envelope = p.envelope;
+                            envelope.queued_at = Instant::now();
+                            if next.send(envelope).await.is_err() {
+                                error!(operator = kind, "next stage stopped unexpectedly");
+                                return Err(());
+                            }
+                        }
+                        None => {
+                            let results = p.envelope.results.as_ref().map(|r| r.record());
+                            let finish = Finish::Delivered;
+                            let _ = self.completions.send(Completion { ticket, finish, branch, results });
+                        }
+                    }
+                }
+                Outcome::Drop { rule } => {
+                    self.count("dropped", 1);
+                    let finish = Finish::Dropped { operator: kind.into(), rule };
+                    let _ = self.completions.send(Completion { ticket, finish, branch, results: None });
+                }
+                Outcome::Fail(e) => match e.retry {
+                    RetryHint::Retry { after } if attempt < rt.operator_max_attempts => {
+                        self.count("retried", 1);
+                        warn!(operator = kind, object = %p.envelope.object_key(), attempt, reason = %e.reason, "operator failed; retrying");
+                        retry_after = retry_after.max(after.unwrap_or(Duration::from_millis(100 << attempt.min(6))));
+                        retry.push(p.envelope);
+                    }
+                    _ => {
+                        self.count("failed", 1);
+                        let attempts = e.attempts.max(attempt);
+                        let finish =
+                            Finish::DeadLetter { operator: kind.into(), class: e.class, reason: e.reason, attempts };
+                        let _ = self.completions.send(Completion { ticket, finish, branch, results: None });
+                    }
+                },
+            }
+        }
+        Ok((retry, retry_after))
+    }
 }
 
 /// Produces each instance's outcome (and dead letter), then acknowledges it.
@@ -754,6 +855,9 @@ async fn finish_one(shared: Arc<Shared>, c: Completion) {
             shared.outputs.send_json(&shared.outputs.outcome_topic, key, &outcome).await;
             shared.stats.delivered.fetch_add(1, Ordering::Relaxed);
             shared.stats.record_latency(end_to_end_ms, pipeline_ms);
+            if let Some(results) = &c.results {
+                shared.stats.record_findings(results, f.study_uid.as_deref());
+            }
         }
     }
     m.outcomes.with_label_values(&[kind.as_str()]).inc();
@@ -815,6 +919,55 @@ mod tests {
         assert_eq!(schema.canonical_form(), SchemaSet::v1().canonical_form());
         let err = fetch_schema(&http, &base, 8).await.unwrap_err();
         assert!(err.contains("404"), "{err}");
+    }
+
+    #[test]
+    fn a_routed_model_must_be_run_by_the_chain() {
+        let route: radstream_operators::OperatorConfig = toml::from_str(
+            r#"
+            type = "route"
+            [[rules]]
+            name = "head-ct"
+            modality = ["CT"]
+            model = "ct-head-bleed"
+            "#,
+        )
+        .unwrap();
+        let operators = [route];
+        check_routed_models(&operators, &["ct-head-bleed".to_string()]).unwrap();
+        let err = check_routed_models(&operators, &["cxr".to_string(), "ct-chest".to_string()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "routing rule names model \"ct-head-bleed\" but no infer operator runs it (infer operators run: cxr, ct-chest)"
+        );
+        let err = check_routed_models(&operators, &[]).unwrap_err();
+        assert!(err.to_string().ends_with("(infer operators run: none)"), "{err}");
+    }
+
+    #[test]
+    fn findings_are_counted_per_instance_and_studies_once() {
+        let finding = |critical| radstream_schemas::FindingRecord {
+            label: "intracranial hemorrhage".into(),
+            code_system: "SCT".into(),
+            code: "1386000".into(),
+            frame: 0,
+            score: 0.9,
+            critical,
+        };
+        let results = |findings| radstream_schemas::ModelResults {
+            model: "ct-head-bleed".into(),
+            version: "0.1.0".into(),
+            sha256: String::new(),
+            findings,
+            series: None,
+        };
+        let stats = RunStats::default();
+        stats.record_findings(&results(vec![finding(true)]), Some("1.2.3"));
+        stats.record_findings(&results(vec![finding(false), finding(false)]), Some("1.2.3"));
+        stats.record_findings(&results(vec![]), Some("1.2.4"));
+        assert_eq!(stats.instances_with_findings.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.critical_instances.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.flagged_studies().into_iter().collect::<Vec<_>>(), ["1.2.3"]);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum ErrorClass {
     /// in a form the model's preprocessing does not take (an unsupported photometric
     /// interpretation); the reason names which.
     UndecodablePixels,
+    /// An instance of a series arrived after its series was run by a model of whole series,
+    /// too late for its slices to be kept: re-send the whole series to run it again.
+    LateInstance,
     /// A configuration problem surfaced while processing.
     Config,
     /// A bug in radstream.
@@ -57,6 +60,7 @@ impl ErrorClass {
             ErrorClass::BurnedInText => "burned_in_text",
             ErrorClass::UnknownLink => "unknown_link",
             ErrorClass::UndecodablePixels => "undecodable_pixels",
+            ErrorClass::LateInstance => "late_instance",
             ErrorClass::Config => "config",
             ErrorClass::Internal => "internal",
         }
@@ -162,6 +166,33 @@ pub struct ModelResults {
     pub sha256: String,
     /// The findings whose score reached their threshold; empty when none did.
     pub findings: Vec<FindingRecord>,
+    /// For a model of whole series: which run of which series this is. A later revision of the
+    /// same series supersedes every earlier one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesRecord>,
+}
+
+/// The series run a [`ModelResults`] of a model of whole series comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesRecord {
+    /// The series' SeriesInstanceUID.
+    pub series_instance_uid: String,
+    /// 1 for the first run of the series; each re-run (a late instance) adds one and
+    /// supersedes the earlier results.
+    pub revision: u32,
+    /// Why the series was run: `expected_count`, `quiet_time` or `capacity` on the stream;
+    /// `all_files` from `radstream infer`.
+    pub reason: String,
+    /// Instances in the run (every one of the series so far, earlier runs' included).
+    pub instances: usize,
+    /// The expected count, when the event or the header said it.
+    pub expected: Option<usize>,
+    /// Slices (frames) in the volume.
+    pub slices: usize,
+    /// The instances with a slice whose per-slice score reached the first finding's threshold
+    /// (models with a per-slice output only), in slice order, by the SOPInstanceUID their
+    /// events name.
+    pub flagged_instances: Vec<String>,
 }
 
 /// One finding of [`ModelResults`].

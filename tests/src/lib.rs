@@ -229,6 +229,27 @@ pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration
     Ok(out)
 }
 
+/// `n` outcome records read from `topic` within `timeout` (fewer when they did not come).
+pub fn read_outcomes(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Result<Vec<radstream_schemas::OutcomeEvent>> {
+    let values = read_topic(brokers, topic, n, timeout)?;
+    values.iter().map(|v| Ok(serde_json::from_slice(v)?)).collect()
+}
+
+/// A new pseudonymization key file `deid.key` in `dir`, and the de-identifier it makes, to
+/// compute the pseudonyms a worker with that key writes.
+pub fn deid_key(dir: &Path, id: &str) -> Result<(PathBuf, radstream_operators::pseudonymize::Deidentifier)> {
+    use radstream_operators::pseudonymize::{DeidKey, Deidentifier, ProfileOptions};
+    let text = DeidKey::generate_file_text(id);
+    let path = dir.join("deid.key");
+    std::fs::write(&path, &text)?;
+    Ok((path, Deidentifier::new(DeidKey::parse(&text, id)?, ProfileOptions::default())))
+}
+
 /// Committed offsets of `group` on `topic`, by partition.
 pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
     let consumer: BaseConsumer =
@@ -485,6 +506,19 @@ drain_deadline_secs = 20
         let path = dir.join(format!("{}.toml", self.topic));
         std::fs::write(&path, self.toml())?;
         Ok(path)
+    }
+
+    /// How the tests publish to this worker's topic: objects into the stack's bucket under the
+    /// topic's name, routine priority, source `E2E_TEST`.
+    pub fn publish_options(&self, stack: &Stack) -> radstream_pipeline::publish::PublishOptions {
+        radstream_pipeline::publish::PublishOptions {
+            bucket: stack.bucket.clone(),
+            prefix: self.topic.clone(),
+            priority: radstream_schemas::Priority::Routine,
+            source: Some("E2E_TEST".into()),
+            concurrency: 8,
+            skip_events: false,
+        }
     }
 
     /// The parsed config (for in-process publishing).

@@ -95,33 +95,55 @@ fn help_lists_every_command() {
 }
 
 #[test]
-fn demo_runs_the_whole_chain_with_nothing_installed() {
+fn demo_runs_the_whole_chain_and_the_model_flags_exactly_the_planted_bleeds() {
     let dir = tempfile::tempdir().unwrap();
     let port = radstream_tests::free_port().to_string();
-    let out = radstream(&[
-        "demo",
-        "--studies",
-        "3",
-        "--out",
-        dir.path().to_str().unwrap(),
-        "--metrics-listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    // From a folder with no `models/` in it: the demo brings its model along.
+    let elsewhere = tempfile::tempdir().unwrap();
+    // Seed 1 (the default), 4 studies: study 0 is a head CT with a planted bleed, study 3 a clean
+    // head CT, 1 and 2 are a radiograph and an MR, which no model takes.
+    let out = Command::new(radstream_bin())
+        .current_dir(elsewhere.path())
+        .env_remove("RADSTREAM_LOG")
+        .args([
+            "demo",
+            "--studies",
+            "4",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let field = |name: &str| -> u64 {
-        let line =
-            stdout.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| panic!("{name}: {stdout}"));
-        line.split_whitespace().last().unwrap().parse().unwrap()
+    let line = |name: &str| -> &str {
+        stdout.lines().map(str::trim_start).find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {stdout}"))
     };
+    // The numbers of a summary line, in order.
+    let numbers = |name: &str| -> Vec<u64> {
+        line(name)[name.len()..].split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect()
+    };
+    let field = |name: &str| numbers(name)[0];
     let (total, delivered, dropped, dead) =
         (field("instances in"), field("delivered"), field("dropped"), field("dead-lettered"));
     assert!(total > 0 && delivered > 0, "{stdout}");
     assert_eq!(delivered + dropped + dead, total, "every instance ends in exactly one place: {stdout}");
+    assert_eq!(dead, 0, "{stdout}");
     // What was delivered is in the DICOMweb-like folder, one file per instance.
     let stored =
         walk(&dir.path().join("dicomweb/studies")).iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).count();
     assert_eq!(stored as u64, delivered);
+
+    assert!(line("model").contains("ct-head-bleed 0.1.0 (sha256 8a822531f4ae)"), "{stdout}");
+    assert!(dir.path().join("models/demo/ct-head-bleed.onnx").is_file(), "the model is written beside the outputs");
+    let with_findings = field("with findings");
+    assert!(with_findings > 0, "{stdout}");
+    assert_eq!(field("critical"), with_findings, "the bleed finding is critical: {stdout}");
+    assert_eq!(field("studies flagged"), 1, "{stdout}");
+    let [found, planted, clean_flagged] = numbers("ground truth")[..] else { panic!("ground truth: {stdout}") };
+    assert_eq!((found, planted, clean_flagged), (1, 1, 0), "exactly the planted study is flagged: {stdout}");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1,5 +1,5 @@
 //! The demo model inside a real pipeline run on the real stack (tansu, moto, Orthanc):
-//! route → preprocess → infer → stow. Every CT instance reaches the PACS with the model's
+//! route → pseudonymize → preprocess → infer → stow. Every CT instance reaches the PACS with the model's
 //! results on its outcome record (name, version, SHA-256 of the file that ran); the model flags
 //! exactly the slices `synth` planted a bleed on, and nothing in the clean head CT; other
 //! modalities are counted drops before the model.
@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use radstream_pipeline::publish::{self, PublishOptions};
+use radstream_pipeline::publish;
 use radstream_pipeline::synth::{self, SynthOptions};
-use radstream_schemas::{OutcomeEvent, OutcomeKind, Priority};
+use radstream_schemas::{OutcomeEvent, OutcomeKind};
 use radstream_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,6 +23,7 @@ async fn the_demo_model_flags_exactly_the_planted_bleeds_and_its_identity_travel
     let sha256 = radstream_operators::infer::manifest::sha256_hex(&model_file);
 
     let dir = tempfile::tempdir()?;
+    let (key_path, deid) = deid_key(dir.path(), "infer-test")?;
     let worker = WorkerConfig::new(&stack, "infer", stack.pacs());
     worker.create_topics(&stack, 3).await?;
     let toml = worker.toml_with_operators(&format!(
@@ -33,6 +34,10 @@ default_action = "forward"
 default_branch = "all"
 
 [[operators]]
+type = "pseudonymize"
+key_file = "{key}"
+
+[[operators]]
 type = "preprocess"
 spec_file = "{spec}"
 
@@ -41,6 +46,7 @@ type = "infer"
 model = "{manifest}"
 max_batch = 4
 {stow}"#,
+        key = key_path.display(),
         spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
         manifest = manifest.display(),
         stow = worker.stow_toml()
@@ -61,14 +67,7 @@ max_batch = 4
     let files = dir.path().join("studies");
     synth::write_to_dir(&opts, &files)?;
     let config = worker.parsed()?;
-    let publish_opts = PublishOptions {
-        bucket: stack.bucket.clone(),
-        prefix: worker.topic.clone(),
-        priority: Priority::Routine,
-        source: Some("E2E_TEST".into()),
-        concurrency: 8,
-        skip_events: false,
-    };
+    let publish_opts = worker.publish_options(&stack);
     let published =
         publish::publish(&config.kafka, &config.objects, publish::collect_files(&[files])?, &publish_opts, || {})
             .await?;
@@ -77,8 +76,8 @@ max_batch = 4
 
     let run = Worker::start(&config_path, &stack.orthanc_password, dir.path(), "infer")?;
     let outcomes: Vec<OutcomeEvent> =
-        match read_topic(&stack.kafka, &worker.outcome_topic, published.len(), Duration::from_secs(120)) {
-            Ok(values) => values.iter().map(|v| serde_json::from_slice(v)).collect::<Result<_, _>>()?,
+        match read_outcomes(&stack.kafka, &worker.outcome_topic, published.len(), Duration::from_secs(120)) {
+            Ok(outcomes) => outcomes,
             Err(e) => {
                 eprintln!("--- worker log tail ---\n{}", run.log_tail());
                 return Err(e);
@@ -112,11 +111,16 @@ max_batch = 4
     ensure!(images == ct.len() as f64, "{images} images through the model for {} CT instances", ct.len());
     ensure!(runs >= (ct.len() as f64 / 4.0).ceil() && runs <= ct.len() as f64, "{runs} model runs");
 
-    let counts = stack
-        .pacs()
-        .count_instances(&truth.studies.iter().map(|s| s.study_instance_uid.clone()).collect::<Vec<_>>())
-        .await?;
-    ensure!(counts.keys().cloned().collect::<BTreeSet<_>>() == ct, "the PACS should hold exactly the CT instances");
+    // The PACS holds the pseudonymized CT instances, each once.
+    let studies: Vec<String> =
+        truth.studies.iter().map(|s| deid.pseudonymize_uid(s.study_instance_uid.as_bytes())).collect();
+    let counts = stack.pacs().count_instances(&studies).await?;
+    let pseudonymized_ct: BTreeSet<String> = ct.iter().map(|sop| deid.pseudonymize_uid(sop.as_bytes())).collect();
+    ensure!(
+        counts.keys().cloned().collect::<BTreeSet<_>>() == pseudonymized_ct,
+        "the PACS should hold exactly the CT instances"
+    );
+    ensure!(counts.values().all(|&n| n == 1), "{counts:?}");
     assert_no_phi("the worker log", &std::fs::read_to_string(&run.log)?)?;
     Ok(())
 }

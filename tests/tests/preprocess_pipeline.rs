@@ -14,9 +14,9 @@ use dicom_core::value::PixelFragmentSequence;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-use radstream_pipeline::publish::{self, PublishOptions};
+use radstream_pipeline::publish;
 use radstream_pipeline::synth::{self, SynthOptions};
-use radstream_schemas::{DeadLetter, ErrorClass, ObjectLocation, Priority};
+use radstream_schemas::{DeadLetter, ErrorClass, ObjectLocation};
 use radstream_tests::*;
 
 /// A CT instance whose JPEG 2000 "codestream" is noise: it parses, but cannot be decoded.
@@ -81,14 +81,7 @@ device = "auto"
     let files = dir.path().join("studies");
     synth::write_to_dir(&SynthOptions { studies: 3, seed: unique_seed(), ..Default::default() }, &files)?;
     let config = worker.parsed()?;
-    let opts = PublishOptions {
-        bucket: stack.bucket.clone(),
-        prefix: worker.topic.clone(),
-        priority: Priority::Routine,
-        source: Some("E2E_TEST".into()),
-        concurrency: 8,
-        skip_events: false,
-    };
+    let opts = worker.publish_options(&stack);
     let published =
         publish::publish(&config.kafka, &config.objects, publish::collect_files(&[files])?, &opts, || {}).await?;
     let ct: HashSet<String> =

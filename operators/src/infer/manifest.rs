@@ -81,10 +81,16 @@ pub enum Task {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorNames {
-    /// The input, `[N, C, H, W]` float32 (`N` symbolic or any fixed size; see `max_batch`).
+    /// The input: `[N, C, H, W]` float32 for a model of slices (`N` symbolic or any fixed
+    /// size; see `max_batch`), `[1, C, D, H, W]` for a model of whole series (`D` open).
     pub input: String,
     /// The outputs the pipeline reads (findings name some of them).
     pub outputs: Vec<String>,
+    /// A model of whole series only: an output `[1, D]` of one score per slice, in the
+    /// volume's slice order. The instances of slices that reach the first finding's threshold
+    /// are listed with the result.
+    #[serde(default)]
+    pub slice_scores: Option<String>,
 }
 
 /// One output (or one column of it) that is a finding.
@@ -247,6 +253,20 @@ impl ModelManifest {
         }
         for (i, finding) in self.findings.iter().enumerate() {
             finding.validate(&self.tensors.outputs).map_err(|e| e.within(&format!("findings[{i}]")))?;
+        }
+        if let Some(slice_scores) = &self.tensors.slice_scores {
+            if self.input.input != crate::preprocess::InputKind::Series {
+                return Err(ConfigError::new(
+                    "tensors.slice_scores",
+                    "only a model of whole series (input = \"series\") has per-slice scores",
+                ));
+            }
+            if !self.tensors.outputs.contains(slice_scores) {
+                return Err(ConfigError::new(
+                    "tensors.slice_scores",
+                    format!("`{slice_scores}` is not one of tensors.outputs ({})", self.tensors.outputs.join(", ")),
+                ));
+            }
         }
         if self.validated_with.is_empty() || self.validated_with.iter().any(|v| v.trim().is_empty()) {
             return Err(ConfigError::new(

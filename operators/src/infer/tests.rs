@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use radstream_schemas::ObjectLocation;
 
+use super::manifest::sha256_hex;
 use super::manifest::tests::{testdata, tiny_hash, tiny_manifest};
 use super::*;
 use crate::RetryHint;
@@ -239,9 +240,251 @@ fn the_operator_config_is_checked_and_registered() {
     std::fs::write(dir.path().join("tiny.onnx"), tiny_onnx()).unwrap();
     let path = dir.path().join("tiny.model.toml");
     std::fs::write(&path, tiny_manifest(&tiny_hash())).unwrap();
-    let op = InferConfig { model: path.clone(), max_batch: 4 }.build().unwrap();
+    let op = InferConfig { model: path.clone(), max_batch: 4, max_delay_ms: 2.0, series: None }.build().unwrap();
     assert_eq!(op.model().identity().sha256, tiny_hash());
     std::fs::write(&path, tiny_manifest(&"a".repeat(64))).unwrap();
-    let e = InferConfig { model: path, max_batch: 4 }.build().unwrap_err();
+    let e = InferConfig { model: path, max_batch: 4, max_delay_ms: 2.0, series: None }.build().unwrap_err();
     assert!(e.key.starts_with("model.") && e.key.ends_with(".sha256"), "{e}");
+}
+
+// --- Models of whole series: `testdata/tiny_volume.onnx`, per-slice score = mean of
+// sigmoid(2x - 1), series score = the largest.
+
+fn volume_manifest() -> String {
+    let hash = sha256_hex(&std::fs::read(testdata().join("tiny_volume.onnx")).unwrap());
+    format!(
+        r#"
+name = "tiny-volume"
+version = "0.0.1"
+file = "tiny_volume.onnx"
+sha256 = "{hash}"
+task = "classification"
+validated_with = ["0.1.0"]
+
+[input]
+modalities = ["CT"]
+input = "series"
+size = [8, 8]
+window = {{ center = 40, width = 80 }}
+channels = 1
+
+[tensors]
+input = "volume"
+outputs = ["score", "per_slice"]
+slice_scores = "per_slice"
+
+[[findings]]
+output = "score"
+label = "bright"
+code = {{ system = "SCT", value = "1386000", meaning = "Intracranial hemorrhage" }}
+threshold = 0.5
+"#
+    )
+}
+
+fn volume_model() -> Arc<LoadedModel> {
+    let manifest = ModelManifest::from_toml(&volume_manifest()).unwrap();
+    Arc::new(
+        LoadedModel::from_verified(VerifiedModel {
+            manifest,
+            onnx: std::fs::read(testdata().join("tiny_volume.onnx")).unwrap(),
+        })
+        .unwrap(),
+    )
+}
+
+/// Instance `n` of series `series`: one axial slice at z = `z`, all `value`; `expected` in the
+/// event when given.
+fn slice_envelope(ticket: u64, series: &str, z: f64, value: f32, expected: Option<i32>) -> Envelope {
+    let mut e = envelope(ticket, Some(Tensor::new([1, 1, 8, 8], vec![value; PER]).unwrap()), Priority::Routine);
+    e.event.series_instance_uid = series.into();
+    e.event.expected_series_instances = expected;
+    e.geometry = Some(Arc::from(vec![radstream_kernels::SliceGeometry {
+        position: [0.0, 0.0, z],
+        orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    }]));
+    e
+}
+
+fn series_op(quiet_secs: f64) -> Infer {
+    Infer::new(volume_model(), 8).with_series(SeriesConfig { quiet_secs, ..SeriesConfig::default() })
+}
+
+fn series_of(p: &Processed) -> &radstream_schemas::SeriesRecord {
+    p.envelope.results.as_ref().expect("a result").series.as_ref().expect("a series result")
+}
+
+#[test]
+fn a_volume_model_loads_and_runs_any_depth() {
+    let model = volume_model();
+    assert!(model.is_series());
+    for depth in [1, 3, 7] {
+        // Slice k is all k / depth: the last is the brightest.
+        let volume: Vec<f32> = (0..depth).flat_map(|k| vec![k as f32 / depth as f32; PER]).collect();
+        let (scores, per_slice) = model.series_scores(volume, depth).unwrap();
+        let per_slice = per_slice.unwrap();
+        assert_eq!(per_slice.len(), depth);
+        for (k, s) in per_slice.iter().enumerate() {
+            assert!((s - expected_score(&[k as f32 / depth as f32])).abs() < 1e-6, "depth {depth} slice {k}");
+        }
+        assert_eq!(scores, vec![per_slice[depth - 1]]);
+    }
+}
+
+#[tokio::test]
+async fn a_series_is_run_once_complete_with_its_slices_in_patient_order() {
+    let mut op = series_op(60.0);
+    // Arriving out of order: z = 10, 0, 5; only the slice at z = 10 is bright.
+    let out = op.process_batch(vec![slice_envelope(1, "s1", 10.0, 1.0, Some(3))]).await;
+    assert!(out.is_empty(), "held until the series is complete");
+    assert_eq!(op.assembler.as_ref().unwrap().held(), 1);
+    assert!(op.next_wake().is_some());
+    let out =
+        op.process_batch(vec![slice_envelope(2, "s1", 0.0, 0.0, None), slice_envelope(3, "s1", 5.0, 0.0, None)]).await;
+    assert_eq!(out.len(), 3, "the whole series is answered at once");
+    for p in &out {
+        assert!(matches!(p.outcome, Outcome::Forward), "{:?}", p.outcome);
+        let s = series_of(p);
+        assert_eq!(
+            (s.revision, s.reason.as_str(), s.instances, s.expected, s.slices),
+            (1, "expected_count", 3, Some(3), 3)
+        );
+        assert_eq!(s.flagged_instances, vec!["1.2.3.4.1".to_string()], "the bright slice's instance");
+        let result = p.envelope.results.as_ref().unwrap();
+        assert_eq!(result.findings.len(), 1);
+        assert!((result.findings[0].score - 0.731_058_6).abs() < 1e-5);
+    }
+    assert!(Arc::ptr_eq(out[0].envelope.results.as_ref().unwrap(), out[2].envelope.results.as_ref().unwrap()));
+    assert_eq!(op.assembler.as_ref().unwrap().held(), 0);
+    assert_eq!(op.next_wake(), None);
+}
+
+#[tokio::test]
+async fn without_an_expected_count_a_series_runs_after_its_quiet_time_and_a_late_instance_supersedes_it() {
+    let mut op = series_op(0.05);
+    let out =
+        op.process_batch(vec![slice_envelope(1, "s1", 0.0, 0.0, None), slice_envelope(2, "s1", 5.0, 0.0, None)]).await;
+    assert!(out.is_empty());
+    assert!(op.wake().await.is_empty(), "not quiet yet");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let first = op.wake().await;
+    assert_eq!(first.len(), 2);
+    let s = series_of(&first[0]);
+    assert_eq!((s.revision, s.reason.as_str(), s.instances), (1, "quiet_time", 2));
+    assert!(first[0].envelope.results.as_ref().unwrap().findings.is_empty(), "dark slices: nothing found");
+
+    // The late slice is bright: the re-run over all three finds it and supersedes revision 1.
+    let out = op.process_batch(vec![slice_envelope(3, "s1", 10.0, 1.0, None)]).await;
+    assert!(out.is_empty(), "a re-opened series waits like a new one");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let late = op.wake().await;
+    assert_eq!(late.len(), 1, "only the late instance is answered again");
+    assert_eq!(late[0].envelope.ticket, 3);
+    let s = series_of(&late[0]);
+    assert_eq!((s.revision, s.instances, s.slices), (2, 3, 3));
+    assert_eq!(s.flagged_instances, vec!["1.2.3.4.3".to_string()]);
+    assert_eq!(late[0].envelope.results.as_ref().unwrap().findings.len(), 1);
+}
+
+#[tokio::test]
+async fn duplicates_are_dropped_and_held_instances_are_given_back_at_close() {
+    let mut op = series_op(60.0);
+    assert!(op.process_batch(vec![slice_envelope(1, "s1", 0.0, 0.0, None)]).await.is_empty());
+    // The same SOP again (a re-delivery): the older copy is answered as a duplicate.
+    let mut again = slice_envelope(2, "s1", 0.0, 0.0, None);
+    again.event.sop_instance_uid = "1.2.3.4.1".into();
+    let out = op.process_batch(vec![again]).await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].envelope.ticket, 1);
+    assert!(matches!(&out[0].outcome, Outcome::Drop { rule } if rule == DUPLICATE_DROP_RULE));
+    assert!(op.process_batch(vec![slice_envelope(3, "s2", 0.0, 0.0, None)]).await.is_empty());
+    let held = op.on_close().await;
+    let mut tickets: Vec<u64> = held.iter().map(|e| e.ticket).collect();
+    tickets.sort_unstable();
+    assert_eq!(tickets, [2, 3], "nothing of an incomplete series is answered");
+}
+
+#[tokio::test]
+async fn at_the_held_limit_the_longest_waiting_series_runs_early() {
+    let mut op = Infer::new(volume_model(), 8).with_series(SeriesConfig {
+        max_held_instances: 2,
+        quiet_secs: 60.0,
+        ..SeriesConfig::default()
+    });
+    assert!(op.process_batch(vec![slice_envelope(1, "old", 0.0, 0.0, None)]).await.is_empty());
+    assert!(op.process_batch(vec![slice_envelope(2, "new", 0.0, 0.0, None)]).await.is_empty());
+    let out = op.process_batch(vec![slice_envelope(3, "new", 5.0, 0.0, None)]).await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].envelope.ticket, 1);
+    assert_eq!(series_of(&out[0]).reason, "capacity");
+}
+
+#[tokio::test]
+async fn a_late_instance_of_an_evicted_series_and_unfit_slices_are_dead_lettered_with_reasons() {
+    let mut op = Infer::new(volume_model(), 8).with_series(SeriesConfig {
+        max_retained_instances: 1,
+        quiet_secs: 60.0,
+        ..SeriesConfig::default()
+    });
+    let out =
+        op.process_batch(vec![slice_envelope(1, "a", 0.0, 0.0, Some(2)), slice_envelope(2, "a", 5.0, 0.0, None)]).await;
+    assert_eq!(out.len(), 2);
+    // Series "a" (2 instances) is over the retention limit of 1: evicted; a late instance of it
+    // cannot be run with the rest.
+    let out = op.process_batch(vec![slice_envelope(3, "a", 10.0, 0.0, None)]).await;
+    let Outcome::Fail(e) = &out[0].outcome else { panic!("{:?}", out[0].outcome) };
+    assert_eq!(e.class, ErrorClass::LateInstance);
+    assert!(e.reason.contains("series a") && e.reason.contains("re-send every instance"), "{}", e.reason);
+
+    // Slices of another orientation are not one volume.
+    let mut tilted = slice_envelope(5, "b", 5.0, 0.0, None);
+    tilted.geometry = Some(Arc::from(vec![radstream_kernels::SliceGeometry {
+        position: [0.0, 0.0, 5.0],
+        orientation: [1.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+    }]));
+    let out = op.process_batch(vec![slice_envelope(4, "b", 0.0, 0.0, Some(2)), tilted]).await;
+    assert_eq!(out.len(), 2);
+    for p in &out {
+        let Outcome::Fail(e) = &p.outcome else { panic!("{:?}", p.outcome) };
+        assert_eq!(e.class, ErrorClass::MalformedDicom);
+        assert!(e.reason.contains("not one volume"), "{}", e.reason);
+    }
+    // No geometry: no series preprocess before infer.
+    let mut bare = slice_envelope(6, "c", 0.0, 0.0, None);
+    bare.geometry = None;
+    let out = op.process_batch(vec![bare]).await;
+    let Outcome::Fail(e) = &out[0].outcome else { panic!("{:?}", out[0].outcome) };
+    assert_eq!(e.class, ErrorClass::Config);
+}
+
+#[tokio::test]
+async fn envelopes_routed_to_another_model_pass_untouched_and_queue_delay_is_reported() {
+    #[derive(Default)]
+    struct Delays(std::sync::Mutex<Vec<(String, f64)>>);
+    impl crate::config::OperatorObserver for Delays {
+        fn destination_request(&self, _: &str, _: &'static str, _: f64) {}
+        fn destination_retry(&self, _: &str) {}
+        fn model_queue_delay(&self, model: &str, seconds: f64) {
+            self.0.lock().unwrap().push((model.into(), seconds));
+        }
+    }
+    let delays = Arc::new(Delays::default());
+    let mut op = Infer::new(Arc::new(loaded()), 8).with_observer(delays.clone());
+    assert_eq!(op.models(), vec!["tiny".to_string()]);
+    assert_eq!(op.batching().unwrap().max_items, 8);
+    let mut other = envelope(1, None, Priority::Routine);
+    other.model = Some("another-model".into());
+    let mut mine = envelope(2, Some(Tensor::new([1, 1, 8, 8], image(0)).unwrap()), Priority::Routine);
+    mine.model = Some("tiny".into());
+    mine.queued_at = std::time::Instant::now() - Duration::from_millis(30);
+    let out = op.process_batch(vec![other, mine]).await;
+    assert_eq!(out.len(), 2);
+    for p in &out {
+        assert!(matches!(p.outcome, Outcome::Forward));
+        assert_eq!(p.envelope.results.is_some(), p.envelope.ticket == 2);
+    }
+    let delays = delays.0.lock().unwrap();
+    assert_eq!(delays.len(), 1, "only the model's own envelopes waited for it");
+    assert_eq!(delays[0].0, "tiny");
+    assert!(delays[0].1 >= 0.03, "{}", delays[0].1);
 }

@@ -216,12 +216,10 @@ pub enum PlanError {
         /// Samples per pixel after decoding.
         samples_per_pixel: u16,
     },
-    /// The spec wants a whole series, which the streaming operator cannot gather from single
-    /// instances: that is series assembly, which comes with the inference operator.
+    /// The spec wants a whole series and was given one image to make a model input of.
     #[error(
-        "model {model} takes a whole series (input = \"series\"): the preprocess operator takes single \
-         instances, and gathering a series on the stream comes with the infer operator's series \
-         assembly; `radstream preprocess` takes a series folder"
+        "model {model} takes a whole series (input = \"series\"): one image is not its input; stack the \
+         series' slices (`preprocess_series`, or `radstream preprocess` on a series folder)"
     )]
     SeriesNotYet {
         /// The spec's name.

@@ -159,7 +159,7 @@ fn images_the_spec_cannot_take_are_named() {
     assert!(matches!(preprocess_image(&spec, &short), Err(PlanError::Geometry(_))));
     let series = PreprocessSpec { input: InputKind::Series, ..spec };
     let err = preprocess_image(&series, &image("MONOCHROME2", 1, 1, vec![0], vec![params(None)])).unwrap_err();
-    assert!(err.to_string().contains("series assembly"), "{err}");
+    assert!(err.to_string().contains("whole series"), "{err}");
     assert_eq!(PreprocessFailure::Plan(err).class(), ErrorClass::Config);
 }
 
@@ -210,4 +210,72 @@ async fn the_operator_drops_other_modalities_and_dead_letters_what_it_cannot_dec
     }
     assert!(out.iter().all(|p| p.envelope.tensor.is_none()));
     assert_eq!(ErrorClass::UndecodablePixels.as_str(), "undecodable_pixels");
+}
+
+/// A 2 x 2 CT slice with pixels (HU = stored - 1024); with a position and orientation when
+/// `z` is given.
+fn ct_slice(sop: &str, z: Option<f64>) -> Bytes {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    let mut elements = vec![
+        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+        text(tags::SOP_INSTANCE_UID, VR::UI, sop),
+        text(tags::MODALITY, VR::CS, "CT"),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.1"),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.2"),
+        text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(2u16)),
+        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(2u16)),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
+        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
+        DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+        text(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
+        text(tags::RESCALE_SLOPE, VR::DS, "1"),
+        DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(vec![1024, 1064, 1084, 2000].into())),
+    ];
+    if let Some(z) = z {
+        elements.push(text(tags::IMAGE_POSITION_PATIENT, VR::DS, &format!("0\\0\\{z}")));
+        elements.push(text(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0"));
+    }
+    let file = InMemDicomObject::from_element_iter(elements)
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap();
+    let mut bytes = Vec::new();
+    file.write_all(&mut bytes).unwrap();
+    Bytes::from(bytes)
+}
+
+#[tokio::test]
+async fn a_series_spec_attaches_each_slice_and_its_position_and_other_models_pass_untouched() {
+    let series = PreprocessSpec { input: InputKind::Series, size: [2, 2], ..ct_spec() };
+    let mut op = Preprocessor::new(series);
+    let location = |key: &str| ObjectLocation { bucket: "in".into(), key: key.into(), size: None, etag: None };
+    let placed = Envelope::from_part10(1, location("a.dcm"), ct_slice("1.2.3.4.1", Some(7.5))).unwrap();
+    let unplaced = Envelope::from_part10(2, location("b.dcm"), ct_slice("1.2.3.4.2", None)).unwrap();
+    let mut elsewhere = Envelope::from_part10(3, location("c.dcm"), ct_slice("1.2.3.4.3", Some(0.0))).unwrap();
+    elsewhere.model = Some("another-model".into());
+    let mut out = op.process_batch(vec![placed, unplaced, elsewhere]).await;
+    out.sort_by_key(|p| p.envelope.ticket);
+    assert!(matches!(out[0].outcome, Outcome::Forward), "{:?}", out[0].outcome);
+    assert_eq!(out[0].envelope.tensor.as_ref().unwrap().shape(), [1, 1, 2, 2]);
+    let geometry = out[0].envelope.geometry.as_ref().unwrap();
+    assert_eq!(geometry.len(), 1);
+    assert_eq!(geometry[0].position, [0.0, 0.0, 7.5]);
+    assert_eq!(geometry[0].orientation, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    match &out[1].outcome {
+        Outcome::Fail(e) => {
+            assert_eq!(e.class, ErrorClass::MalformedDicom);
+            assert!(e.reason.contains("in/b.dcm") && e.reason.contains("ImagePositionPatient"), "{}", e.reason);
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    assert!(matches!(out[2].outcome, Outcome::Forward));
+    assert!(
+        out[2].envelope.tensor.is_none() && out[2].envelope.geometry.is_none(),
+        "another model's instance is not touched"
+    );
 }

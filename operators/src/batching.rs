@@ -1,0 +1,276 @@
+//! Dynamic batching: how a stage gathers the envelopes it hands to its operator.
+//!
+//! A stage pulls everything already queued for it (up to a look-ahead of a few batches) into a
+//! [`Gatherer`], and hands the operator a batch as soon as it holds `max_items` envelopes, or
+//! when the oldest of them has waited `max_delay` since it was queued, whichever comes first.
+//! STAT-priority envelopes go first: a batch takes every pending STAT envelope before any other,
+//! and the rest in arrival order.
+//!
+//! While a model runs, the next envelopes queue up; when the run ends they are all pending at
+//! once and the next batch fills at once. So at light load an envelope waits at most
+//! `max_delay`, and at heavy load batches grow to `max_items` by themselves: a short
+//! `max_delay` costs little throughput.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use radstream_schemas::Priority;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::Envelope;
+
+/// A stage's batching policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most envelopes per batch.
+    pub max_items: usize,
+    /// Longest an envelope waits for a batch to fill, from when it was queued.
+    pub max_delay: Duration,
+    /// Most envelopes pulled from the queue ahead of handing them over (at least `max_items`):
+    /// more lets STAT work queued behind routine work go first, but a stage with several
+    /// tasks should keep it at `max_items`, so that one task does not hold what its siblings
+    /// could run.
+    pub look_ahead: usize,
+}
+
+impl Batching {
+    /// A policy of batches of `max_items` within `max_delay`, pulling one batch ahead.
+    pub fn new(max_items: usize, max_delay: Duration) -> Self {
+        Self { max_items, max_delay, look_ahead: max_items }
+    }
+
+    /// Pulls up to `batches` batches ahead.
+    pub fn looking_ahead(mut self, batches: usize) -> Self {
+        self.look_ahead = self.max_items.max(1).saturating_mul(batches.max(1));
+        self
+    }
+
+    /// Envelopes pulled ahead of handing a batch over.
+    pub fn look_ahead(&self) -> usize {
+        self.look_ahead.max(self.max_items).max(1)
+    }
+}
+
+/// What the gatherer needs of an item: when it was queued and whether it is urgent.
+pub trait Queued {
+    /// When it was queued for this stage.
+    fn queued_at(&self) -> Instant;
+    /// Whether it goes before the others (STAT priority).
+    fn urgent(&self) -> bool;
+}
+
+impl Queued for Envelope {
+    fn queued_at(&self) -> Instant {
+        Instant::from_std(self.queued_at)
+    }
+
+    fn urgent(&self) -> bool {
+        self.event.priority == Priority::Stat
+    }
+}
+
+/// The envelopes a stage has pulled and not yet handed over: urgent ones first, each kind in
+/// arrival order.
+#[derive(Debug)]
+pub struct Gatherer<T> {
+    policy: Batching,
+    urgent: VecDeque<T>,
+    normal: VecDeque<T>,
+}
+
+impl<T: Queued> Gatherer<T> {
+    /// An empty gatherer for `policy`.
+    pub fn new(policy: Batching) -> Self {
+        Self { policy, urgent: VecDeque::new(), normal: VecDeque::new() }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> Batching {
+        self.policy
+    }
+
+    /// Adds an item.
+    pub fn push(&mut self, item: T) {
+        if item.urgent() {
+            self.urgent.push_back(item);
+        } else {
+            self.normal.push_back(item);
+        }
+    }
+
+    /// Items pending.
+    pub fn len(&self) -> usize {
+        self.urgent.len() + self.normal.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it may pull more from its queue (below the look-ahead).
+    pub fn wants_more(&self) -> bool {
+        self.len() < self.policy.look_ahead()
+    }
+
+    /// When the next batch is due: now when a full batch is pending, else when the oldest
+    /// pending item has waited `max_delay`; `None` when nothing is pending.
+    pub fn due(&self) -> Option<Instant> {
+        if self.len() >= self.policy.max_items {
+            return Some(Instant::now());
+        }
+        let oldest = [self.urgent.front(), self.normal.front()].into_iter().flatten().map(Queued::queued_at).min()?;
+        Some(oldest + self.policy.max_delay)
+    }
+
+    /// Takes the next batch: up to `max_items`, every urgent item before any other.
+    pub fn take(&mut self) -> Vec<T> {
+        let n = self.len().min(self.policy.max_items.max(1));
+        let mut batch = Vec::with_capacity(n);
+        while batch.len() < n {
+            match self.urgent.pop_front().or_else(|| self.normal.pop_front()) {
+                Some(item) => batch.push(item),
+                None => break,
+            }
+        }
+        batch
+    }
+}
+
+/// What a stage does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Hand the operator a batch ([`Gatherer::take`]).
+    Batch,
+    /// The operator's wake time came.
+    Wake,
+    /// The queue closed and nothing is pending.
+    Closed,
+}
+
+/// Pulls from a stage's queue into `gatherer` until a batch is due, `wake` comes, or the queue
+/// closes (`closed` turns true; the pending items still come out as batches, then
+/// [`Step::Closed`]). The runtime's stages and the batching benchmark both run this.
+pub async fn gather<T: Queued>(
+    gatherer: &mut Gatherer<T>,
+    rx: &mut mpsc::Receiver<T>,
+    wake: Option<std::time::Instant>,
+    closed: &mut bool,
+) -> Step {
+    let wake = wake.map(Instant::from_std);
+    loop {
+        // Everything already queued, without waiting, up to the look-ahead.
+        while !*closed && gatherer.wants_more() {
+            match rx.try_recv() {
+                Ok(item) => gatherer.push(item),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => *closed = true,
+            }
+        }
+        let due = gatherer.due();
+        let now = Instant::now();
+        if let Some(wake) = wake {
+            if wake <= now && due.is_none_or(|d| wake <= d) {
+                return Step::Wake;
+            }
+        }
+        match due {
+            Some(due) if due <= now || *closed => return Step::Batch,
+            None if *closed => return Step::Closed,
+            _ => {}
+        }
+        let deadline = [due, wake].into_iter().flatten().min();
+        let received = match (deadline, gatherer.wants_more()) {
+            (Some(deadline), true) => tokio::time::timeout_at(deadline, rx.recv()).await.ok(),
+            (Some(deadline), false) => {
+                tokio::time::sleep_until(deadline).await;
+                None
+            }
+            (None, _) => Some(rx.recv().await),
+        };
+        match received {
+            Some(Some(item)) => gatherer.push(item),
+            Some(None) => *closed = true,
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Item {
+        id: u32,
+        stat: bool,
+        at: Instant,
+    }
+
+    impl Queued for Item {
+        fn queued_at(&self) -> Instant {
+            self.at
+        }
+        fn urgent(&self) -> bool {
+            self.stat
+        }
+    }
+
+    fn policy(max_items: usize, ms: u64) -> Batching {
+        Batching::new(max_items, Duration::from_millis(ms)).looking_ahead(4)
+    }
+
+    #[test]
+    fn stat_items_go_first_and_the_rest_keep_their_order() {
+        let now = Instant::now();
+        let mut g = Gatherer::new(policy(3, 5));
+        for (id, stat) in [(1, false), (2, false), (3, true), (4, false), (5, true)] {
+            g.push(Item { id, stat, at: now });
+        }
+        let ids = |batch: Vec<Item>| batch.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(g.take()), [3, 5, 1]);
+        assert_eq!(ids(g.take()), [2, 4]);
+        assert!(g.is_empty());
+        assert_eq!(g.due(), None);
+    }
+
+    #[tokio::test]
+    async fn gather_hands_over_a_full_batch_at_once_a_partial_one_after_max_delay_and_then_closes() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut g = Gatherer::new(policy(2, 30));
+        let mut closed = false;
+        for id in 0..3 {
+            tx.send(Item { id, stat: false, at: Instant::now() }).await.unwrap();
+        }
+        let started = Instant::now();
+        assert_eq!(gather(&mut g, &mut rx, None, &mut closed).await, Step::Batch);
+        assert_eq!(g.take().len(), 2);
+        assert!(started.elapsed() < Duration::from_millis(20), "a full batch does not wait");
+        // One left: due when it has waited 30 ms.
+        assert_eq!(gather(&mut g, &mut rx, None, &mut closed).await, Step::Batch);
+        assert!(started.elapsed() >= Duration::from_millis(29), "{:?}", started.elapsed());
+        assert_eq!(g.take().len(), 1);
+        // A wake time before anything is due.
+        let wake = std::time::Instant::now() + Duration::from_millis(5);
+        assert_eq!(gather(&mut g, &mut rx, Some(wake), &mut closed).await, Step::Wake);
+        drop(tx);
+        assert_eq!(gather(&mut g, &mut rx, None, &mut closed).await, Step::Closed);
+        assert!(closed);
+    }
+
+    #[test]
+    fn a_batch_is_due_when_full_or_when_its_oldest_item_has_waited_max_delay() {
+        let start = Instant::now();
+        let mut g = Gatherer::new(policy(3, 5));
+        g.push(Item { id: 1, stat: false, at: start });
+        g.push(Item { id: 2, stat: true, at: start + Duration::from_millis(2) });
+        // Not full: due when the oldest (the routine one, queued first) has waited 5 ms.
+        assert_eq!(g.due(), Some(start + Duration::from_millis(5)));
+        g.push(Item { id: 3, stat: false, at: start + Duration::from_millis(3) });
+        // Full: due now.
+        assert!(g.due().unwrap() <= Instant::now());
+        assert_eq!(g.policy().look_ahead(), 12);
+        assert!(g.wants_more());
+    }
+}
