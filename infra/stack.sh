@@ -61,6 +61,17 @@ for base in (spec.submodule_search_locations if spec else []):
         sys.exit(0)' 2>/dev/null || true
 }
 
+# ONNX Runtime's shared library from PyPI's onnxruntime wheel (CPU), for the infer operator's
+# ONNX Runtime backend tests; empty when it is not installed.
+onnxruntime_lib() {
+    "$1" -c 'import glob, importlib.util, os, sys
+spec = importlib.util.find_spec("onnxruntime")
+for base in (spec.submodule_search_locations if spec else []):
+    for lib in sorted(glob.glob(os.path.join(base, "capi", "libonnxruntime.so.*"))):
+        print(lib)
+        sys.exit(0)' 2>/dev/null || true
+}
+
 # pip refuses to touch Debian's own Python (PEP 668); then we use a virtualenv in the cache.
 python_accepts_pip() {
     "$1" -m pip --version >/dev/null 2>&1 &&
@@ -120,6 +131,17 @@ cmd_install() {
         } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
             die "pip install nvidia-cuda-nvrtc-cu12 failed; see $RADSTREAM_CACHE_DIR/install.log"
         [[ -n $(nvrtc_lib_dir "$python") ]] || die "libnvrtc.so.12 still not found after installing nvidia-cuda-nvrtc-cu12"
+    fi
+
+    # ONNX Runtime (CPU, ~15 MB), for the tests of the infer operator's ONNX Runtime backend.
+    if [[ -z $(onnxruntime_lib "$python") ]]; then
+        log "installing onnxruntime with $python -m pip, for the ONNX Runtime backend's tests"
+        {
+            echo "=== $(date -Is) pip install onnxruntime"
+            "$python" -m pip install --quiet --disable-pip-version-check 'onnxruntime>=1.22'
+        } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
+            die "pip install onnxruntime failed; see $RADSTREAM_CACHE_DIR/install.log"
+        [[ -n $(onnxruntime_lib "$python") ]] || die "libonnxruntime.so still not found after installing onnxruntime"
     fi
 
     if [[ -z ${RADSTREAM_TEST_TANSU_BIN:-} ]]; then
@@ -312,6 +334,7 @@ write_env() {
             kv RADSTREAM_TEST_ORTHANC_RUN "$INFRA_DIR/orthanc/run.sh"
             kv RADSTREAM_TEST_PYTHON "$(radstream_python)"
             kv RADSTREAM_TEST_NVRTC_DIR "$(nvrtc_lib_dir "$(radstream_python)")"
+            kv RADSTREAM_TEST_ONNXRUNTIME_LIB "$(onnxruntime_lib "$(radstream_python)")"
         } >"$tmp"
     )
     mv -f "$tmp" "$ENV_FILE"

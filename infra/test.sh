@@ -101,6 +101,9 @@ run_phase "stack up" infra/stack.sh up
 # shellcheck source=/dev/null
 source "$STACK_DIR/env"
 export RADSTREAM_REQUIRE_STACK=1
+# The infer operator's ONNX Runtime backend runs on pip's onnxruntime (CPU): stack.sh installed it.
+export RADSTREAM_ONNXRUNTIME_LIB="${RADSTREAM_TEST_ONNXRUNTIME_LIB:-${RADSTREAM_ONNXRUNTIME_LIB:-}}"
+export RADSTREAM_REQUIRE_ONNXRUNTIME=1
 # The CUDA kernels compile with the real NVRTC (no GPU needed): stack.sh installed it.
 if [[ -n ${RADSTREAM_TEST_NVRTC_DIR:-} ]]; then
     export LD_LIBRARY_PATH="$RADSTREAM_TEST_NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

@@ -36,28 +36,31 @@
 //!   not make one volume (another orientation or size), and as `late_instance` when an instance
 //!   arrives after its series was run and its slices are no longer kept.
 //!
-//! **Backends.** The CPU backend ([`cpu`], tract) is complete on its own. The GPU backend is not
-//! built yet; the decision for it is `ort` (ONNX Runtime's Rust binding) with
-//! `default-features = false` and `load-dynamic`, running ONNX Runtime's CUDA execution
-//! provider from the `onnxruntime-gpu` wheel's `libonnxruntime.so`, opened at run time like our
-//! kernels open `libcuda`/`libnvrtc`:
-//! * it builds here without nvcc, a GPU or a download, and the binary built here runs on the
-//!   GPU machines (CUDA 13, driver 580, onnxruntime installed, no Rust);
-//! * ONNX Runtime binds device memory as input (`IoBinding`), so the tensor the preprocess
-//!   kernels leave on the GPU goes into the model without a host round trip, and only the
-//!   scores (and masks) come back;
-//! * it runs any ONNX graph a model author exports, with cuDNN/TensorRT-grade kernels;
-//! * candle's CUDA feature reads the CUDA version from nvcc at build time (there is none here)
-//!   and links cudarc in a way that clashes with the dynamic loading our kernels use, and it
-//!   runs only the ONNX operators candle implements; writing our own convolution kernels would
-//!   be slower and a project of its own.
+//! **Backends** (`backend` in the config):
+//! * `"tract"` (the default, [`cpu`]): pure Rust on the CPU, complete on its own.
+//! * `"onnxruntime"` ([`ort`], feature `onnxruntime`, on in the binary): ONNX Runtime through
+//!   `ort` with `default-features = false` and `load-dynamic`, its library opened at run time
+//!   (`onnxruntime_lib` or `RADSTREAM_ONNXRUNTIME_LIB`). With `device = "auto"` it runs on ONNX
+//!   Runtime's CUDA execution provider (the `onnxruntime-gpu` wheel's library) where a GPU
+//!   starts, else on its CPU provider, and says why. Why this and not another GPU path:
+//!   * it builds here without nvcc, a GPU or a download, and the binary built here runs on the
+//!     GPU machines (CUDA 13, driver 580, onnxruntime installed, no Rust);
+//!   * ONNX Runtime can bind device memory as input (`IoBinding`), so the tensor the
+//!     preprocess kernels leave on the GPU can go into the model without a host round trip
+//!     (not done yet: it needs a GPU to test);
+//!   * it runs any ONNX graph a model author exports, with cuDNN/TensorRT-grade kernels;
+//!   * candle's CUDA feature reads the CUDA version from nvcc at build time (there is none here)
+//!     and links cudarc in a way that clashes with the dynamic loading our kernels use, and it
+//!     runs only the ONNX operators candle implements; writing our own convolution kernels would
+//!     be slower and a project of its own.
 //!
-//! The GPU backend will sit behind the `cuda` feature, fall back to this CPU backend like
-//! `preprocess` does, and be checked against it on the same models.
+//! Both backends give the same scores (tested to 1e-5 on the test and demo models).
 
 pub mod assembly;
 pub mod cpu;
 pub mod manifest;
+#[cfg(feature = "onnxruntime")]
+pub mod ort;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -119,7 +122,44 @@ pub struct InferConfig {
     /// Series assembly, for a model of whole series (defaults apply when absent).
     #[serde(default)]
     pub series: Option<SeriesConfig>,
+    /// Which library runs the model: `"tract"` (the default, pure Rust, CPU) or
+    /// `"onnxruntime"` (ONNX Runtime, opened at run time; GPU or CPU).
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// `backend = "onnxruntime"` only: `"auto"` (the default) runs on ONNX Runtime's CUDA
+    /// provider where a GPU starts, else on its CPU provider; `"cpu"` always on the CPU.
+    #[serde(default)]
+    pub device: crate::preprocess::device::DeviceChoice,
+    /// `backend = "onnxruntime"` only: ONNX Runtime's shared library (for example pip's
+    /// `onnxruntime/capi/libonnxruntime.so.1.22.0`); default `$RADSTREAM_ONNXRUNTIME_LIB`.
+    #[serde(default)]
+    pub onnxruntime_lib: Option<PathBuf>,
 }
+
+/// Which library runs a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// tract, pure Rust, on the CPU.
+    #[default]
+    Tract,
+    /// ONNX Runtime (feature `onnxruntime`), its library opened at run time.
+    Onnxruntime,
+}
+
+/// How a model is to be loaded: the backend, the device, ONNX Runtime's library.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendChoice {
+    /// The backend.
+    pub kind: BackendKind,
+    /// The device (ONNX Runtime only).
+    pub device: crate::preprocess::device::DeviceChoice,
+    /// ONNX Runtime's library; `$RADSTREAM_ONNXRUNTIME_LIB` when `None`.
+    pub library: Option<PathBuf>,
+}
+
+/// The environment variable naming ONNX Runtime's shared library.
+pub const ONNXRUNTIME_LIB_ENV: &str = "RADSTREAM_ONNXRUNTIME_LIB";
 
 impl InferConfig {
     /// Checks the configuration without reading the manifest.
@@ -136,13 +176,33 @@ impl InferConfig {
         if let Some(series) = &self.series {
             series.validate().map_err(|e| e.within("series"))?;
         }
+        if self.backend == BackendKind::Tract && self.onnxruntime_lib.is_some() {
+            return Err(ConfigError::new("onnxruntime_lib", "is for backend = \"onnxruntime\""));
+        }
+        if self.backend == BackendKind::Tract && self.device != crate::preprocess::device::DeviceChoice::Auto {
+            return Err(ConfigError::new(
+                "device",
+                "tract runs on the CPU only; `device` is for backend = \"onnxruntime\"",
+            ));
+        }
+        if self.backend == BackendKind::Onnxruntime && !cfg!(feature = "onnxruntime") {
+            return Err(ConfigError::new(
+                "backend",
+                "this build has no ONNX Runtime backend (cargo feature `onnxruntime`); use backend = \"tract\"",
+            ));
+        }
         Ok(())
+    }
+
+    /// The backend this configuration asks for.
+    pub fn backend_choice(&self) -> BackendChoice {
+        BackendChoice { kind: self.backend, device: self.device, library: self.onnxruntime_lib.clone() }
     }
 
     /// Builds the operator: reads the manifest, checks the model file's hash, loads the model.
     pub fn build(&self) -> Result<Infer, ConfigError> {
         self.validate()?;
-        let model = LoadedModel::load(&self.model).map_err(|e| e.within("model"))?;
+        let model = LoadedModel::load_on(&self.model, &self.backend_choice()).map_err(|e| e.within("model"))?;
         if self.series.is_some() && !model.is_series() {
             return Err(ConfigError::new(
                 "series",
@@ -240,7 +300,7 @@ impl InferenceResult {
 pub struct LoadedModel {
     manifest: ModelManifest,
     identity: ModelIdentity,
-    backend: CpuModel,
+    backend: ModelBackend,
     /// Per manifest finding: (index into the outputs, column).
     finding_columns: Vec<(usize, usize)>,
     /// A model of whole series: the output of per-slice scores, if it has one.
@@ -248,18 +308,26 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Reads the manifest, checks the ONNX file's SHA-256 and loads it on the CPU.
+    /// Reads the manifest, checks the ONNX file's SHA-256 and loads it on the CPU (tract).
     pub fn load(manifest: &Path) -> Result<Self, ConfigError> {
-        let shown = manifest.display().to_string();
-        Self::from_verified(ModelManifest::load(manifest)?).map_err(|e| e.within(&shown))
+        Self::load_on(manifest, &BackendChoice::default())
     }
 
-    /// Loads a verified model file.
+    /// Reads the manifest, checks the ONNX file's SHA-256 and loads it on `backend`.
+    pub fn load_on(manifest: &Path, backend: &BackendChoice) -> Result<Self, ConfigError> {
+        let shown = manifest.display().to_string();
+        Self::from_verified_on(ModelManifest::load(manifest)?, backend).map_err(|e| e.within(&shown))
+    }
+
+    /// Loads a verified model file on the CPU (tract).
     pub fn from_verified(verified: VerifiedModel) -> Result<Self, ConfigError> {
+        Self::from_verified_on(verified, &BackendChoice::default())
+    }
+
+    /// Loads a verified model file on `choice`.
+    pub fn from_verified_on(verified: VerifiedModel, choice: &BackendChoice) -> Result<Self, ConfigError> {
         let VerifiedModel { manifest, onnx } = verified;
-        let series = manifest.input.input == crate::preprocess::InputKind::Series;
-        let load = if series { CpuModel::load_volume } else { CpuModel::load };
-        let backend = load(&onnx, &manifest.tensors.input, &manifest.tensors.outputs, manifest.input.image_shape())
+        let backend = ModelBackend::load(&manifest, &onnx, choice)
             .map_err(|e| ConfigError::new("file", format!("{}: {e}", manifest.file.display())))?;
         let slice_scores = manifest
             .tensors
@@ -302,6 +370,11 @@ impl LoadedModel {
             sha256: crate::infer::manifest::sha256_hex(&onnx),
         };
         Ok(Self { manifest, identity, backend, finding_columns, slice_scores })
+    }
+
+    /// The backend it runs on.
+    pub fn backend(&self) -> &ModelBackend {
+        &self.backend
     }
 
     /// Whether it takes whole series (`[1, C, D, H, W]`).
@@ -394,6 +467,117 @@ impl LoadedModel {
             scores.extend(self.scores(chunk, chunk.len() / per)?);
         }
         Ok(self.result(scores))
+    }
+}
+
+/// The library a model runs in.
+#[derive(Debug)]
+pub enum ModelBackend {
+    /// tract on the CPU.
+    Tract(CpuModel),
+    /// ONNX Runtime, on its CUDA or CPU provider.
+    #[cfg(feature = "onnxruntime")]
+    Onnxruntime(ort::OrtModel),
+}
+
+impl ModelBackend {
+    /// Loads `onnx` as `manifest` describes it, on `choice`.
+    pub fn load(manifest: &ModelManifest, onnx: &[u8], choice: &BackendChoice) -> Result<Self, BackendError> {
+        let (input, outputs) = (&manifest.tensors.input, &manifest.tensors.outputs);
+        let (shape, volume) =
+            (manifest.input.image_shape(), manifest.input.input == crate::preprocess::InputKind::Series);
+        match choice.kind {
+            BackendKind::Tract if volume => Ok(Self::Tract(CpuModel::load_volume(onnx, input, outputs, shape)?)),
+            BackendKind::Tract => Ok(Self::Tract(CpuModel::load(onnx, input, outputs, shape)?)),
+            #[cfg(feature = "onnxruntime")]
+            BackendKind::Onnxruntime => {
+                let library = match &choice.library {
+                    Some(path) => path.clone(),
+                    None => std::env::var_os(ONNXRUNTIME_LIB_ENV).map(PathBuf::from).ok_or_else(|| {
+                        BackendError::Load(format!(
+                            "name ONNX Runtime's library: onnxruntime_lib, or {ONNXRUNTIME_LIB_ENV} (pip's onnxruntime \
+                             wheel has onnxruntime/capi/libonnxruntime.so.*)"
+                        ))
+                    })?,
+                };
+                ort::init(&library)?;
+                let gpu = choice.device == crate::preprocess::device::DeviceChoice::Auto;
+                Ok(Self::Onnxruntime(ort::OrtModel::load(onnx, input, outputs, shape, volume, gpu)?))
+            }
+            #[cfg(not(feature = "onnxruntime"))]
+            BackendKind::Onnxruntime => {
+                Err(BackendError::Load("this build has no ONNX Runtime backend (cargo feature `onnxruntime`)".into()))
+            }
+        }
+    }
+
+    /// Where it computes, and why: the `backend` and `reason` labels of
+    /// `radstream_compute_backend`, and the name of the library.
+    pub fn placement(&self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Tract(_) => ("cpu", "cpu_requested", "tract"),
+            #[cfg(feature = "onnxruntime")]
+            Self::Onnxruntime(m) => match (m.provider(), m.fallback()) {
+                (ort::Provider::Cuda, _) => ("cuda", "gpu_started", "onnxruntime"),
+                (ort::Provider::Cpu, Some(_)) => ("cpu", "gpu_unavailable", "onnxruntime"),
+                (ort::Provider::Cpu, None) => ("cpu", "cpu_requested", "onnxruntime"),
+            },
+        }
+    }
+
+    /// `[C, H, W]` of one image or slice.
+    pub fn image_shape(&self) -> [usize; 3] {
+        match self {
+            Self::Tract(m) => m.image_shape(),
+            #[cfg(feature = "onnxruntime")]
+            Self::Onnxruntime(m) => m.image_shape(),
+        }
+    }
+
+    /// Whether it takes volumes.
+    pub fn is_volume(&self) -> bool {
+        match self {
+            Self::Tract(m) => m.is_volume(),
+            #[cfg(feature = "onnxruntime")]
+            Self::Onnxruntime(m) => m.is_volume(),
+        }
+    }
+
+    /// Each output's shape as far as it is known before a run.
+    pub fn output_shapes(&self) -> &[Vec<Option<usize>>] {
+        match self {
+            Self::Tract(m) => m.output_shapes(),
+            #[cfg(feature = "onnxruntime")]
+            Self::Onnxruntime(m) => m.output_shapes(),
+        }
+    }
+
+    /// Runs `n` images.
+    pub fn run(&self, images: &[f32], n: usize) -> Result<Vec<Output>, BackendError> {
+        match self {
+            Self::Tract(m) => m.run(images, n),
+            #[cfg(feature = "onnxruntime")]
+            Self::Onnxruntime(m) => m.run(images, n),
+        }
+    }
+
+    /// Runs one volume of `depth` slices.
+    pub fn run_volume(&self, volume: Vec<f32>, depth: usize) -> Result<Vec<Output>, BackendError> {
+        match self {
+            Self::Tract(m) => m.run_volume(volume, depth),
+            #[cfg(feature = "onnxruntime")]
+            Self::Onnxruntime(m) => m.run_volume(volume, depth),
+        }
+    }
+
+    /// Prepares the batch sizes `sizes` (tract optimizes a plan per size; ONNX Runtime needs
+    /// nothing).
+    pub fn prepare(&self, sizes: impl IntoIterator<Item = usize>) -> Result<(), BackendError> {
+        match self {
+            Self::Tract(m) => m.prepare(sizes),
+            #[cfg(feature = "onnxruntime")]
+            Self::Onnxruntime(_) => Ok(()),
+        }
     }
 }
 
@@ -506,7 +690,8 @@ impl Infer {
             model = %model.identity.name,
             version = %model.identity.version,
             sha256 = %model.identity.sha256,
-            backend = "cpu",
+            backend = model.backend.placement().2,
+            device = model.backend.placement().0,
             series = model.is_series(),
             max_batch,
             "infer: model loaded"
@@ -536,8 +721,11 @@ impl Infer {
         self
     }
 
-    /// Reports each model run (images, model time) to `observer`: the runtime's metrics.
+    /// Reports each model run (images, model time) to `observer`: the runtime's metrics; and
+    /// where the model computes (`radstream_compute_backend{operator="infer"}`).
     pub fn with_observer(mut self, observer: Arc<dyn crate::config::OperatorObserver>) -> Self {
+        let (device, reason, _) = self.model.backend.placement();
+        observer.compute_backend("infer", device, reason, 1);
         self.observer = observer;
         self
     }

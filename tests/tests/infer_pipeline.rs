@@ -16,6 +16,25 @@ use radstream_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_model_flags_exactly_the_planted_bleeds_and_its_identity_travels_with_the_results() -> Result<()> {
+    chain_finds_the_planted_bleeds("tract", "").await
+}
+
+/// The same chain with the model in ONNX Runtime (pip's CPU library, opened by the worker
+/// process at run time; `device = "auto"` finds no CUDA provider there and says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_chain_on_onnx_runtime_flags_the_same_bleeds() -> Result<()> {
+    let Some(lib) = std::env::var("RADSTREAM_ONNXRUNTIME_LIB").ok().filter(|l| !l.is_empty()) else {
+        if std::env::var("RADSTREAM_REQUIRE_ONNXRUNTIME").as_deref() == Ok("1") {
+            anyhow::bail!("RADSTREAM_REQUIRE_ONNXRUNTIME=1 but RADSTREAM_ONNXRUNTIME_LIB names no library");
+        }
+        eprintln!("skipped: RADSTREAM_ONNXRUNTIME_LIB is not set");
+        return Ok(());
+    };
+    chain_finds_the_planted_bleeds("onnxruntime", &format!("backend = \"onnxruntime\"\nonnxruntime_lib = \"{lib}\""))
+        .await
+}
+
+async fn chain_finds_the_planted_bleeds(name: &str, backend_toml: &str) -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = repo.join("models/ct-head-bleed.model.toml");
@@ -24,7 +43,7 @@ async fn the_demo_model_flags_exactly_the_planted_bleeds_and_its_identity_travel
 
     let dir = tempfile::tempdir()?;
     let (key_path, deid) = deid_key(dir.path(), "infer-test")?;
-    let worker = WorkerConfig::new(&stack, "infer", stack.pacs());
+    let worker = WorkerConfig::new(&stack, &format!("infer-{name}"), stack.pacs());
     worker.create_topics(&stack, 3).await?;
     let toml = worker.toml_with_operators(&format!(
         r#"
@@ -45,6 +64,7 @@ spec_file = "{spec}"
 type = "infer"
 model = "{manifest}"
 max_batch = 4
+{backend_toml}
 {stow}"#,
         key = key_path.display(),
         spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
@@ -74,7 +94,7 @@ max_batch = 4
     let ct: BTreeSet<String> =
         published.iter().filter(|p| p.event.modality == "CT").map(|p| p.event.sop_instance_uid.clone()).collect();
 
-    let run = Worker::start(&config_path, &stack.orthanc_password, dir.path(), "infer")?;
+    let run = Worker::start(&config_path, &stack.orthanc_password, dir.path(), name)?;
     let outcomes: Vec<OutcomeEvent> =
         match read_outcomes(&stack.kafka, &worker.outcome_topic, published.len(), Duration::from_secs(120)) {
             Ok(outcomes) => outcomes,
@@ -83,7 +103,13 @@ max_batch = 4
                 return Err(e);
             }
         };
-    ensure!(outcomes.len() == published.len(), "{} outcomes for {} events", outcomes.len(), published.len());
+    ensure!(
+        outcomes.len() == published.len(),
+        "{} outcomes for {} events; worker log tail:\n{}",
+        outcomes.len(),
+        published.len(),
+        run.log_tail()
+    );
 
     let mut flagged = BTreeSet::new();
     for outcome in &outcomes {
@@ -121,6 +147,11 @@ max_batch = 4
         "the PACS should hold exactly the CT instances"
     );
     ensure!(counts.values().all(|&n| n == 1), "{counts:?}");
+    let device = if name == "onnxruntime" { "gpu_unavailable" } else { "cpu_requested" };
+    let placed = run
+        .metric(&format!("radstream_compute_backend{{backend=\"cpu\",operator=\"infer\",reason=\"{device}\"}}"))
+        .await;
+    ensure!(placed == 1.0, "radstream_compute_backend for infer: {placed}");
     assert_no_phi("the worker log", &std::fs::read_to_string(&run.log)?)?;
     Ok(())
 }

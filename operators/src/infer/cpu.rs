@@ -38,6 +38,120 @@ pub enum BackendError {
     Run(String),
 }
 
+/// Checks a model input's declared dimensions (`None`: rank unknown; `Some(None)`: that
+/// dimension open) against the manifest's `[C, H, W]`: `[N, C, H, W]`, or `[1, C, D, H, W]` for
+/// a model of volumes. Shared by the backends.
+pub(crate) fn check_input(
+    input: &str,
+    declared: Option<&[Option<usize>]>,
+    image_shape: [usize; 3],
+    volume: bool,
+) -> Result<(), BackendError> {
+    let Some(declared) = declared else { return Ok(()) };
+    let (rank, layout) = if volume { (5usize, "[1, C, D, H, W]") } else { (4usize, "[N, C, H, W]") };
+    if declared.len() != rank {
+        return Err(BackendError::Load(format!(
+            "input `{input}` has {} dimensions; {layout} expected",
+            declared.len()
+        )));
+    }
+    // The dimensions of C, H, W in the input.
+    let image_dims = if volume { [1, 3, 4] } else { [1, 2, 3] };
+    for (&dim, &want) in image_dims.iter().zip(&image_shape) {
+        if let Some(have) = declared[dim].filter(|&have| have != want) {
+            let open = |d: usize| match (volume, d) {
+                (false, 0) => "N",
+                (true, 2) => "D",
+                _ => "?",
+            };
+            let takes = (0..rank).map(|d| declared[d].map_or(open(d).into(), |v| v.to_string()));
+            let [c, h, w] = image_shape;
+            let makes = if volume { format!("[1, {c}, D, {h}, {w}]") } else { format!("[N, {c}, {h}, {w}]") };
+            return Err(BackendError::Load(format!(
+                "input `{input}` takes [{}] but the manifest's [input] makes {makes} (dimension {dim} is {have}, \
+                 not {want})",
+                takes.collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    if let Some(n) = declared[0].filter(|&n| volume && n != 1) {
+        return Err(BackendError::Load(format!("input `{input}` takes {n} volumes at once; 1 expected")));
+    }
+    Ok(())
+}
+
+/// Checks a run's input: `len` values of `n` images (or, `as_volume`, of a volume of `n`
+/// slices) of `[C, H, W]` for a model that takes volumes when `volume`. Returns the values per
+/// image. Shared by the backends.
+pub(crate) fn check_run(
+    image_shape: [usize; 3],
+    volume: bool,
+    as_volume: bool,
+    len: usize,
+    n: usize,
+) -> Result<usize, BackendError> {
+    let [c, h, w] = image_shape;
+    let per = c * h * w;
+    match (volume, as_volume) {
+        (true, false) => return Err(BackendError::Run("the model takes volumes, not images".into())),
+        (false, true) => return Err(BackendError::Run("the model takes images, not volumes".into())),
+        _ => {}
+    }
+    if n == 0 || len != n * per {
+        let what = if as_volume {
+            format!("a volume of [{c}, {n}, {h}, {w}]")
+        } else {
+            format!("{n} images of [{c}, {h}, {w}]")
+        };
+        return Err(BackendError::Run(format!("{len} values are not {what}")));
+    }
+    Ok(per)
+}
+
+/// Runs `n` images (`per` values each) through `run_exactly(data, rows)`: at once when the
+/// model's batch is open (`fixed` is `None`), else in whole chunks of the fixed batch, the last
+/// padded with zeros and the padding's outputs dropped. Shared by the backends.
+pub(crate) fn run_in_chunks(
+    fixed: Option<usize>,
+    per: usize,
+    images: &[f32],
+    n: usize,
+    run_exactly: impl Fn(Vec<f32>, usize) -> Result<Vec<Output>, BackendError>,
+) -> Result<Vec<Output>, BackendError> {
+    let Some(k) = fixed else {
+        return run_exactly(images.to_vec(), n);
+    };
+    let mut outputs: Option<Vec<Output>> = None;
+    for chunk in images.chunks(k * per) {
+        let rows = chunk.len() / per;
+        let mut padded = chunk.to_vec();
+        padded.resize(k * per, 0.0);
+        let ran = run_exactly(padded, k)?;
+        match &mut outputs {
+            None => {
+                outputs = Some(
+                    ran.into_iter()
+                        .map(|o| {
+                            let kept = o.image(0).len() * rows;
+                            let mut shape = o.shape;
+                            shape[0] = rows;
+                            Output { shape, data: o.data[..kept].to_vec() }
+                        })
+                        .collect(),
+                )
+            }
+            Some(all) => {
+                for (all, o) in all.iter_mut().zip(ran) {
+                    let kept = o.image(0).len() * rows;
+                    all.data.extend_from_slice(&o.data[..kept]);
+                    all.shape[0] += rows;
+                }
+            }
+        }
+    }
+    outputs.ok_or_else(|| BackendError::Run("no images".into()))
+}
+
 /// One output of a run: `[N, ...]` row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
@@ -113,35 +227,12 @@ impl CpuModel {
         })?;
         let declared = model.input_fact(0).map_err(load)?.shape.clone();
         let declared_dim = |i: usize| declared.dim(i).and_then(|d| d.concretize()).and_then(|d| d.to_usize().ok());
-        let (rank, layout) = if volume { (5usize, "[1, C, D, H, W]") } else { (4usize, "[N, C, H, W]") };
-        if let Some(have) = declared.rank().concretize().filter(|&r| r != rank as i64) {
-            return Err(BackendError::Load(format!("input `{input}` has {have} dimensions; {layout} expected")));
-        }
-        // The dimensions of C, H, W in the input.
-        let image_dims = if volume { [1, 3, 4] } else { [1, 2, 3] };
-        for (&dim, &want) in image_dims.iter().zip(&image_shape) {
-            if let Some(have) = declared_dim(dim).filter(|&have| have != want) {
-                let open = |d: usize| match (volume, d) {
-                    (false, 0) => "N",
-                    (true, 2) => "D",
-                    _ => "?",
-                };
-                let takes = (0..rank).map(|d| declared_dim(d).map_or(open(d).into(), |v| v.to_string()));
-                let [c, h, w] = image_shape;
-                let makes = if volume { format!("[1, {c}, D, {h}, {w}]") } else { format!("[N, {c}, {h}, {w}]") };
-                return Err(BackendError::Load(format!(
-                    "input `{input}` takes [{}] but the manifest's [input] makes {makes} (dimension {dim} is {have}, \
-                     not {want})",
-                    takes.collect::<Vec<_>>().join(", ")
-                )));
-            }
-        }
+        let rank = declared.rank().concretize().and_then(|r| usize::try_from(r).ok());
+        let dims: Option<Vec<Option<usize>>> = rank.map(|r| (0..r).map(declared_dim).collect());
+        check_input(input, dims.as_deref(), image_shape, volume)?;
         let [c, h, w] = image_shape;
         let mut symbol: Option<Symbol> = None;
         let (fixed_batch, fact) = if volume {
-            if let Some(n) = declared_dim(0).filter(|&n| n != 1) {
-                return Err(BackendError::Load(format!("input `{input}` takes {n} volumes at once; 1 expected")));
-            }
             let depth: TDim = match declared_dim(2) {
                 Some(d) => d.into(),
                 None => {
@@ -235,15 +326,7 @@ impl CpuModel {
     /// after slice) and returns every output with its one row.
     pub fn run_volume(&self, volume: Vec<f32>, depth: usize) -> Result<Vec<Output>, BackendError> {
         let [c, h, w] = self.image_shape;
-        if !self.volume {
-            return Err(BackendError::Run("the model takes images, not volumes".into()));
-        }
-        if depth == 0 || volume.len() != c * depth * h * w {
-            return Err(BackendError::Run(format!(
-                "{} values are not a volume of [{c}, {depth}, {h}, {w}]",
-                volume.len()
-            )));
-        }
+        check_run(self.image_shape, self.volume, true, volume.len(), depth)?;
         let input: TractTensor =
             tract_onnx::prelude::tract_ndarray::Array5::from_shape_vec((1, c, depth, h, w), volume)
                 .map_err(|e| BackendError::Run(e.to_string()))?
@@ -254,47 +337,8 @@ impl CpuModel {
     /// Runs `images` (`n` images of `[C, H, W]`, one after the other) and returns every output
     /// with `n` rows.
     pub fn run(&self, images: &[f32], n: usize) -> Result<Vec<Output>, BackendError> {
-        let [c, h, w] = self.image_shape;
-        let per = c * h * w;
-        if self.volume {
-            return Err(BackendError::Run("the model takes volumes, not images".into()));
-        }
-        if n == 0 || images.len() != n * per {
-            return Err(BackendError::Run(format!("{} values are not {n} images of [{c}, {h}, {w}]", images.len())));
-        }
-        let Some(k) = self.fixed_batch else {
-            return self.run_exactly(images.to_vec(), n);
-        };
-        // A fixed batch: whole chunks of k, the last padded.
-        let mut outputs: Option<Vec<Output>> = None;
-        for chunk in images.chunks(k * per) {
-            let rows = chunk.len() / per;
-            let mut padded = chunk.to_vec();
-            padded.resize(k * per, 0.0);
-            let ran = self.run_exactly(padded, k)?;
-            match &mut outputs {
-                None => {
-                    outputs = Some(
-                        ran.into_iter()
-                            .map(|o| {
-                                let kept = o.image(0).len() * rows;
-                                let mut shape = o.shape;
-                                shape[0] = rows;
-                                Output { shape, data: o.data[..kept].to_vec() }
-                            })
-                            .collect(),
-                    )
-                }
-                Some(all) => {
-                    for (all, o) in all.iter_mut().zip(ran) {
-                        let kept = o.image(0).len() * rows;
-                        all.data.extend_from_slice(&o.data[..kept]);
-                        all.shape[0] += rows;
-                    }
-                }
-            }
-        }
-        outputs.ok_or_else(|| BackendError::Run("no images".into()))
+        let per = check_run(self.image_shape, self.volume, false, images.len(), n)?;
+        run_in_chunks(self.fixed_batch, per, images, n, |data, rows| self.run_exactly(data, rows))
     }
 
     fn run_exactly(&self, data: Vec<f32>, n: usize) -> Result<Vec<Output>, BackendError> {

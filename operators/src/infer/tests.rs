@@ -240,10 +240,10 @@ fn the_operator_config_is_checked_and_registered() {
     std::fs::write(dir.path().join("tiny.onnx"), tiny_onnx()).unwrap();
     let path = dir.path().join("tiny.model.toml");
     std::fs::write(&path, tiny_manifest(&tiny_hash())).unwrap();
-    let op = InferConfig { model: path.clone(), max_batch: 4, max_delay_ms: 2.0, series: None }.build().unwrap();
+    let op = InferConfig { model: path.clone(), ..config.clone() }.build().unwrap();
     assert_eq!(op.model().identity().sha256, tiny_hash());
     std::fs::write(&path, tiny_manifest(&"a".repeat(64))).unwrap();
-    let e = InferConfig { model: path, max_batch: 4, max_delay_ms: 2.0, series: None }.build().unwrap_err();
+    let e = InferConfig { model: path, ..config.clone() }.build().unwrap_err();
     assert!(e.key.starts_with("model.") && e.key.ends_with(".sha256"), "{e}");
 }
 
@@ -487,4 +487,148 @@ async fn envelopes_routed_to_another_model_pass_untouched_and_queue_delay_is_rep
     assert_eq!(delays.len(), 1, "only the model's own envelopes waited for it");
     assert_eq!(delays[0].0, "tiny");
     assert!(delays[0].1 >= 0.03, "{}", delays[0].1);
+}
+
+// --- The ONNX Runtime backend against tract, on pip's onnxruntime (CPU): RADSTREAM_ONNXRUNTIME_LIB
+// names its library; without it these tests say so and pass, unless
+// RADSTREAM_REQUIRE_ONNXRUNTIME=1 (infra/test.sh sets both).
+
+#[cfg(feature = "onnxruntime")]
+mod onnxruntime {
+    use super::*;
+    use crate::preprocess::device::DeviceChoice;
+
+    fn library() -> Option<PathBuf> {
+        match std::env::var_os(ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty()) {
+            Some(path) => Some(PathBuf::from(path)),
+            None if std::env::var("RADSTREAM_REQUIRE_ONNXRUNTIME").as_deref() == Ok("1") => {
+                panic!("RADSTREAM_REQUIRE_ONNXRUNTIME=1 but {ONNXRUNTIME_LIB_ENV} names no library")
+            }
+            None => {
+                eprintln!(
+                    "skipped: {ONNXRUNTIME_LIB_ENV} is not set (pip install onnxruntime; its capi/libonnxruntime.so.*)"
+                );
+                None
+            }
+        }
+    }
+
+    fn choice(library: PathBuf, device: DeviceChoice) -> BackendChoice {
+        BackendChoice { kind: BackendKind::Onnxruntime, device, library: Some(library) }
+    }
+
+    fn max_difference(a: &[Output], b: &[Output]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| {
+                assert_eq!(a.shape, b.shape);
+                a.data.iter().zip(&b.data).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+            })
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn onnxruntime_gives_tracts_numbers_on_images_fixed_batches_and_volumes() {
+        let Some(lib) = library() else { return };
+        let manifest = |text: &str| ModelManifest::from_toml(text).unwrap();
+        let ort = choice(lib, DeviceChoice::Cpu);
+        // Images, open batch.
+        let tiny = manifest(&tiny_manifest(&tiny_hash()));
+        let (t, o) = (
+            ModelBackend::load(&tiny, &tiny_onnx(), &BackendChoice::default()).unwrap(),
+            ModelBackend::load(&tiny, &tiny_onnx(), &ort).unwrap(),
+        );
+        assert_eq!(o.placement(), ("cpu", "cpu_requested", "onnxruntime"));
+        assert_eq!(o.output_shapes()[1], vec![None, Some(2)]);
+        for n in [1, 3, 8] {
+            let batch: Vec<f32> = (0..n).flat_map(image).collect();
+            let d = max_difference(&t.run(&batch, n).unwrap(), &o.run(&batch, n).unwrap());
+            assert!(d < 1e-6, "batch of {n}: {d}");
+        }
+        // A fixed batch of 2, run in padded chunks.
+        let fixed = std::fs::read(testdata().join("tiny_batch2.onnx")).unwrap();
+        let (t, o) = (
+            ModelBackend::load(&tiny, &fixed, &BackendChoice::default()).unwrap(),
+            ModelBackend::load(&tiny, &fixed, &ort).unwrap(),
+        );
+        let batch: Vec<f32> = (0..5).flat_map(image).collect();
+        assert!(max_difference(&t.run(&batch, 5).unwrap(), &o.run(&batch, 5).unwrap()) < 1e-6);
+        // A volume of any depth.
+        let volume = manifest(&volume_manifest());
+        let onnx = std::fs::read(testdata().join("tiny_volume.onnx")).unwrap();
+        let (t, o) = (
+            ModelBackend::load(&volume, &onnx, &BackendChoice::default()).unwrap(),
+            ModelBackend::load(&volume, &onnx, &ort).unwrap(),
+        );
+        for depth in [1, 4] {
+            let data: Vec<f32> = (0..depth).flat_map(image).collect();
+            let d = max_difference(&t.run_volume(data.clone(), depth).unwrap(), &o.run_volume(data, depth).unwrap());
+            assert!(d < 1e-6, "depth {depth}: {d}");
+        }
+        // Shapes the manifest does not make are refused the same way.
+        let wrong =
+            ModelManifest::from_toml(&tiny_manifest(&tiny_hash()).replace("size = [8, 8]", "size = [16, 16]")).unwrap();
+        let e = ModelBackend::load(&wrong, &tiny_onnx(), &ort).unwrap_err().to_string();
+        assert!(e.contains("[N, 1, 8, 8]") && e.contains("[N, 1, 16, 16]"), "{e}");
+    }
+
+    #[test]
+    fn the_demo_models_score_the_same_on_onnxruntime_and_the_gpu_falls_back_with_a_reason() {
+        let Some(lib) = library() else { return };
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        for name in ["ct-head-bleed", "ct-head-bleed-3d"] {
+            let path = models.join(format!("{name}.model.toml"));
+            let tract = LoadedModel::load(&path).unwrap();
+            // device = "auto" with the CPU wheel: no CUDA provider, so the CPU one, and why.
+            let ort = LoadedModel::load_on(&path, &choice(lib.clone(), DeviceChoice::Auto)).unwrap();
+            assert_eq!(ort.backend().placement(), ("cpu", "gpu_unavailable", "onnxruntime"), "{name}");
+            let per = 256 * 256;
+            // A bright disc on a brain-window grey: one bleed-like slice among three.
+            let slice = |bright: bool| -> Vec<f32> {
+                (0..per)
+                    .map(|p| {
+                        let (r, c) = ((p / 256) as f32 - 128.0, (p % 256) as f32 - 128.0);
+                        if bright && r * r + c * c < 400.0 {
+                            0.95
+                        } else {
+                            0.4
+                        }
+                    })
+                    .collect()
+            };
+            let data: Vec<f32> = [slice(false), slice(true), slice(false)].concat();
+            let (a, b) = if tract.is_series() {
+                (tract.series_scores(data.clone(), 3).unwrap(), ort.series_scores(data, 3).unwrap())
+            } else {
+                ((tract.scores(&data, 3).unwrap().concat(), None), (ort.scores(&data, 3).unwrap().concat(), None))
+            };
+            for (x, y) in a.0.iter().zip(&b.0).chain(a.1.iter().flatten().zip(b.1.iter().flatten())) {
+                assert!((x - y).abs() < 1e-5, "{name}: tract {x}, onnxruntime {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_operator_config_takes_the_backend_and_checks_it() {
+        let config: InferConfig = toml::from_str(
+            "model = \"m.toml\"\nbackend = \"onnxruntime\"\ndevice = \"cpu\"\nonnxruntime_lib = \"/x.so\"",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.backend_choice().library.as_deref(), Some(Path::new("/x.so")));
+        let tract: InferConfig = toml::from_str("model = \"m.toml\"\nonnxruntime_lib = \"/x.so\"").unwrap();
+        assert_eq!(tract.validate().unwrap_err().key, "onnxruntime_lib");
+        let tract: InferConfig = toml::from_str("model = \"m.toml\"\ndevice = \"cpu\"").unwrap();
+        assert_eq!(tract.validate().unwrap_err().key, "device");
+        // A library that is not there is named (also when another one is open already).
+        let missing = BackendChoice {
+            kind: BackendKind::Onnxruntime,
+            device: DeviceChoice::Cpu,
+            library: Some("/nonexistent/libonnxruntime.so".into()),
+        };
+        let manifest = ModelManifest::from_toml(&tiny_manifest(&tiny_hash())).unwrap();
+        let e = ModelBackend::load(&manifest, &tiny_onnx(), &missing).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/libonnxruntime.so"), "{e}");
+    }
 }

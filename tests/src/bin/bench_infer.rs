@@ -1,6 +1,7 @@
 //! Benchmark of the `infer` operator's parts, each beside its baseline in the same run:
 //!
-//! 1. **Batch sweep**: model time and throughput against batch size on the realistic-size
+//! 1. **Batch sweep**: model time and throughput against batch size, tract beside ONNX Runtime's
+//!    CPU provider (when `RADSTREAM_ONNXRUNTIME_LIB` names its library), on the realistic-size
 //!    graphs with random weights (`perf-resnet18.onnx`, `[N, 3, 224, 224]`, generated into
 //!    `models/demo/cache/` by `make_models.py --resnet18`; `perf-unet3d.onnx`, one
 //!    `[1, 1, 32, 128, 128]` volume) and the demo model (`ct-head-bleed.onnx`).
@@ -25,7 +26,9 @@
 //! usage: bench_infer [--models DIR] [--rounds 9] [--images 256] [--interval-ms 25]
 //!                    [--light-images 200] [--series-runs 10] [--max-delay-ms 0]
 //!                    [--only sweep|batcher|delay|series]
-//! (`--max-delay-ms`: the batcher part's `max_delay`; the delay part tries 0, 1 and 2 ms)
+//! (`--max-delay-ms`: the batcher part's `max_delay`; the delay part tries 0, 1 and 2 ms;
+//! `--backend`: the model backend of the batcher, delay and series parts, ONNX Runtime's CPU
+//! provider from `RADSTREAM_ONNXRUNTIME_LIB`)
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,7 +40,9 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use radstream_operators::batching::{gather, Step};
-use radstream_operators::infer::{CpuModel, Infer, LoadedModel, SeriesConfig};
+use radstream_operators::infer::ort::OrtModel;
+use radstream_operators::infer::{BackendChoice, BackendKind, CpuModel, Infer, LoadedModel, SeriesConfig};
+use radstream_operators::preprocess::device::DeviceChoice;
 use radstream_operators::preprocess::{PreprocessSpec, Preprocessor, Tensor};
 use radstream_operators::{Envelope, Gatherer, Operator, Outcome};
 use radstream_schemas::ObjectLocation;
@@ -45,7 +50,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 const USAGE: &str = "usage: bench_infer [--models DIR] [--rounds R] [--images N] [--interval-ms MS] \
-                     [--light-images N] [--series-runs N] [--max-delay-ms MS] [--only sweep|batcher|delay|series]";
+                     [--light-images N] [--series-runs N] [--max-delay-ms MS] [--backend tract|onnxruntime] \
+                     [--only sweep|batcher|delay|series]";
 
 struct Args {
     models: PathBuf,
@@ -55,6 +61,7 @@ struct Args {
     light_images: usize,
     series_runs: usize,
     max_delay_ms: u64,
+    backend: BackendKind,
     only: Option<String>,
 }
 
@@ -67,6 +74,7 @@ fn args() -> Result<Args> {
         light_images: 200,
         series_runs: 10,
         max_delay_ms: 0,
+        backend: BackendKind::Tract,
         only: None,
     };
     let mut it = std::env::args().skip(1);
@@ -80,6 +88,13 @@ fn args() -> Result<Args> {
             "--light-images" => a.light_images = value()?.parse()?,
             "--series-runs" => a.series_runs = value()?.parse()?,
             "--max-delay-ms" => a.max_delay_ms = value()?.parse()?,
+            "--backend" => {
+                a.backend = match value()?.as_str() {
+                    "tract" => BackendKind::Tract,
+                    "onnxruntime" => BackendKind::Onnxruntime,
+                    other => anyhow::bail!("--backend tract|onnxruntime, not {other}"),
+                }
+            }
             "--only" => a.only = Some(value()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -127,41 +142,94 @@ fn sweep(a: &Args) -> Result<()> {
             resnet.display()
         );
     }
+    let ort_lib = std::env::var_os("RADSTREAM_ONNXRUNTIME_LIB").filter(|v| !v.is_empty()).map(PathBuf::from);
+    match &ort_lib {
+        Some(lib) => radstream_operators::infer::ort::init(lib)?,
+        None => eprintln!(
+            "(ONNX Runtime skipped: set RADSTREAM_ONNXRUNTIME_LIB to pip's onnxruntime/capi/libonnxruntime.so.*)"
+        ),
+    }
     for (name, path, input, outputs, shape) in graphs {
-        let model = CpuModel::load(&std::fs::read(&path)?, input, &outputs, shape)?;
+        let onnx = std::fs::read(&path)?;
+        let tract = CpuModel::load(&onnx, input, &outputs, shape)?;
+        let ort = match &ort_lib {
+            Some(_) => Some(OrtModel::load(&onnx, input, &outputs, shape, false, false)?),
+            None => None,
+        };
         let per = shape.iter().product::<usize>();
-        eprintln!("{name}: batch | ms per batch | ms per image | images/s");
+        eprintln!("{name}: backend | batch | ms per batch | ms per image | images/s");
         for batch in [1usize, 2, 4, 8, 16] {
             let data: Vec<f32> = (0..batch).flat_map(|i| image(i, per)).collect();
-            model.run(&data, batch)?; // optimizes the plan for this size
-            let (mut times, started) = (Vec::new(), Instant::now());
-            while times.len() < 3 || started.elapsed() < Duration::from_secs(1) {
-                let t = Instant::now();
-                std::hint::black_box(model.run(&data, batch)?);
-                times.push(t.elapsed().as_secs_f64() * 1e3);
+            let run = |backend: &str, f: &dyn Fn() -> Result<()>| -> Result<()> {
+                f()?; // tract optimizes the plan for this size on its first run
+                let (mut times, started) = (Vec::new(), Instant::now());
+                while times.len() < 3 || started.elapsed() < Duration::from_secs(1) {
+                    let t = Instant::now();
+                    f()?;
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                let ms = median(&mut times);
+                let throughput = batch as f64 * 1e3 / ms;
+                eprintln!(
+                    "  {backend:>11} | {batch:>5} | {ms:>12.2} | {:>12.2} | {throughput:>8.1}",
+                    ms / batch as f64
+                );
+                println!(
+                    "{}",
+                    json!({"part": "sweep", "model": name, "backend": backend, "batch": batch, "batch_ms": ms, "images_per_s": throughput, "runs": times.len()})
+                );
+                Ok(())
+            };
+            run("tract", &|| {
+                std::hint::black_box(tract.run(&data, batch)?);
+                Ok(())
+            })?;
+            if let Some(ort) = &ort {
+                run("onnxruntime", &|| {
+                    std::hint::black_box(ort.run(&data, batch)?);
+                    Ok(())
+                })?;
             }
-            let ms = median(&mut times);
-            let throughput = batch as f64 * 1e3 / ms;
-            eprintln!("  {batch:>5} | {ms:>12.2} | {:>12.2} | {throughput:>8.1}", ms / batch as f64);
-            println!(
-                "{}",
-                json!({"part": "sweep", "model": name, "batch": batch, "batch_ms": ms, "images_per_s": throughput, "runs": times.len()})
-            );
         }
     }
-    let unet = a.models.join("demo/perf-unet3d.onnx");
-    let model = CpuModel::load_volume(&std::fs::read(&unet)?, "volume", &["segmentation".into()], [1, 128, 128])?;
+    let unet = std::fs::read(a.models.join("demo/perf-unet3d.onnx"))?;
     let volume: Vec<f32> = (0..32).flat_map(|i| image(i, 128 * 128)).collect();
-    model.run_volume(volume.clone(), 32)?;
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        std::hint::black_box(model.run_volume(volume.clone(), 32)?);
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    let outputs = ["segmentation".to_string()];
+    let tract = CpuModel::load_volume(&unet, "volume", &outputs, [1, 128, 128])?;
+    let ort = match &ort_lib {
+        Some(_) => Some(OrtModel::load(&unet, "volume", &outputs, [1, 128, 128], true, false)?),
+        None => None,
+    };
+    let time = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
+        f()?;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            f()?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(&mut times))
+    };
+    let ms = time(&|| {
+        std::hint::black_box(tract.run_volume(volume.clone(), 32)?);
+        Ok(())
+    })?;
+    eprintln!("perf-unet3d: one [1, 1, 32, 128, 128] volume (the file fixes batch 1), median of 5: tract {ms:.0} ms");
+    println!(
+        "{}",
+        json!({"part": "sweep", "model": "perf-unet3d", "backend": "tract", "batch": 1, "batch_ms": ms, "runs": 5})
+    );
+    if let Some(ort) = &ort {
+        let ms = time(&|| {
+            std::hint::black_box(ort.run_volume(volume.clone(), 32)?);
+            Ok(())
+        })?;
+        eprintln!("perf-unet3d: onnxruntime {ms:.0} ms");
+        println!(
+            "{}",
+            json!({"part": "sweep", "model": "perf-unet3d", "backend": "onnxruntime", "batch": 1, "batch_ms": ms, "runs": 5})
+        );
     }
-    let ms = median(&mut times);
-    eprintln!("perf-unet3d: one [1, 1, 32, 128, 128] volume (the file fixes batch 1): {ms:.0} ms (median of 5)");
-    println!("{}", json!({"part": "sweep", "model": "perf-unet3d", "batch": 1, "batch_ms": ms, "runs": 5}));
     Ok(())
 }
 
@@ -241,8 +309,18 @@ async fn through_stage(
     Ok((sizes, delays, started.elapsed()))
 }
 
+fn load_model(a: &Args, manifest: &str) -> Result<Arc<LoadedModel>> {
+    // ONNX Runtime: its CUDA provider where the library has it and a GPU starts, else its CPU one.
+    let choice = BackendChoice { kind: a.backend, device: DeviceChoice::Auto, library: None };
+    let choice = if a.backend == BackendKind::Tract { BackendChoice::default() } else { choice };
+    let model = LoadedModel::load_on(&a.models.join(manifest), &choice).map_err(anyhow::Error::msg)?;
+    let (device, reason, library) = model.backend().placement();
+    eprintln!("({manifest}: {library} on the {device} ({reason}))");
+    Ok(Arc::new(model))
+}
+
 fn demo_model(a: &Args) -> Result<Arc<LoadedModel>> {
-    Ok(Arc::new(LoadedModel::load(&a.models.join("ct-head-bleed.model.toml")).map_err(anyhow::Error::msg)?))
+    load_model(a, "ct-head-bleed.model.toml")
 }
 
 async fn batcher(a: &Args) -> Result<()> {
@@ -398,7 +476,7 @@ async fn series(a: &Args) -> Result<()> {
         .collect::<Result<_>>()?;
     let spec = PreprocessSpec::load(&a.models.join("ct-head-bleed-3d.preprocess.toml")).map_err(anyhow::Error::msg)?;
     // One model, as a worker keeps it: its plan for 300 slices is optimized on the warm-up run.
-    let model = Arc::new(LoadedModel::load(&a.models.join("ct-head-bleed-3d.model.toml")).map_err(anyhow::Error::msg)?);
+    let model = load_model(a, "ct-head-bleed-3d.model.toml")?;
     let mut totals = Vec::new();
     for run in 0..=a.series_runs {
         let mut pre = Preprocessor::new(spec.clone());
@@ -457,7 +535,12 @@ async fn series(a: &Args) -> Result<()> {
 async fn main() -> Result<()> {
     let a = args()?;
     let want = |part: &str| a.only.as_deref().is_none_or(|only| only == part);
-    eprintln!("bench_infer: {} (radstream {})", std::env::consts::ARCH, env!("CARGO_PKG_VERSION"));
+    eprintln!(
+        "bench_infer: {} (radstream {}), backend {:?}",
+        std::env::consts::ARCH,
+        env!("CARGO_PKG_VERSION"),
+        a.backend
+    );
     if want("sweep") {
         sweep(&a)?;
     }
