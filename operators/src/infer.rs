@@ -1010,6 +1010,10 @@ impl Operator for Infer {
     fn models(&self) -> Vec<String> {
         vec![self.model.identity.name.clone()]
     }
+
+    fn holds_at_most(&self) -> Option<usize> {
+        self.assembler.as_ref().map(Assembler::max_held)
+    }
 }
 
 #[cfg(test)]

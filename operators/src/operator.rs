@@ -78,6 +78,12 @@ pub trait Operator: Send {
         Vec::new()
     }
 
+    /// For an operator that holds envelopes: the most it holds at once. The runtime warns at
+    /// start when `runtime.max_in_flight` does not leave room for that and more.
+    fn holds_at_most(&self) -> Option<usize> {
+        None
+    }
+
     /// The model names this operator serves (the `name` of its manifest or preprocess spec), so
     /// the runtime can check that every model a routing rule names has a place in the chain.
     fn models(&self) -> Vec<String> {

@@ -66,8 +66,10 @@ pub struct InferCommand {
     pub out: PathBuf,
     /// Files run at once; the available parallelism when absent.
     pub jobs: Option<NonZeroUsize>,
-    /// Where the preprocessing kernels run (the model runs on the CPU).
+    /// Where the preprocessing kernels run.
     pub device: DeviceChoice,
+    /// The library that runs the model (and, for ONNX Runtime, on which device).
+    pub backend: radstream_operators::infer::BackendChoice,
     /// Files and folders (searched recursively).
     pub inputs: Vec<PathBuf>,
 }
@@ -131,6 +133,8 @@ pub struct SeriesFindings {
 #[derive(Debug)]
 pub struct InferReport {
     model: String,
+    /// Where the model ran: the library and the device.
+    ran_on: String,
     out: PathBuf,
     outcomes: Vec<(PathBuf, InferOutcome)>,
     /// Whether the model takes whole series.
@@ -162,7 +166,7 @@ impl InferCommand {
     /// Loads the model (checking its hash), lists the inputs and names the outputs (a 3D
     /// model's series are named once their files' headers are read). Creates nothing.
     pub fn plan(&self) -> Result<InferPlan, UsageError> {
-        let model = LoadedModel::load(&self.model).map_err(|e| UsageError(e.to_string()))?;
+        let model = LoadedModel::load_on(&self.model, &self.backend).map_err(|e| UsageError(e.to_string()))?;
         let inputs = if model.is_series() {
             list_series_files(&self.inputs, &self.out)?
         } else {
@@ -200,8 +204,10 @@ impl InferPlan {
             }
             InputKind::Series => self.execute_series(&progress),
         };
+        let (device, _, library) = self.model.backend().placement();
         InferReport {
             model: format!("{} {}", self.model.identity().name, self.model.identity().version),
+            ran_on: format!("{library} on the {}", device.to_uppercase().replace("CUDA", "GPU")),
             out: self.out.clone(),
             outcomes: self
                 .inputs
@@ -641,9 +647,10 @@ impl InferReport {
             )
         };
         format!(
-            "model {} on the CPU: {run}, written into {}; {skipped} skipped (modality not in the manifest), \
+            "model {} ({}): {run}, written into {}; {skipped} skipped (modality not in the manifest), \
              {failed} failed",
             self.model,
+            self.ran_on,
             self.out.display()
         )
     }

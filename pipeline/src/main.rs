@@ -54,6 +54,12 @@ enum DeviceArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Tract,
+    Onnxruntime,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -276,10 +282,18 @@ enum Command {
         /// Files run at once (default: the available parallelism).
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<NonZeroUsize>,
-        /// Where the preprocessing kernels run (`auto`: the GPU when there is one); the model
-        /// runs on the CPU.
+        /// Where the preprocessing kernels run (`auto`: the GPU when there is one), and with
+        /// `--backend onnxruntime` the model too (its CUDA provider, else its CPU one).
         #[arg(long, value_enum, default_value = "auto")]
         device: DeviceArg,
+        /// The library that runs the model: tract (pure Rust, CPU) or ONNX Runtime (opened at
+        /// run time from --onnxruntime-lib).
+        #[arg(long, value_enum, default_value = "tract")]
+        backend: BackendArg,
+        /// ONNX Runtime's shared library (pip's onnxruntime/capi/libonnxruntime.so.*), for
+        /// --backend onnxruntime.
+        #[arg(long, value_name = "FILE", env = "RADSTREAM_ONNXRUNTIME_LIB")]
+        onnxruntime_lib: Option<PathBuf>,
         /// DICOM files or folders (searched recursively).
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
@@ -438,12 +452,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             Ok(preprocess_cmd::run(&PreprocessCommand { model, out, jobs, device, inputs }))
         }
-        Command::Infer { model, out, jobs, device, inputs } => {
+        Command::Infer { model, out, jobs, device, backend, onnxruntime_lib, inputs } => {
             let device = match device {
                 DeviceArg::Auto => DeviceChoice::Auto,
                 DeviceArg::Cpu => DeviceChoice::Cpu,
             };
-            Ok(infer_cmd::run(&InferCommand { model, out, jobs, device, inputs }))
+            let backend = match backend {
+                BackendArg::Tract => radstream_operators::infer::BackendChoice::default(),
+                BackendArg::Onnxruntime => radstream_operators::infer::BackendChoice {
+                    kind: radstream_operators::infer::BackendKind::Onnxruntime,
+                    device,
+                    library: onnxruntime_lib,
+                },
+            };
+            Ok(infer_cmd::run(&InferCommand { model, out, jobs, device, backend, inputs }))
         }
     }
 }

@@ -249,6 +249,20 @@ pub async fn run(
     }
     let served: Vec<String> = stages.iter().flat_map(|(_, ops)| ops.iter().flat_map(|op| op.models())).collect();
     check_routed_models(&config.operators, &served)?;
+    for (kind, ops) in &stages {
+        if let Some(held) = ops.iter().filter_map(|op| op.holds_at_most()).max() {
+            if config.runtime.max_in_flight <= held {
+                warn!(
+                    operator = kind,
+                    holds_at_most = held,
+                    max_in_flight = config.runtime.max_in_flight,
+                    "runtime.max_in_flight is not above what the operator may hold (a series model's \
+                     series.max_held_instances): a series larger than max_in_flight completes only by its quiet \
+                     time, in two runs; raise runtime.max_in_flight"
+                );
+            }
+        }
+    }
 
     let mut schemas = SchemaSet::new();
     if let Some(path) = &config.kafka.schema_file {

@@ -253,6 +253,11 @@ impl Assembler {
         }
     }
 
+    /// The most instances it holds (`max_held_instances`).
+    pub fn max_held(&self) -> usize {
+        self.config.max_held_instances
+    }
+
     /// Instances held in incomplete series.
     pub fn held(&self) -> usize {
         self.held
