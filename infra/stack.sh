@@ -47,7 +47,7 @@ PASSWORD_FILE="$STACK_DIR/secrets/orthanc-password"
 # install
 
 python_has_test_modules() {
-    "$1" -c 'import moto.server, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, rle' >/dev/null 2>&1
+    "$1" -c 'import moto.server, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, rle, highdicom' >/dev/null 2>&1
 }
 
 # The folder holding libnvrtc.so.12 from PyPI's nvidia-cuda-nvrtc-cu12 for Python $1; empty if absent.
@@ -111,14 +111,14 @@ cmd_install() {
         python="$RADSTREAM_VENV/bin/python"
     fi
     if ! python_has_test_modules "$python"; then
-        log "installing moto[server], pydicom, numpy and pylibjpeg with $python -m pip (log: $RADSTREAM_CACHE_DIR/install.log)"
+        log "installing moto[server], pydicom, numpy, pylibjpeg and highdicom with $python -m pip (log: $RADSTREAM_CACHE_DIR/install.log)"
         {
-            echo "=== $(date -Is) pip install moto[server] pydicom numpy pylibjpeg (+ libjpeg, openjpeg, rle plugins)"
+            echo "=== $(date -Is) pip install moto[server] pydicom numpy pylibjpeg (+ libjpeg, openjpeg, rle plugins) highdicom"
             "$python" -m pip install --quiet --disable-pip-version-check 'moto[server]' pydicom \
-                numpy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle
+                numpy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle highdicom
         } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
             die "pip install failed; see $RADSTREAM_CACHE_DIR/install.log"
-        python_has_test_modules "$python" || die "moto.server, pydicom, numpy or a pylibjpeg plugin still not importable by $python"
+        python_has_test_modules "$python" || die "moto.server, pydicom, numpy, a pylibjpeg plugin or highdicom still not importable by $python"
     fi
 
     # NVRTC without a GPU: the CUDA kernels' source is compiled for real in the tests (PyPI's

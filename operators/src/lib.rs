@@ -20,6 +20,7 @@ pub mod operator;
 pub mod preprocess;
 pub mod pseudonymize;
 pub mod relink;
+pub mod results;
 pub mod route;
 pub mod services;
 pub mod stow;

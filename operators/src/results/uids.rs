@@ -1,0 +1,121 @@
+//! Deterministic UIDs of result objects.
+//!
+//! Every UID a result object carries is `2.25.` followed by the decimal value of the first 128
+//! bits of a SHA-256 over what identifies it: the role of the UID, the kind of object, the
+//! source UID it belongs to and the model's identity (name, version, SHA-256 of the file).
+//! The same event replayed through the same model therefore yields the same UIDs, and the PACS
+//! replaces the earlier object instead of keeping a duplicate; another model, or another
+//! version of it, yields other UIDs.
+//!
+//! The fields are hashed length-prefixed, so no choice of names can make two different inputs
+//! hash the same bytes.
+
+use sha2::{Digest, Sha256};
+
+use crate::infer::ModelIdentity;
+
+/// Changes every derived UID when bumped: only for a change of what a UID identifies.
+const DOMAIN: &str = "radstream results uid v1";
+
+/// What a result object is, as far as its UIDs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A structured report (TID 1500 Measurement Report).
+    Sr,
+}
+
+impl ObjectKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sr => "sr",
+        }
+    }
+}
+
+/// Which UID of a result object is derived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UidRole {
+    /// SeriesInstanceUID of the result series, from the source's SeriesInstanceUID.
+    Series,
+    /// SOPInstanceUID of a result of one source instance, from its SOPInstanceUID.
+    Instance,
+    /// SOPInstanceUID of the result of a whole series, from the source's SeriesInstanceUID.
+    SeriesResult,
+    /// Tracking Unique Identifier of a measurement group, from the result object's
+    /// SOPInstanceUID and the group's place in it.
+    Tracking,
+}
+
+impl UidRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Series => "series",
+            Self::Instance => "instance",
+            Self::SeriesResult => "series-result",
+            Self::Tracking => "tracking",
+        }
+    }
+}
+
+/// The UID of `role` for the result object of `kind` that `model` made from `source_uid`.
+pub fn result_uid(role: UidRole, kind: ObjectKind, source_uid: &str, model: &ModelIdentity) -> String {
+    uid_of(&[DOMAIN, role.as_str(), kind.as_str(), source_uid, &model.name, &model.version, &model.sha256])
+}
+
+/// Device Observer UID (DCM 121012) of a model: the same for every result it makes, another
+/// for each version or file.
+pub fn device_observer_uid(model: &ModelIdentity) -> String {
+    uid_of(&[DOMAIN, "device", &model.name, &model.version, &model.sha256])
+}
+
+/// Tracking Unique Identifier (DCM 112040) of the `index`th measurement group of the result
+/// object `sop_instance_uid`.
+pub fn tracking_uid(sop_instance_uid: &str, index: usize, model: &ModelIdentity) -> String {
+    result_uid(UidRole::Tracking, ObjectKind::Sr, &format!("{sop_instance_uid}/{index}"), model)
+}
+
+/// `2.25.` and the first 128 bits of SHA-256 over the length-prefixed fields (PS3.5 B.2): at
+/// most 44 characters, no leading zero.
+fn uid_of(fields: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for field in fields {
+        hash.update((field.len() as u64).to_be_bytes());
+        hash.update(field.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    format!("2.25.{}", u128::from_be_bytes(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(version: &str) -> ModelIdentity {
+        ModelIdentity { name: "ct-head-bleed".into(), version: version.into(), sha256: "ab".repeat(32) }
+    }
+
+    #[test]
+    fn uids_are_deterministic_valid_and_distinct() {
+        let m = model("1.0.0");
+        let a = result_uid(UidRole::Instance, ObjectKind::Sr, "1.2.3", &m);
+        assert_eq!(a, result_uid(UidRole::Instance, ObjectKind::Sr, "1.2.3", &m));
+        assert!(a.len() <= 64 && a.starts_with("2.25."));
+        let digits = &a["2.25.".len()..];
+        assert!(digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0'), "{a}");
+        let others = [
+            result_uid(UidRole::Series, ObjectKind::Sr, "1.2.3", &m),
+            result_uid(UidRole::Instance, ObjectKind::Sr, "1.2.4", &m),
+            result_uid(UidRole::Instance, ObjectKind::Sr, "1.2.3", &model("1.0.1")),
+            device_observer_uid(&m),
+            tracking_uid("1.2.3", 0, &m),
+        ];
+        for other in &others {
+            assert_ne!(&a, other);
+        }
+        assert_ne!(device_observer_uid(&m), device_observer_uid(&model("2")));
+        // Length prefixes: moving a character between fields changes the UID.
+        assert_ne!(uid_of(&["ab", "c"]), uid_of(&["a", "bc"]));
+    }
+}
