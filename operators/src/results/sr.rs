@@ -33,12 +33,14 @@
 //! Patient and study attributes are copied from the source, because the PACS files the document
 //! by them; they never appear in errors.
 
-use dicom_core::value::DataSetSequence;
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 
+use super::elements::{
+    code_item as code, copy_if_present, copy_or_empty, long_string, sequence, text, utc_date_time, Concept,
+};
 use super::uids::{device_observer_uid, result_uid, tracking_uid, ObjectKind, UidRole};
 use crate::element_text;
 use crate::infer::{Finding, InferenceResult};
@@ -48,9 +50,6 @@ pub const MANUFACTURER: &str = "radstream";
 /// Added to the source's SeriesNumber, so result series sort after the images (and apart from
 /// the key object series, which add 9000).
 const SERIES_NUMBER_OFFSET: i64 = 7000;
-
-/// A coded concept: (value, coding scheme designator, meaning).
-type Concept<'a> = (&'a str, &'a str, &'a str);
 
 const IMAGING_MEASUREMENT_REPORT: Concept<'static> = ("126000", "DCM", "Imaging Measurement Report");
 const LANGUAGE: Concept<'static> = ("121049", "DCM", "Language of Content Item and Descendants");
@@ -366,55 +365,6 @@ fn decimal_string(score: f32) -> String {
         s = format!("{score:.6e}");
     }
     s
-}
-
-/// At most 64 characters (an LO value), without backslashes or control characters.
-fn long_string(value: &str) -> String {
-    value.chars().filter(|c| !c.is_control() && *c != '\\').take(64).collect()
-}
-
-/// `(YYYYMMDD, HHMMSS)` of a Unix time in milliseconds, in UTC.
-fn utc_date_time(ms: i64) -> (String, String) {
-    let seconds = ms.div_euclid(1000);
-    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = crate::calendar::civil_from_days(days);
-    let (h, m, s) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
-    (format!("{year:04}{month:02}{day:02}"), format!("{h:02}{m:02}{s:02}"))
-}
-
-fn text(tag: Tag, vr: VR, value: &str) -> InMemElement {
-    DataElement::new(tag, vr, PrimitiveValue::from(value))
-}
-
-fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> InMemElement {
-    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
-}
-
-/// Copies the source's element whole (its VR, all its values), so names keep their components.
-fn copy_if_present(sr: &mut InMemDicomObject, source: &InMemDicomObject, tag: Tag) -> bool {
-    match source.element_opt(tag) {
-        Ok(Some(element)) => {
-            sr.put(element.clone());
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Copies the element, or puts it empty: these attributes are Type 2 (present, may be empty).
-fn copy_or_empty(sr: &mut InMemDicomObject, source: &InMemDicomObject, tag: Tag, vr: VR) {
-    if !copy_if_present(sr, source, tag) {
-        sr.put(DataElement::empty(tag, vr));
-    }
-}
-
-/// A code sequence item.
-fn code((value, scheme, meaning): Concept<'_>) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter([
-        text(tags::CODE_VALUE, VR::SH, value),
-        text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme),
-        text(tags::CODE_MEANING, VR::LO, &long_string(meaning)),
-    ])
 }
 
 fn template(id: &str) -> InMemDicomObject {

@@ -1,14 +1,12 @@
 //! Tests of the TID 1500 document: its content, its determinism, and what external readers
 //! (dciodvfy, pydicom, highdicom) say about it.
 
-use std::path::Path;
-use std::process::Command;
-
 use radstream_schemas::SeriesRecord;
 
 use super::*;
 use crate::infer::{Code, CodeSystem, ModelIdentity};
 use crate::parse_header;
+use crate::results::test_support::{self, assert_no_dciodvfy_errors, items, txt};
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.11";
 const SERIES: &str = "1.2.826.0.1.3680043.8.498.12";
@@ -85,50 +83,6 @@ fn series_result(instances: &[InstanceRef]) -> InferenceResult {
 
 fn bytes_of(doc: &SrDocument) -> Vec<u8> {
     doc.to_bytes().unwrap()
-}
-
-/// Writes `bytes` to a temporary file that lives as long as the returned guard.
-fn temp_file(name: &str, bytes: &[u8]) -> tempfile::TempPath {
-    let file = tempfile::Builder::new().prefix(&format!("radstream-sr-{name}-")).suffix(".dcm").tempfile().unwrap();
-    std::fs::write(file.path(), bytes).unwrap();
-    file.into_temp_path()
-}
-
-fn stack_required() -> bool {
-    std::env::var("RADSTREAM_REQUIRE_STACK").is_ok_and(|v| v == "1")
-}
-
-/// dciodvfy's report on the document, or `None` (with a note) where it is not installed.
-fn dciodvfy(name: &str, bytes: &[u8]) -> Option<String> {
-    let dciodvfy = Path::new("/usr/bin/dciodvfy");
-    if !dciodvfy.exists() {
-        assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but /usr/bin/dciodvfy is missing");
-        eprintln!("note: /usr/bin/dciodvfy is missing (apt-get install dicom3tools); SR not validated");
-        return None;
-    }
-    let path = temp_file(name, bytes);
-    let output = Command::new(dciodvfy).arg(&*path).output().unwrap();
-    Some(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
-}
-
-fn assert_no_dciodvfy_errors(name: &str, bytes: &[u8]) {
-    // RADSTREAM_KEEP_SR_DIR keeps the documents for a look with dcsrdump or a viewer.
-    if let Ok(dir) = std::env::var("RADSTREAM_KEEP_SR_DIR") {
-        std::fs::write(Path::new(&dir).join(format!("{name}.dcm")), bytes).unwrap();
-    }
-    let Some(report) = dciodvfy(name, bytes) else { return };
-    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
-    assert!(errors.is_empty(), "dciodvfy on the {name} SR found errors; its whole report (warnings too):\n{report}");
-    assert!(report.contains("Comprehensive3DSR"), "dciodvfy recognised the IOD:\n{report}");
-    eprintln!("dciodvfy on the {name} SR:\n{report}");
-}
-
-fn txt(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    element_text(obj, tag)
-}
-
-fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
-    obj.element(tag).unwrap().items().unwrap()
 }
 
 /// Every content item of the tree, depth first.
@@ -211,7 +165,7 @@ fn one_finding_sr_references_the_source_and_passes_dciodvfy() {
     assert_eq!(image_refs(&sr, "260753009"), vec![(SOP.to_string(), None)], "image library");
     assert_eq!(image_refs(&sr, "121112"), vec![(SOP.to_string(), None)], "the finding's image");
 
-    assert_no_dciodvfy_errors("one-finding", &bytes);
+    assert_no_dciodvfy_errors("SR", "Comprehensive3DSR", "one-finding", &bytes);
 }
 
 /// What the Python readers check in each document: `finding` (one group with the bleed, its
@@ -256,28 +210,13 @@ print("highdicom:", mode, "finding", group.finding_type.value, "evaluations", ev
 /// pydicom reads the document; highdicom, where installed (pip install highdicom), parses it
 /// as TID 1500 and finds the model, the finding and its probability.
 fn assert_python_readers_agree(mode: &str, bytes: &[u8]) {
-    let path = temp_file(mode, bytes);
-    // The stack's Python (infra/stack.sh installs pydicom and highdicom there), else python3.
-    let python = std::env::var("RADSTREAM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = match Command::new(&python).arg("-c").arg(READERS_SCRIPT).arg(&*path).arg(STUDY).arg(mode).output() {
-        Ok(output) => output,
-        Err(e) => {
-            assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but python3 does not run: {e}");
-            eprintln!("note: python3 does not run ({e}); SR not read back");
-            return;
-        }
-    };
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    if report.contains("No module named 'pydicom'") && !stack_required() {
-        eprintln!("note: pydicom is not installed; SR not read back");
-        return;
-    }
-    assert!(output.status.success(), "python readers on the {mode} SR failed:\n{report}");
-    assert!(
-        !(stack_required() && report.contains("highdicom: not installed")),
-        "RADSTREAM_REQUIRE_STACK=1 but highdicom is not installed (pip install highdicom)"
+    test_support::assert_python_readers_agree(
+        "SR",
+        mode,
+        bytes,
+        READERS_SCRIPT,
+        &[STUDY.to_string(), mode.to_string()],
     );
-    eprint!("{report}");
 }
 
 #[test]
@@ -325,7 +264,7 @@ fn no_findings_sr_says_negative_and_passes_dciodvfy() {
         .and_then(|i| concept_value(i, tags::CONCEPT_CODE_SEQUENCE));
     assert_eq!(negative.as_deref(), Some("260385009"));
     assert_eq!(image_refs(&sr, "121112"), vec![(SOP.to_string(), None)]);
-    assert_no_dciodvfy_errors("no-findings", &bytes);
+    assert_no_dciodvfy_errors("SR", "Comprehensive3DSR", "no-findings", &bytes);
 }
 
 #[test]
@@ -354,7 +293,7 @@ fn series_sr_references_every_instance_and_passes_dciodvfy() {
     assert_eq!(again.sop_instance_uid, doc.sop_instance_uid);
     assert_eq!(bytes_of(&again), bytes, "one document per series result");
 
-    assert_no_dciodvfy_errors("series", &bytes);
+    assert_no_dciodvfy_errors("SR", "Comprehensive3DSR", "series", &bytes);
 }
 
 #[test]
@@ -366,7 +305,7 @@ fn multi_frame_findings_name_their_frame() {
     let bytes = bytes_of(&doc);
     let sr = parse_header(&bytes).unwrap();
     assert_eq!(image_refs(&sr, "121112"), vec![(SOP.to_string(), Some("7".to_string()))]);
-    assert_no_dciodvfy_errors("multi-frame", &bytes);
+    assert_no_dciodvfy_errors("SR", "Comprehensive3DSR", "multi-frame", &bytes);
 }
 
 #[test]

@@ -22,12 +22,15 @@ const DOMAIN: &str = "radstream results uid v1";
 pub enum ObjectKind {
     /// A structured report (TID 1500 Measurement Report).
     Sr,
+    /// A segmentation.
+    Seg,
 }
 
 impl ObjectKind {
     fn as_str(self) -> &'static str {
         match self {
             Self::Sr => "sr",
+            Self::Seg => "seg",
         }
     }
 }

@@ -1,0 +1,87 @@
+//! What the result objects' tests share: temporary files, dciodvfy, and the Python readers
+//! (pydicom, highdicom) run on an object.
+
+use std::path::Path;
+use std::process::Command;
+
+use dicom_core::Tag;
+use dicom_object::InMemDicomObject;
+
+use crate::element_text;
+
+/// Whether the tools must be there (`RADSTREAM_REQUIRE_STACK=1`, as `infra/test.sh` sets).
+pub(crate) fn stack_required() -> bool {
+    std::env::var("RADSTREAM_REQUIRE_STACK").is_ok_and(|v| v == "1")
+}
+
+/// Writes `bytes` to a temporary `.dcm` file that lives as long as the returned guard.
+pub(crate) fn temp_file(kind: &str, name: &str, bytes: &[u8]) -> tempfile::TempPath {
+    let file = tempfile::Builder::new().prefix(&format!("radstream-{kind}-{name}-")).suffix(".dcm").tempfile().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    file.into_temp_path()
+}
+
+/// dciodvfy's whole report on the object `name` of `kind` (`SR`, `SEG`), asserting no `Error`
+/// line and that it recognised `iod`; a note and no check where dciodvfy is not installed
+/// (a failure under `RADSTREAM_REQUIRE_STACK=1`). `RADSTREAM_KEEP_RESULTS_DIR` keeps the
+/// objects for a look with a viewer.
+pub(crate) fn assert_no_dciodvfy_errors(kind: &str, iod: &str, name: &str, bytes: &[u8]) {
+    if let Ok(dir) = std::env::var("RADSTREAM_KEEP_RESULTS_DIR") {
+        std::fs::write(Path::new(&dir).join(format!("{kind}-{name}.dcm")), bytes).unwrap();
+    }
+    let dciodvfy = Path::new("/usr/bin/dciodvfy");
+    if !dciodvfy.exists() {
+        assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but /usr/bin/dciodvfy is missing");
+        eprintln!("note: /usr/bin/dciodvfy is missing (apt-get install dicom3tools); {kind} not validated");
+        return;
+    }
+    let path = temp_file(kind, name, bytes);
+    let output = Command::new(dciodvfy).arg(&*path).output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("Error")).collect();
+    assert!(
+        errors.is_empty(),
+        "dciodvfy on the {name} {kind} found errors; its whole report (warnings too):\n{report}"
+    );
+    assert!(report.contains(iod), "dciodvfy recognised the IOD:\n{report}");
+    eprintln!("dciodvfy on the {name} {kind}:\n{report}");
+}
+
+/// Runs `script` with the stack's Python (`RADSTREAM_TEST_PYTHON`, else python3) on the object,
+/// with `args` after its path, and asserts it succeeded and, under
+/// `RADSTREAM_REQUIRE_STACK=1`, that highdicom was there (the script prints
+/// `highdicom: not installed` otherwise). Without Python or pydicom: a note, no check.
+pub(crate) fn assert_python_readers_agree(kind: &str, name: &str, bytes: &[u8], script: &str, args: &[String]) {
+    let path = temp_file(kind, name, bytes);
+    let python = std::env::var("RADSTREAM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = match Command::new(&python).arg("-c").arg(script).arg(&*path).args(args).output() {
+        Ok(output) => output,
+        Err(e) => {
+            assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but {python} does not run: {e}");
+            eprintln!("note: {python} does not run ({e}); {kind} not read back");
+            return;
+        }
+    };
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if (report.contains("No module named 'pydicom'") || report.contains("No module named 'numpy'")) && !stack_required()
+    {
+        eprintln!("note: pydicom or numpy is not installed; {kind} not read back");
+        return;
+    }
+    assert!(output.status.success(), "python readers on the {name} {kind} failed:\n{report}");
+    assert!(
+        !(stack_required() && report.contains("highdicom: not installed")),
+        "RADSTREAM_REQUIRE_STACK=1 but highdicom is not installed (pip install highdicom)"
+    );
+    eprint!("{report}");
+}
+
+/// The text of an attribute.
+pub(crate) fn txt(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    element_text(obj, tag)
+}
+
+/// The items of a sequence (which must be there).
+pub(crate) fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
+    obj.element(tag).unwrap().items().unwrap()
+}
