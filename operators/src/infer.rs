@@ -264,6 +264,24 @@ pub struct InferenceResult {
     /// For a model of whole series: the series run (the scores and findings are the series',
     /// on "frame" 0).
     pub series: Option<radstream_schemas::SeriesRecord>,
+    /// For a model with a mask output (`tensors.mask`): per frame, the per-pixel probability of
+    /// the first finding, `mask_size` rows × columns. Not serialized: segmentation objects are
+    /// made from it.
+    #[serde(skip)]
+    pub masks: Option<Vec<Arc<[f32]>>>,
+    /// `[rows, columns]` of each mask.
+    #[serde(skip)]
+    pub mask_size: Option<[usize; 2]>,
+}
+
+/// What a run of images gives: per image, the score of each finding, and its mask when the
+/// model has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRun {
+    /// Per image, per manifest finding.
+    pub scores: Vec<Vec<f32>>,
+    /// Per image, the mask (`tensors.mask`), when the model has one.
+    pub masks: Option<Vec<Arc<[f32]>>>,
 }
 
 impl InferenceResult {
@@ -305,6 +323,8 @@ pub struct LoadedModel {
     finding_columns: Vec<(usize, usize)>,
     /// A model of whole series: the output of per-slice scores, if it has one.
     slice_scores: Option<usize>,
+    /// The mask output, if it has one.
+    mask_output: Option<usize>,
 }
 
 impl LoadedModel {
@@ -369,7 +389,27 @@ impl LoadedModel {
             version: manifest.version.clone(),
             sha256: crate::infer::manifest::sha256_hex(&onnx),
         };
-        Ok(Self { manifest, identity, backend, finding_columns, slice_scores })
+        let mask_output = match &manifest.tensors.mask {
+            None => None,
+            Some(name) => {
+                let index = manifest.tensors.outputs.iter().position(|o| o == name).unwrap_or_default();
+                let [_, h, w] = backend.image_shape();
+                let shape = &backend.output_shapes()[index];
+                let fits = shape.len() == 4
+                    && [shape[1], shape[2], shape[3]]
+                        .iter()
+                        .zip([1, h, w])
+                        .all(|(have, want)| have.is_none_or(|d| d == want));
+                if !fits {
+                    return Err(ConfigError::new(
+                        "tensors.mask",
+                        format!("`{name}` is {shape:?}; a mask is [N, 1, {h}, {w}], at the input's size"),
+                    ));
+                }
+                Some(index)
+            }
+        };
+        Ok(Self { manifest, identity, backend, finding_columns, slice_scores, mask_output })
     }
 
     /// The backend it runs on.
@@ -429,12 +469,26 @@ impl LoadedModel {
     /// Runs `n` images (`[C, H, W]` each, one after the other) and returns, per image, the score
     /// of each of the manifest's findings.
     pub fn scores(&self, images: &[f32], n: usize) -> Result<Vec<Vec<f32>>, BackendError> {
+        Ok(self.run_images(images, n)?.scores)
+    }
+
+    /// Runs `n` images and returns, per image, the findings' scores and the mask (when the
+    /// manifest names one).
+    pub fn run_images(&self, images: &[f32], n: usize) -> Result<ImageRun, BackendError> {
         let outputs = self.backend.run(images, n)?;
-        Ok((0..n)
+        let scores = (0..n)
             .map(|image| {
                 self.finding_columns.iter().map(|&(output, column)| outputs[output].image(image)[column]).collect()
             })
-            .collect())
+            .collect();
+        let masks = self.mask_output.map(|i| (0..n).map(|image| Arc::from(outputs[i].image(image))).collect());
+        Ok(ImageRun { scores, masks })
+    }
+
+    /// `[rows, columns]` of the masks, when the model has a mask output.
+    pub fn mask_size(&self) -> Option<[usize; 2]> {
+        let [_, h, w] = self.backend.image_shape();
+        self.mask_output.map(|_| [h, w])
     }
 
     /// The result for one instance from its per-frame scores.
@@ -454,7 +508,17 @@ impl LoadedModel {
                 }
             }
         }
-        InferenceResult { model: self.identity.clone(), scores, findings, series: None }
+        InferenceResult { model: self.identity.clone(), scores, findings, series: None, masks: None, mask_size: None }
+    }
+
+    /// The result for one instance from its per-frame scores and masks.
+    pub fn result_of(&self, run: ImageRun) -> InferenceResult {
+        let mut result = self.result(run.scores);
+        if run.masks.is_some() {
+            result.mask_size = self.mask_size();
+        }
+        result.masks = run.masks;
+        result
     }
 
     /// Runs every frame of `tensor` in runs of at most `max_batch` (for tools; the operator
@@ -462,11 +526,16 @@ impl LoadedModel {
     pub fn infer(&self, tensor: &Tensor, max_batch: usize) -> Result<InferenceResult, BackendError> {
         let [n, c, h, w] = tensor.shape();
         let per = c * h * w;
-        let mut scores = Vec::with_capacity(n);
+        let mut all =
+            ImageRun { scores: Vec::with_capacity(n), masks: self.mask_output.map(|_| Vec::with_capacity(n)) };
         for chunk in tensor.data().chunks(max_batch.max(1) * per) {
-            scores.extend(self.scores(chunk, chunk.len() / per)?);
+            let run = self.run_images(chunk, chunk.len() / per)?;
+            all.scores.extend(run.scores);
+            if let (Some(all), Some(masks)) = (all.masks.as_mut(), run.masks) {
+                all.extend(masks);
+            }
         }
-        Ok(self.result(scores))
+        Ok(self.result_of(all))
     }
 }
 
@@ -771,7 +840,11 @@ impl Infer {
         // STAT first; `sort_by_key` is stable, so arrival order is kept within a priority.
         ready.sort_by_key(|(envelope, _)| envelope.event.priority != Priority::Stat);
         let frames: Vec<usize> = ready.iter().map(|(_, tensor)| tensor.shape()[0]).collect();
-        let mut scores: Vec<Vec<Vec<f32>>> = frames.iter().map(|&n| Vec::with_capacity(n)).collect();
+        let has_masks = self.model.mask_output.is_some();
+        let mut runs: Vec<ImageRun> = frames
+            .iter()
+            .map(|&n| ImageRun { scores: Vec::with_capacity(n), masks: has_masks.then(|| Vec::with_capacity(n)) })
+            .collect();
         let mut failed: Vec<Option<OperatorError>> = vec![None; ready.len()];
         for run in plan_runs(&frames, self.max_batch) {
             let parts: Vec<(Arc<Tensor>, Range<usize>)> =
@@ -785,7 +858,7 @@ impl Infer {
                     images.extend_from_slice(&tensor.data()[frames.start * per..frames.end * per]);
                 }
                 let started = std::time::Instant::now();
-                model.scores(&images, n).map(|scores| (scores, n, started.elapsed().as_secs_f64()))
+                model.run_images(&images, n).map(|run| (run, n, started.elapsed().as_secs_f64()))
             });
             let outcome = match task.await {
                 Ok(Ok((run_scores, images, seconds))) => {
@@ -796,10 +869,15 @@ impl Infer {
                 Err(e) => Err(format!("the inference task failed: {e}")),
             };
             match outcome {
-                Ok(run_scores) => {
-                    let mut next = run_scores.into_iter();
+                Ok(ImageRun { scores, masks }) => {
+                    let mut next = scores.into_iter();
+                    let mut next_mask = masks.map(Vec::into_iter);
                     for part in &run {
-                        scores[part.item].extend(next.by_ref().take(part.frames.len()));
+                        let item = &mut runs[part.item];
+                        item.scores.extend(next.by_ref().take(part.frames.len()));
+                        if let (Some(all), Some(masks)) = (item.masks.as_mut(), next_mask.as_mut()) {
+                            all.extend(masks.by_ref().take(part.frames.len()));
+                        }
                     }
                 }
                 Err(reason) => {
@@ -813,11 +891,11 @@ impl Infer {
                 }
             }
         }
-        for (((mut envelope, _), scores), failure) in ready.into_iter().zip(scores).zip(failed) {
+        for (((mut envelope, _), run), failure) in ready.into_iter().zip(runs).zip(failed) {
             let outcome = match failure {
                 Some(error) => Outcome::Fail(error),
                 None => {
-                    let result = self.model.result(scores);
+                    let result = self.model.result_of(run);
                     log_result(&envelope, &result);
                     envelope.results = Some(Arc::new(result));
                     Outcome::Forward

@@ -91,6 +91,10 @@ pub struct TensorNames {
     /// are listed with the result.
     #[serde(default)]
     pub slice_scores: Option<String>,
+    /// A model of slices only: an output `[N, 1, H, W]` at the input's size, the per-pixel
+    /// probability of the first finding. Results then carry it, to make segmentation objects.
+    #[serde(default)]
+    pub mask: Option<String>,
 }
 
 /// One output (or one column of it) that is a finding.
@@ -265,6 +269,17 @@ impl ModelManifest {
                 return Err(ConfigError::new(
                     "tensors.slice_scores",
                     format!("`{slice_scores}` is not one of tensors.outputs ({})", self.tensors.outputs.join(", ")),
+                ));
+            }
+        }
+        if let Some(mask) = &self.tensors.mask {
+            if self.input.input != crate::preprocess::InputKind::Slice {
+                return Err(ConfigError::new("tensors.mask", "masks of models of whole series are not read yet"));
+            }
+            if !self.tensors.outputs.contains(mask) {
+                return Err(ConfigError::new(
+                    "tensors.mask",
+                    format!("`{mask}` is not one of tensors.outputs ({})", self.tensors.outputs.join(", ")),
                 ));
             }
         }

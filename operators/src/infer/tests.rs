@@ -632,3 +632,30 @@ mod onnxruntime {
         assert!(e.contains("/nonexistent/libonnxruntime.so"), "{e}");
     }
 }
+
+#[test]
+fn a_mask_output_travels_with_the_result_and_is_checked_at_load() {
+    let text = tiny_manifest(&tiny_hash()).replace(
+        "outputs = [\"score\", \"flag\", \"mask\"]",
+        "outputs = [\"score\", \"flag\", \"mask\"]\nmask = \"mask\"",
+    );
+    let manifest = ModelManifest::from_toml(&text).unwrap();
+    let model = LoadedModel::from_verified(VerifiedModel { manifest, onnx: tiny_onnx() }).unwrap();
+    assert_eq!(model.mask_size(), Some([8, 8]));
+    let tensor = Tensor::new([2, 1, 8, 8], [image(0), image(1)].concat()).unwrap();
+    let result = model.infer(&tensor, 1).unwrap();
+    let masks = result.masks.as_ref().unwrap();
+    assert_eq!((masks.len(), result.mask_size), (2, Some([8, 8])));
+    for (frame, mask) in masks.iter().enumerate() {
+        for (x, m) in image(frame).iter().zip(mask.iter()) {
+            assert!((m - 1.0 / (1.0 + (1.0 - 2.0 * x).exp())).abs() < 1e-6, "frame {frame}");
+        }
+    }
+    // Without a mask output, none; a mask that is not an output, or not [N, 1, H, W], is refused.
+    assert!(loaded().infer(&tensor, 8).unwrap().masks.is_none());
+    let e = ModelManifest::from_toml(&text.replace("mask = \"mask\"", "mask = \"masks\"")).unwrap_err();
+    assert_eq!(e.key, "tensors.mask");
+    let manifest = ModelManifest::from_toml(&text.replace("mask = \"mask\"", "mask = \"flag\"")).unwrap();
+    let e = LoadedModel::from_verified(VerifiedModel { manifest, onnx: tiny_onnx() }).unwrap_err();
+    assert_eq!(e.key, "tensors.mask");
+}

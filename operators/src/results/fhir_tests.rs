@@ -33,7 +33,14 @@ fn finding(label: &str, system: CodeSystem, value: &str, score: f32, critical: b
 }
 
 fn result(model: &ModelIdentity, findings: Vec<Finding>, series: Option<SeriesRecord>) -> InferenceResult {
-    InferenceResult { model: model.clone(), scores: vec![findings.iter().map(|f| f.score).collect()], findings, series }
+    InferenceResult {
+        model: model.clone(),
+        scores: vec![findings.iter().map(|f| f.score).collect()],
+        findings,
+        series,
+        masks: None,
+        mask_size: None,
+    }
 }
 
 fn hemorrhage(critical: bool) -> Finding {

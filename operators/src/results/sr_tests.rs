@@ -52,7 +52,14 @@ fn bleed(frame: usize) -> Finding {
 }
 
 fn instance_result(version: &str, findings: Vec<Finding>) -> InferenceResult {
-    InferenceResult { model: model(version), scores: vec![vec![0.9375]], findings, series: None }
+    InferenceResult {
+        model: model(version),
+        scores: vec![vec![0.9375]],
+        findings,
+        series: None,
+        masks: None,
+        mask_size: None,
+    }
 }
 
 fn series_instances(n: usize) -> Vec<InstanceRef> {
@@ -78,6 +85,8 @@ fn series_result(instances: &[InstanceRef]) -> InferenceResult {
             slices: instances.len(),
             flagged_instances: vec![instances[1].sop_instance_uid.clone(), instances[2].sop_instance_uid.clone()],
         }),
+        masks: None,
+        mask_size: None,
     }
 }
 
