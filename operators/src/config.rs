@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::alert::AlertConfig;
 use crate::export::ExportConfig;
 use crate::infer::InferConfig;
 use crate::key_object::KeyObjectConfig;
@@ -117,6 +118,8 @@ pub enum OperatorConfig {
     Preprocess(PreprocessConfig),
     /// Runs a model (named by its manifest) on the preprocessed tensor and attaches the result.
     Infer(InferConfig),
+    /// Sends critical findings to a topic at once and raises the instance's priority.
+    Alert(AlertConfig),
     /// Replaces the instance with a Key Object Selection document that references it.
     KeyObject(KeyObjectConfig),
     /// Writes the instance to a bucket and optionally announces it on a topic (a sink that
@@ -135,6 +138,7 @@ impl OperatorConfig {
             OperatorConfig::Relink(_) => "relink",
             OperatorConfig::Preprocess(_) => "preprocess",
             OperatorConfig::Infer(_) => "infer",
+            OperatorConfig::Alert(_) => "alert",
             OperatorConfig::KeyObject(_) => "key_object",
             OperatorConfig::Export(_) => "export",
             OperatorConfig::Stow(_) => "stow",
@@ -154,6 +158,7 @@ impl OperatorConfig {
             OperatorConfig::Relink(c) => c.validate(),
             OperatorConfig::Preprocess(c) => c.validate(),
             OperatorConfig::Infer(c) => c.validate(),
+            OperatorConfig::Alert(c) => c.validate(),
             OperatorConfig::KeyObject(c) => c.validate(),
             OperatorConfig::Export(c) => c.validate(),
             OperatorConfig::Stow(c) => c.validate(),
@@ -168,6 +173,7 @@ impl OperatorConfig {
             OperatorConfig::Relink(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Preprocess(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Infer(c) => Box::new(c.build()?.with_observer(Arc::clone(&ctx.observer))),
+            OperatorConfig::Alert(c) => Box::new(c.build(ctx)?),
             OperatorConfig::KeyObject(c) => Box::new(c.build()?),
             OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),

@@ -8,6 +8,7 @@
 //!
 //! Adding an operator: one new file in this crate and one variant in [`OperatorConfig`].
 
+pub mod alert;
 pub mod batching;
 pub mod calendar;
 pub mod config;

@@ -16,7 +16,7 @@ pub mod wire;
 
 pub use instance_event::{InstanceEvent, ObjectLocation, Priority};
 pub use records::{
-    AuditEvent, AuditOutcome, DeadLetter, ErrorClass, FindingRecord, ModelResults, OutcomeEvent, OutcomeKind,
-    SeriesRecord,
+    AuditEvent, AuditOutcome, CriticalAlert, DeadLetter, ErrorClass, FindingRecord, ModelResults, OutcomeEvent,
+    OutcomeKind, SeriesRecord,
 };
 pub use wire::{DecodeError, EventFormat, EventPayload};

@@ -172,6 +172,31 @@ pub struct ModelResults {
     pub series: Option<SeriesRecord>,
 }
 
+/// A critical finding, on the alert topic, for a worklist to move the study up: the model said
+/// something a radiologist must see at once. UIDs and codes only; nothing about the patient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CriticalAlert {
+    /// StudyInstanceUID (as the event names it; also the record's key).
+    pub study_instance_uid: String,
+    /// SeriesInstanceUID.
+    pub series_instance_uid: String,
+    /// SOPInstanceUID of the instance (for a series model, the instance that completed or
+    /// re-ran the series).
+    pub sop_instance_uid: String,
+    /// The object, as `bucket/key`.
+    pub object_key: String,
+    /// The study's priority for the worklist: always `STAT`.
+    pub priority: String,
+    /// The priority the instance's event had.
+    pub event_priority: String,
+    /// The model, with only its critical findings.
+    pub results: ModelResults,
+    /// When the instance landed (the event's time), ms since the epoch.
+    pub event_time_ms: i64,
+    /// When the alert was sent, ms since the epoch.
+    pub time_ms: i64,
+}
+
 /// The series run a [`ModelResults`] of a model of whole series comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesRecord {

@@ -45,6 +45,8 @@ async fn chain_finds_the_planted_bleeds(name: &str, backend_toml: &str) -> Resul
     let (key_path, deid) = deid_key(dir.path(), "infer-test")?;
     let worker = WorkerConfig::new(&stack, &format!("infer-{name}"), stack.pacs());
     worker.create_topics(&stack, 3).await?;
+    let alerts = format!("{}-alerts", worker.topic);
+    create_topic(&stack.kafka, &alerts, 1).await?;
     let toml = worker.toml_with_operators(&format!(
         r#"
 [[operators]]
@@ -65,6 +67,10 @@ type = "infer"
 model = "{manifest}"
 max_batch = 4
 {backend_toml}
+
+[[operators]]
+type = "alert"
+topic = "{alerts}"
 {stow}"#,
         key = key_path.display(),
         spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
@@ -130,6 +136,18 @@ max_batch = 4
         }
     }
     ensure!(flagged == planted, "flagged {flagged:?}, planted {planted:?}");
+
+    // Each planted slice's critical finding went out on the alert topic once, as STAT.
+    let sent: Vec<radstream_schemas::CriticalAlert> =
+        read_topic(&stack.kafka, &alerts, planted.len() + 1, Duration::from_secs(5))?
+            .iter()
+            .map(|v| serde_json::from_slice(v))
+            .collect::<Result<_, _>>()?;
+    let alerted: BTreeSet<String> = sent.iter().map(|a| a.sop_instance_uid.clone()).collect();
+    ensure!(sent.len() == planted.len() && alerted == planted, "alerts for {alerted:?}, planted {planted:?}");
+    ensure!(sent.iter().all(|a| a.priority == "STAT"
+        && a.results.model == "ct-head-bleed"
+        && a.results.findings.iter().all(|f| f.critical)));
 
     // Every CT image went through the model once, in runs of at most max_batch = 4.
     let images = run.metric("radstream_model_batch_images_sum").await;
