@@ -19,25 +19,9 @@ const DISC: (i64, i64, i64) = (128, 100, 30);
 
 /// A synthetic 512×512 axial CT slice at `z` mm.
 fn ct_header(sop: &str, z: &str) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter([
-        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
-        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
-        text(tags::SOP_INSTANCE_UID, VR::UI, sop),
-        text(tags::STUDY_DATE, VR::DA, "20240131"),
-        text(tags::STUDY_TIME, VR::TM, "101500"),
-        text(tags::ACCESSION_NUMBER, VR::SH, "SYNTH-ACC-1"),
-        text(tags::MODALITY, VR::CS, "CT"),
-        text(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "Synthetic^Referrer"),
-        text(tags::PATIENT_NAME, VR::PN, "Synthetic^Patient"),
-        text(tags::PATIENT_ID, VR::LO, "SYNTH-0001"),
-        text(tags::PATIENT_BIRTH_DATE, VR::DA, "19700101"),
-        text(tags::PATIENT_SEX, VR::CS, "O"),
+    let mut header = test_support::ct_header(STUDY, SERIES, sop);
+    for element in [
         text(tags::SLICE_THICKNESS, VR::DS, "5"),
-        text(tags::STUDY_INSTANCE_UID, VR::UI, STUDY),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, SERIES),
-        text(tags::STUDY_ID, VR::SH, "SYNTH-S1"),
-        text(tags::SERIES_NUMBER, VR::IS, "3"),
-        text(tags::INSTANCE_NUMBER, VR::IS, "17"),
         text(tags::IMAGE_POSITION_PATIENT, VR::DS, &format!("-128\\-128\\{z}")),
         text(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0"),
         text(tags::FRAME_OF_REFERENCE_UID, VR::UI, FRAME_OF_REFERENCE),
@@ -47,7 +31,10 @@ fn ct_header(sop: &str, z: &str) -> InMemDicomObject {
         DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(512u16)),
         DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(512u16)),
         text(tags::PIXEL_SPACING, VR::DS, "0.5\\0.5"),
-    ])
+    ] {
+        header.put(element);
+    }
+    header
 }
 
 /// A 256×256 mask: `inside` in the disc `(row, column, radius)`, a little below elsewhere.

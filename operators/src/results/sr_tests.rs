@@ -15,25 +15,7 @@ const SOP: &str = "1.2.826.0.1.3680043.8.498.13";
 const EVENT_TIME_MS: i64 = 1_706_695_200_000;
 
 fn ct_header() -> InMemDicomObject {
-    InMemDicomObject::from_element_iter([
-        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
-        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
-        text(tags::SOP_INSTANCE_UID, VR::UI, SOP),
-        text(tags::STUDY_DATE, VR::DA, "20240131"),
-        text(tags::STUDY_TIME, VR::TM, "101500"),
-        text(tags::ACCESSION_NUMBER, VR::SH, "SYNTH-ACC-1"),
-        text(tags::MODALITY, VR::CS, "CT"),
-        text(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "Synthetic^Referrer"),
-        text(tags::PATIENT_NAME, VR::PN, "Synthetic^Patient"),
-        text(tags::PATIENT_ID, VR::LO, "SYNTH-0001"),
-        text(tags::PATIENT_BIRTH_DATE, VR::DA, "19700101"),
-        text(tags::PATIENT_SEX, VR::CS, "O"),
-        text(tags::STUDY_INSTANCE_UID, VR::UI, STUDY),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, SERIES),
-        text(tags::STUDY_ID, VR::SH, "SYNTH-S1"),
-        text(tags::SERIES_NUMBER, VR::IS, "3"),
-        text(tags::INSTANCE_NUMBER, VR::IS, "17"),
-    ])
+    test_support::ct_header(STUDY, SERIES, SOP)
 }
 
 fn model(version: &str) -> ModelIdentity {

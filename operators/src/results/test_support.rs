@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use dicom_core::Tag;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 
 use crate::element_text;
@@ -84,4 +85,29 @@ pub(crate) fn txt(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
 /// The items of a sequence (which must be there).
 pub(crate) fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
     obj.element(tag).unwrap().items().unwrap()
+}
+
+/// The identifying header of a synthetic CT instance (patient, study, series, instance; no
+/// real data): what a result object copies and references.
+pub(crate) fn ct_header(study: &str, series: &str, sop: &str) -> InMemDicomObject {
+    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    InMemDicomObject::from_element_iter([
+        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+        text(tags::SOP_INSTANCE_UID, VR::UI, sop),
+        text(tags::STUDY_DATE, VR::DA, "20240131"),
+        text(tags::STUDY_TIME, VR::TM, "101500"),
+        text(tags::ACCESSION_NUMBER, VR::SH, "SYNTH-ACC-1"),
+        text(tags::MODALITY, VR::CS, "CT"),
+        text(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "Synthetic^Referrer"),
+        text(tags::PATIENT_NAME, VR::PN, "Synthetic^Patient"),
+        text(tags::PATIENT_ID, VR::LO, "SYNTH-0001"),
+        text(tags::PATIENT_BIRTH_DATE, VR::DA, "19700101"),
+        text(tags::PATIENT_SEX, VR::CS, "O"),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, study),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, series),
+        text(tags::STUDY_ID, VR::SH, "SYNTH-S1"),
+        text(tags::SERIES_NUMBER, VR::IS, "3"),
+        text(tags::INSTANCE_NUMBER, VR::IS, "17"),
+    ])
 }
