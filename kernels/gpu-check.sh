@@ -43,6 +43,10 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
         print(m["executable"])')
     cp "$tests" "$dir/kernels-tests"
+    # The whole command, for the operator's path on the GPU (decode, plan, kernels, copies);
+    # stripped, since the device machine takes at most 64 MiB.
+    cargo build --release -p radstream-pipeline
+    strip -o "$dir/radstream" "${CARGO_TARGET_DIR:-target}/release/radstream"
     ls -la "$dir"
     ;;
 run)
@@ -76,6 +80,35 @@ run)
     echo '```' >>"$report"
     echo '### Benchmark' | tee -a "$report"
     "$dir/bench_cuda" 50 2>&1 | tee -a "$report" || status=1
+    if [[ -x $dir/radstream ]]; then
+        echo '### radstream preprocess: GPU against CPU on synthetic studies' | tee -a "$report"
+        work=$(mktemp -d)
+        "$dir/radstream" synth --studies 6 --out "$work/in" >/dev/null
+        echo '```' >>"$report"
+        for spec in "$root"/models/*.preprocess.toml; do
+            name=$(basename "$spec" .preprocess.toml)
+            for device in cpu auto; do
+                "$dir/radstream" preprocess --model "$spec" --device "$device" --out "$work/$device/$name" "$work/in" 2>&1 |
+                    tail -1 | sed "s/^/$name, --device $device: /" | tee -a "$report" || status=1
+            done
+        done
+        python3 - "$work" <<'PY' 2>&1 | tee -a "$report" || status=1
+import glob, os, sys
+import numpy as np
+work = sys.argv[1]
+worst, files = 0.0, 0
+for cpu in sorted(glob.glob(f"{work}/cpu/**/*.npy", recursive=True)):
+    gpu = cpu.replace(f"{work}/cpu/", f"{work}/auto/", 1)
+    a, b = np.load(cpu), np.load(gpu)
+    assert a.shape == b.shape, (cpu, a.shape, b.shape)
+    assert np.isfinite(b).all() or not np.isfinite(a).all(), cpu
+    worst = max(worst, float(np.max(np.abs(a - b))))
+    files += 1
+print(f"{files} tensors compared, max |GPU - CPU| = {worst:.3e}")
+sys.exit(0 if files > 0 and worst <= 1e-4 else 1)
+PY
+        echo '```' >>"$report"
+    fi
     if [[ -n $out ]]; then
         mkdir -p "$out"
         cp "$report" "$out/gpu-check.md"

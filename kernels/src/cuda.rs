@@ -285,9 +285,13 @@ impl CudaBackend {
                 slot.insert(fresh)
             }
         };
-        self.stream.memcpy_dtoh(on_device, pinned).map_err(driver("copying from the device"))?;
+        // Into the first `len` values only: a copy into the whole buffer (kept from a larger
+        // image) would read past the end of `on_device` (CUDA_ERROR_INVALID_VALUE, seen on an
+        // H200). The plain slice carries no event, which is safe because of the synchronize.
+        let host = &mut pinned.as_mut_slice().map_err(driver("pinned download buffer"))?[..len];
+        self.stream.memcpy_dtoh(on_device, host).map_err(driver("copying from the device"))?;
         self.stream.synchronize().map_err(driver("waiting for the GPU"))?;
-        Ok(pinned.as_slice().map_err(driver("pinned download buffer"))?[..len].to_vec())
+        Ok(host.to_vec())
     }
 
     /// The per-pixel normalization, with the image's range from the reduction kernel when the
