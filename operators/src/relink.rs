@@ -137,14 +137,38 @@ impl Relink {
         Self { index, follower, timeout: Duration::from_secs(5), topic: topic.to_string() }
     }
 
+    /// Re-links the instance and, when the `results` step ran before, each of its result
+    /// objects.
     async fn relink_one(&self, envelope: &mut Envelope) -> Result<(), OperatorError> {
+        let key = envelope.object_key();
+        let bytes = self.relink_object(&envelope.object, &key).await?;
+        envelope.header = parse_header(&bytes).map_err(|e| {
+            OperatorError::dead_letter(
+                ErrorClass::Internal,
+                format!("relink: the rewritten header does not parse: {e}"),
+            )
+        })?;
+        envelope.object = bytes;
+        if let Some(outputs) = &envelope.outputs {
+            let mut relinked = (**outputs).clone();
+            for object in &mut relinked.objects {
+                let name = format!("{key} ({} {})", object.kind.as_str(), object.sop_instance_uid);
+                object.bytes = self.relink_object(&object.bytes, &name).await?;
+            }
+            envelope.outputs = Some(Arc::new(relinked));
+        }
+        Ok(())
+    }
+
+    /// One Part-10 object with its pseudonymized UIDs and study replaced by the originals.
+    async fn relink_object(&self, bytes: &Bytes, key: &str) -> Result<Bytes, OperatorError> {
         let malformed = |e: String| {
             OperatorError::dead_letter(
                 ErrorClass::MalformedDicom,
-                format!("relink: {} is not a readable DICOM object: {e}", envelope.object_key()),
+                format!("relink: {key} is not a readable DICOM object: {e}"),
             )
         };
-        let mut object = Part10::parse(&envelope.object).map_err(|e| malformed(e.to_string()))?;
+        let mut object = Part10::parse(bytes).map_err(|e| malformed(e.to_string()))?;
         let study = find(&object.dataset, STUDY_INSTANCE_UID)
             .map(|e| String::from_utf8_lossy(trim(e.bytes(&object.source))).into_owned())
             .ok_or_else(|| malformed("it has no StudyInstanceUID".into()))?;
@@ -189,15 +213,7 @@ impl Relink {
         for p in &parts {
             bytes.extend_from_slice(p);
         }
-        let bytes = Bytes::from(bytes);
-        envelope.header = parse_header(&bytes).map_err(|e| {
-            OperatorError::dead_letter(
-                ErrorClass::Internal,
-                format!("relink: the rewritten header does not parse: {e}"),
-            )
-        })?;
-        envelope.object = bytes;
-        Ok(())
+        Ok(Bytes::from(bytes))
     }
 }
 

@@ -10,19 +10,27 @@
 //! * [`uids`]: the UIDs of result objects, derived from the source's UIDs and the model's
 //!   identity, so that a replayed event replaces its result instead of adding a duplicate.
 //!
-//! Building is pure: no I/O, no clock; the caller passes the content time. None of them is in
-//! the operator chain yet: turning results into these objects, STOW-RS and the FHIR topic are
-//! the rest of issue 6.
+//! * [`overlay`]: a secondary capture of the source image with the result burned in, for
+//!   viewers that render neither SR nor SEG.
+//! * [`step`]: the `results` operator, which makes these objects of each model result for the
+//!   sink after it; [`fhir_post`] POSTs bundles to a FHIR server for the `fhir` sink.
+//!
+//! Building is pure: no I/O, no clock; the caller passes the content time (the event's, so a
+//! replay gives the same bytes).
 
 mod elements;
 pub mod fhir;
+pub mod fhir_post;
+pub mod overlay;
 pub mod seg;
 pub mod sr;
+pub mod step;
 pub mod uids;
 
 #[cfg(test)]
 mod test_support;
 
-pub use fhir::{build_fhir_bundle, FhirBundle, FhirError, SourceResult, StudyResults};
+pub use fhir::{build_fhir_bundle, FhirBundle, FhirError, PatientRef, SourceResult, StudyResults};
 pub use seg::{build_seg, MaskShape, SegDocument, SegError, SegSource, SegmentConcept};
 pub use sr::{build_sr, InstanceRef, SrDocument, SrError};
+pub use step::{Negatives, ResultKind, ResultObject, ResultSet, ResultsConfig, ResultsStep};

@@ -6,6 +6,10 @@
 //! holds it. Retrying a POST whose answer was lost is safe for the same reason: the PACS answers
 //! the second one with "duplicate SOP instance".
 //!
+//! After a `results` step the sink stores the instance's result objects (SR, SEG, overlays)
+//! instead of the instance, one request each, and the instance is delivered only once the PACS
+//! has accepted all of them; a series' objects, carried by each of its instances, are sent once.
+//!
 //! Logs and errors name an instance by object key and SOPInstanceUID only; response bodies are
 //! never logged, because a PACS may echo attributes of the instance in them.
 
@@ -20,11 +24,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use radstream_schemas::ErrorClass;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Url;
 use serde::Deserialize;
 
 use crate::config::OperatorObserver;
+use crate::http_retry::{describe_transport_error, exchange, in_range, RetryPolicy, SecretSource};
+use crate::recent::RecentSet;
 use crate::{BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 use self::multipart::RelatedBody;
@@ -38,6 +44,9 @@ const ACCEPT_DICOM_JSON: &str = "application/dicom+json";
 
 /// A Store Instances response for one instance is a few kilobytes; more than this is not one.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// Result objects whose acceptance the sink remembers (a few hundred bytes each).
+const ACCEPTED_KEPT: usize = 4096;
 
 /// Longest a readiness probe may take (less when the configured request timeout is shorter).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -139,66 +148,6 @@ impl StowAuth {
             StowAuth::Basic { .. } => "basic",
             StowAuth::Bearer { .. } => "bearer",
         }
-    }
-}
-
-/// Where one secret comes from, with the config keys that name each source.
-struct SecretSource<'a> {
-    env_key: &'static str,
-    env: Option<&'a str>,
-    file_key: &'static str,
-    file: Option<&'a PathBuf>,
-}
-
-impl SecretSource<'_> {
-    fn validate(&self) -> Result<(), ConfigError> {
-        match (self.env, self.file) {
-            (Some(_), Some(_)) => Err(ConfigError::new(
-                self.env_key,
-                format!("set either `{}` or `{}`, not both", self.env_key, self.file_key),
-            )),
-            (None, None) => Err(ConfigError::new(
-                self.env_key,
-                format!(
-                    "missing: set `{}` (an environment variable name) or `{}` (a file path)",
-                    self.env_key, self.file_key
-                ),
-            )),
-            (Some(name), None) if name.is_empty() || name.contains(['=', '\0']) => {
-                Err(ConfigError::new(self.env_key, format!("{name:?} is not a valid environment variable name")))
-            }
-            (None, Some(path)) if path.as_os_str().is_empty() => {
-                Err(ConfigError::new(self.file_key, "must not be empty"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Reads the secret, trimmed. Errors name the variable or the file, never the value.
-    fn read(&self) -> Result<String, ConfigError> {
-        let (key, origin, value) = match (self.env, self.file) {
-            (Some(name), _) => {
-                let value = std::env::var(name).map_err(|e| {
-                    let problem = match e {
-                        std::env::VarError::NotPresent => "is not set",
-                        std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
-                    };
-                    ConfigError::new(self.env_key, format!("environment variable {name} {problem}"))
-                })?;
-                (self.env_key, format!("environment variable {name}"), value)
-            }
-            (None, Some(path)) => {
-                let value = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::new(self.file_key, format!("cannot read {}: {e}", path.display())))?;
-                (self.file_key, path.display().to_string(), value)
-            }
-            (None, None) => return Err(ConfigError::new(self.env_key, "missing")),
-        };
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(ConfigError::new(key, format!("{origin} is empty")));
-        }
-        Ok(value.to_string())
     }
 }
 
@@ -326,6 +275,7 @@ impl StowConfig {
                 max_backoff: Duration::from_millis(self.max_backoff_ms),
             },
             observer: Arc::clone(&ctx.observer),
+            accepted: RecentSet::new(ACCEPTED_KEPT),
         })
     }
 
@@ -391,45 +341,6 @@ impl WithinAuth for ConfigError {
     }
 }
 
-fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::new(key, format!("{value} is out of range: must be between {min} and {max}")))
-    }
-}
-
-/// When to try again and when to give up.
-#[derive(Debug, Clone, Copy)]
-struct RetryPolicy {
-    /// 0: no limit.
-    max_attempts: u32,
-    deadline: Duration,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// The backoff ceiling before retry number `retry` (1 for the first): the initial backoff
-    /// doubled per retry, capped.
-    fn ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
-    }
-
-    /// The delay before retry number `retry`: full jitter (uniform in 0..=ceiling) so that
-    /// instances failing together do not retry together, but never sooner than the PACS's
-    /// `Retry-After` (itself capped by the maximum backoff).
-    fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self.ceiling(retry).as_millis() as u64;
-        let jittered = Duration::from_millis(fastrand::u64(0..=ceiling));
-        match retry_after {
-            Some(after) => jittered.max(after.min(self.max_backoff)),
-            None => jittered,
-        }
-    }
-}
-
 /// The PACS sink: STOW-RS, one instance per request.
 pub struct StowSink {
     client: reqwest::Client,
@@ -443,6 +354,9 @@ pub struct StowSink {
     concurrency: usize,
     retry: RetryPolicy,
     observer: Arc<dyn OperatorObserver>,
+    /// Result objects the PACS accepted lately, by SOPInstanceUID: a result UID names one
+    /// content (a new revision gets a new UID), so one the PACS holds is not sent again.
+    accepted: RecentSet,
 }
 
 impl std::fmt::Debug for StowSink {
@@ -493,11 +407,32 @@ impl StowSink {
         }
     }
 
-    /// Stores one instance, retrying transient failures.
+    /// Delivers what the envelope carries: the result objects the `results` step made of it,
+    /// when it ran, else the instance itself. Result objects the PACS already accepted (a
+    /// series' report, carried by every instance of the series) are not sent again; the
+    /// envelope is delivered once the PACS holds every one of its objects.
     async fn deliver(&self, envelope: &Envelope) -> Result<(), OperatorError> {
-        let name =
-            InstanceName { object_key: envelope.object_key(), sop_instance_uid: &envelope.event.sop_instance_uid };
-        let body = RelatedBody::single_dicom(&envelope.object);
+        let Some(outputs) = &envelope.outputs else {
+            let name =
+                InstanceName { object_key: envelope.object_key(), sop_instance_uid: &envelope.event.sop_instance_uid };
+            return self.store(&name, &envelope.object).await;
+        };
+        for object in &outputs.objects {
+            if self.accepted.contains(&object.sop_instance_uid) {
+                continue;
+            }
+            let key =
+                format!("{} ({} of {})", envelope.object_key(), object.kind.as_str(), envelope.event.sop_instance_uid);
+            let name = InstanceName { object_key: key, sop_instance_uid: &object.sop_instance_uid };
+            self.store(&name, &object.bytes).await?;
+            self.accepted.insert(&object.sop_instance_uid);
+        }
+        Ok(())
+    }
+
+    /// Stores one object, retrying transient failures.
+    async fn store(&self, name: &InstanceName<'_>, object: &Bytes) -> Result<(), OperatorError> {
+        let body = RelatedBody::single_dicom(object);
         let content_type = HeaderValue::from_str(&body.content_type()).expect("the boundary is a header-safe token");
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -563,25 +498,11 @@ impl StowSink {
             request = request.header(AUTHORIZATION, authorization.clone());
         }
         let sent = Instant::now();
-        let mut response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => {
-                self.observe(sent, "error");
-                return (Verdict::Transient(describe_transport_error(&e)), None);
-            }
-        };
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        match read_capped(&mut response).await {
-            Ok(body) => {
-                self.observe(sent, status_class(status));
-                (classify_response(status, &body, sop_instance_uid), retry_after)
-            }
-            Err(e) => {
-                self.observe(sent, "error");
-                let last = format!("HTTP {status}, then reading the response failed: {}", describe_transport_error(&e));
-                (Verdict::Transient(last), retry_after)
-            }
+        let exchange = exchange(request, MAX_RESPONSE_BYTES).await;
+        self.observe(sent, exchange.status_class);
+        match exchange.answer {
+            Ok((status, body)) => (classify_response(status, &body, sop_instance_uid), exchange.retry_after),
+            Err(last) => (Verdict::Transient(last), exchange.retry_after),
         }
     }
 
@@ -612,54 +533,6 @@ impl Operator for StowSink {
     }
 }
 
-/// The response body, up to [`MAX_RESPONSE_BYTES`]; the rest is not read (a body that large is
-/// not a Store Instances response, and a truncated one reads as unparseable).
-async fn read_capped(response: &mut reqwest::Response) -> reqwest::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_RESPONSE_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == MAX_RESPONSE_BYTES {
-            break;
-        }
-    }
-    Ok(body)
-}
-
-/// The `status_class` label: `2xx`, `4xx`, `5xx`, or `error` for anything else (no response,
-/// or a status the sink does not expect, such as a redirect).
-fn status_class(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200..=299 => "2xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "error",
-    }
-}
-
-/// `Retry-After` in its delay-seconds form (the HTTP-date form is ignored).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
-    Some(Duration::from_secs(seconds))
-}
-
-/// What went wrong without a response, from the innermost cause ("Connection refused (os error
-/// 111)" says more than "error sending request"). The URL carries no credentials (validated).
-fn describe_transport_error(error: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
-    while let Some(source) = cause.source() {
-        cause = source;
-    }
-    let what = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    format!("{what}: {cause}")
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -671,6 +544,8 @@ mod tests {
     use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
     use radstream_schemas::ObjectLocation;
     use tokio::sync::oneshot;
+
+    use reqwest::StatusCode;
 
     use super::*;
     use crate::RetryHint;
@@ -1034,34 +909,6 @@ mod tests {
         let sink = StowConfig::new(format!("{}/elsewhere", pacs.base_url)).build(&BuildContext::default()).unwrap();
         let error = sink.probe().await.unwrap_err();
         assert!(error.contains("HTTP 404") && error.contains("`url`"), "{error}");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_full_jitter() {
-        let policy = RetryPolicy {
-            max_attempts: 0,
-            deadline: Duration::from_secs(300),
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_millis(1_000),
-        };
-        let ceilings: Vec<u128> = (1..=5).map(|r| policy.ceiling(r).as_millis()).collect();
-        assert_eq!(ceilings, [200, 400, 800, 1_000, 1_000]);
-        assert_eq!(policy.ceiling(200), Duration::from_millis(1_000));
-        for retry in 1..50 {
-            assert!(policy.delay(retry, None) <= policy.ceiling(retry));
-        }
-        assert!(policy.delay(1, Some(Duration::from_millis(700))) >= Duration::from_millis(700));
-        assert_eq!(policy.delay(1, Some(Duration::from_secs(60))), Duration::from_millis(1_000));
-    }
-
-    #[test]
-    fn retry_after_seconds() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
-        assert_eq!(retry_after(&headers), None);
     }
 
     fn parse(json: serde_json::Value) -> Result<StowConfig, serde_json::Error> {

@@ -4,7 +4,8 @@
 //! local-filesystem object store, synthetic studies, the demo head CT bleed model (embedded in
 //! the binary and written beside the other outputs, so the demo runs from any folder), and a
 //! local folder laid out like a DICOMweb store behind a real STOW-RS endpoint (or a real PACS
-//! with `--pacs-url`). The pipeline itself is the production runtime, unchanged. The summary
+//! with `--pacs-url`). The chain ends as a deployment's does: result objects (SR, SEG,
+//! overlay) to the PACS, FHIR R4 bundles (here to `fhir/` in the output folder). The pipeline itself is the production runtime, unchanged. The summary
 //! scores the model's flagged studies against the bleeds `synth` planted.
 
 use std::collections::BTreeSet;
@@ -127,6 +128,7 @@ pub fn demo_config(
     objects_root: &Path,
     model: &DemoModelFiles,
     pacs_url: &str,
+    fhir_dir: &Path,
     metrics_listen: &str,
 ) -> anyhow::Result<Config> {
     let text = format!(
@@ -191,10 +193,24 @@ spec_file = {spec}
 type = "infer"
 model = {manifest}
 
+# Per slice with a finding: a TID 1500 SR, a SEG of the bleed and an overlay. A slice without
+# findings makes nothing (counted under the drop rule `no_findings`).
+[[operators]]
+type = "results"
+negatives = "drop"
+
+# The PACS gets the result objects, filed into the source's study.
 [[operators]]
 type = "stow"
 url = "{pacs_url}"
+
+# The EHR's share: one FHIR R4 transaction bundle per result, here written to a folder.
+[[operators]]
+type = "fhir"
+dir = {fhir_dir}
+body_site = {{ system = "SCT", value = "69536005", meaning = "Head" }}
 "#,
+        fhir_dir = toml_path(fhir_dir),
         root = toml_path(objects_root),
         spec = toml_path(&model.preprocess_spec),
         manifest = toml_path(&model.manifest),
@@ -249,7 +265,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
             url
         }
     };
-    let config = demo_config(&brokers, &objects_root, &model_files, &pacs_url, &opts.metrics_listen)?;
+    let config =
+        demo_config(&brokers, &objects_root, &model_files, &pacs_url, &out.join("fhir"), &opts.metrics_listen)?;
 
     let metrics = Metrics::new();
     let readiness = Arc::new(crate::http::Readiness::default());
@@ -357,7 +374,10 @@ impl DemoSummary {
             score.planted,
             score.clean_flagged,
             match &self.out {
-                Some(dir) => format!("{} (dicomweb/ holds what was delivered)", dir.display()),
+                Some(dir) => format!(
+                    "{} (dicomweb/ holds the SR, SEG and overlay of each finding; fhir/ the R4 bundles)",
+                    dir.display()
+                ),
                 None => "removed with its temporary folder; pass --out DIR to keep it".into(),
             },
         )

@@ -641,6 +641,7 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
         results: None,
         model: None,
         geometry: None,
+        outputs: None,
     })
 }
 
@@ -758,8 +759,10 @@ impl StageRouter<'_> {
                 }
                 Outcome::Drop { rule } => {
                     self.count("dropped", 1);
+                    // A drop after the model ran (no findings) still records what it said.
+                    let results = p.envelope.results.as_ref().map(|r| r.record());
                     let finish = Finish::Dropped { operator: kind.into(), rule };
-                    let _ = self.completions.send(Completion { ticket, finish, branch, results: None });
+                    let _ = self.completions.send(Completion { ticket, finish, branch, results });
                 }
                 Outcome::Fail(e) => match e.retry {
                     RetryHint::Retry { after } if attempt < rt.operator_max_attempts => {

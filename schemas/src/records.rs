@@ -23,6 +23,12 @@ pub enum ErrorClass {
     PacsRejected,
     /// The PACS stayed unreachable or kept failing until the retry deadline.
     PacsUnavailable,
+    /// The FHIR server refused the bundle (a 4xx other than 408 and 429, or a
+    /// transaction-response entry with a status other than 2xx); retrying will not help.
+    FhirRejected,
+    /// The FHIR server stayed unreachable or kept failing (5xx, 408, 429, timeouts) until the
+    /// retry deadline.
+    FhirUnavailable,
     /// Producing a record to a side-output topic (for example an announcement) failed.
     OutputTopic,
     /// Pixel data is or may be burned in with text (BurnedInAnnotation YES, or absent on a
@@ -56,6 +62,8 @@ impl ErrorClass {
             ErrorClass::EventMismatch => "event_mismatch",
             ErrorClass::PacsRejected => "pacs_rejected",
             ErrorClass::PacsUnavailable => "pacs_unavailable",
+            ErrorClass::FhirRejected => "fhir_rejected",
+            ErrorClass::FhirUnavailable => "fhir_unavailable",
             ErrorClass::OutputTopic => "output_topic",
             ErrorClass::BurnedInText => "burned_in_text",
             ErrorClass::UnknownLink => "unknown_link",
@@ -281,4 +289,40 @@ pub struct AuditEvent {
     /// Pseudonymized SOPInstanceUID, when produced.
     #[serde(default)]
     pub pseudonymized_sop_instance_uid: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `as_str` (metric labels) and serde (dead letters) name every class the same way.
+    #[test]
+    fn error_class_names_agree_with_serde() {
+        let all = [
+            ErrorClass::MalformedEvent,
+            ErrorClass::MalformedDicom,
+            ErrorClass::MissingObject,
+            ErrorClass::ObjectTooLarge,
+            ErrorClass::ObjectStore,
+            ErrorClass::EventMismatch,
+            ErrorClass::PacsRejected,
+            ErrorClass::PacsUnavailable,
+            ErrorClass::FhirRejected,
+            ErrorClass::FhirUnavailable,
+            ErrorClass::OutputTopic,
+            ErrorClass::BurnedInText,
+            ErrorClass::UnknownLink,
+            ErrorClass::UndecodablePixels,
+            ErrorClass::LateInstance,
+            ErrorClass::Config,
+            ErrorClass::Internal,
+        ];
+        for class in all {
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{}\"", class.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorClass>(&json).unwrap(), class);
+        }
+        assert_eq!(ErrorClass::FhirRejected.as_str(), "fhir_rejected");
+        assert_eq!(ErrorClass::FhirUnavailable.as_str(), "fhir_unavailable");
+    }
 }

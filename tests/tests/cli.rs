@@ -131,15 +131,22 @@ fn demo_runs_the_whole_chain_and_the_model_flags_exactly_the_planted_bleeds() {
     assert!(total > 0 && delivered > 0, "{stdout}");
     assert_eq!(delivered + dropped + dead, total, "every instance ends in exactly one place: {stdout}");
     assert_eq!(dead, 0, "{stdout}");
-    // What was delivered is in the DICOMweb-like folder, one file per instance.
-    let stored =
-        walk(&dir.path().join("dicomweb/studies")).iter().filter(|p| p.extension().is_some_and(|e| e == "dcm")).count();
-    assert_eq!(stored as u64, delivered);
+    // What was delivered is in the DICOMweb-like folder: per slice with a finding its SR, SEG
+    // and overlay, filed under the source's study; and one FHIR bundle per such slice.
+    let stored: Vec<_> = walk(&dir.path().join("dicomweb/studies"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    assert_eq!(stored.len() as u64, 3 * delivered, "{stored:?}");
+    let bundles =
+        walk(&dir.path().join("fhir")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).count();
+    assert_eq!(bundles as u64, delivered);
 
     assert!(line("model").contains("ct-head-bleed 0.1.0 (sha256 8a822531f4ae)"), "{stdout}");
     assert!(dir.path().join("models/demo/ct-head-bleed.onnx").is_file(), "the model is written beside the outputs");
     let with_findings = field("with findings");
     assert!(with_findings > 0, "{stdout}");
+    assert_eq!(with_findings, delivered, "the slices with findings are the ones with results: {stdout}");
     assert_eq!(field("critical"), with_findings, "the bleed finding is critical: {stdout}");
     assert_eq!(field("studies flagged"), 1, "{stdout}");
     let [found, planted, clean_flagged] = numbers("ground truth")[..] else { panic!("ground truth: {stdout}") };

@@ -1,7 +1,10 @@
 //! FHIR R4 transaction bundles of a study's model results.
 //!
-//! One bundle per study and model, for the EHR: what the PACS gets as SR objects, as FHIR
-//! resources.
+//! One bundle per set of results of one study and model, for the EHR: what the PACS gets as
+//! SR objects, as FHIR resources. The `fhir` sink sends one per result (an instance's, or a
+//! whole series'); a caller may gather a study's results into one. The DiagnosticReport is
+//! keyed on the results it covers, so bundles of different instances never overwrite each
+//! other's report.
 //!
 //! ```text
 //! ImagingStudy      identifier urn:dicom:uid | urn:oid:<StudyInstanceUID>; the series the model saw
@@ -16,7 +19,7 @@
 //! The patient is only referenced: the caller passes the reference (a pseudonym here, the
 //! real patient after re-linking on the trusted side), so nothing here knows who it is.
 //!
-//! **Replays.** Every resource's `fullUrl` and identifier is a UUID derived from the study,
+//! **Replays.** Every resource's identifier (and, apart, its `fullUrl`) is a UUID derived from the study,
 //! the model's identity and the resource's role, and the content time is an argument, so the
 //! same input gives the same bytes. The resources radstream owns (Device, Observation,
 //! DiagnosticReport) go as conditional updates (`PUT Type?identifier=…`): a replay updates
@@ -80,14 +83,42 @@ pub struct SourceResult<'a> {
     pub sr_sop_instance_uid: Option<&'a str>,
 }
 
+/// Who the results are about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatientRef<'a> {
+    /// A literal reference, `Patient/<id>`, where the caller knows the server's id.
+    Reference(&'a str),
+    /// A logical reference by business identifier (R4 `Reference.identifier`): the DICOM
+    /// PatientID under its issuer's system, for an EHR whose Patient ids the pipeline does not
+    /// know. Nothing in the bundle creates or changes the Patient.
+    Identifier {
+        /// The identifier's system (a URI: the issuer of the PatientID).
+        system: &'a str,
+        /// The PatientID.
+        value: &'a str,
+    },
+}
+
+impl PatientRef<'_> {
+    /// The `subject` of the bundle's resources.
+    fn to_json(self) -> Value {
+        match self {
+            PatientRef::Reference(reference) => json!({ "reference": reference }),
+            PatientRef::Identifier { system, value } => {
+                json!({ "type": "Patient", "identifier": { "system": system, "value": value } })
+            }
+        }
+    }
+}
+
 /// Everything one bundle is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct StudyResults<'a> {
     /// StudyInstanceUID of the study, as the PACS knows it.
     pub study_instance_uid: &'a str,
-    /// The FHIR reference of the patient, `Patient/<id>`: re-linking it is the trusted side's
-    /// job, so it is taken as given.
-    pub patient: &'a str,
+    /// The patient: a literal reference or a logical one by identifier. Re-linking it is the
+    /// trusted side's job, so it is taken as given.
+    pub patient: PatientRef<'a>,
     /// The model whose results these are.
     pub model: &'a ModelIdentity,
     /// The results, in the order their Observations are to appear.
@@ -102,8 +133,9 @@ pub struct StudyResults<'a> {
 /// Why a bundle could not be built. Never carries patient data.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FhirError {
-    /// The patient reference is not `Patient/<id>` with a FHIR id (1-64 of `A-Za-z0-9-.`).
-    #[error("the patient reference is not of the form Patient/<id>")]
+    /// The patient reference is not `Patient/<id>` with a FHIR id (1-64 of `A-Za-z0-9-.`), or
+    /// an identifier without a system or a value.
+    #[error("the patient reference is not of the form Patient/<id>, or its identifier lacks a system or a value")]
     PatientReference,
     /// A result was made by another model than the bundle's.
     #[error("result {index} was made by another model than the bundle's")]
@@ -143,8 +175,12 @@ struct Entry {
 }
 
 impl Entry {
+    /// The entry's `fullUrl`: a UUID of its own, derived from the identifier's but not equal to
+    /// it. A server that rewrites every occurrence of a fullUrl in the bundle (Medplum does, in
+    /// plain strings too) would otherwise rewrite the identifier value, and the conditional
+    /// update would never match again: each replay would add a copy.
     fn full_url(&self) -> String {
-        format!("urn:uuid:{}", self.uuid)
+        format!("urn:uuid:{}", uuid_of(&[DOMAIN, "full-url", &self.uuid]))
     }
 
     fn into_json(self) -> Value {
@@ -165,7 +201,7 @@ pub fn build_fhir_bundle(study: &StudyResults<'_>) -> Result<FhirBundle, FhirErr
         }
     }
     let issued = fhir_instant(study.time_ms);
-    let patient = json!({ "reference": study.patient });
+    let patient = study.patient.to_json();
 
     let imaging_study = imaging_study(study);
     let device = device(study);
@@ -241,7 +277,7 @@ fn imaging_study(study: &StudyResults<'_>) -> Entry {
         "resourceType": "ImagingStudy",
         "identifier": [{ "system": DICOM_UID_SYSTEM, "value": study_identifier }],
         "status": "available",
-        "subject": { "reference": study.patient },
+        "subject": study.patient.to_json(),
     });
     if !series.is_empty() {
         let series: Vec<Value> = series
@@ -300,7 +336,15 @@ fn report(
     device_ref: &Value,
     observations: &[Entry],
 ) -> Entry {
-    let uuid = derived_uuid(study, "diagnostic-report", "");
+    // One report per set of results: a bundle of one instance's result reports on that
+    // instance, one of a series' on that series, one of a whole study's on all of it. A report
+    // keyed on the study alone would be overwritten by each instance's bundle in turn.
+    let covered: Vec<&str> = study
+        .results
+        .iter()
+        .map(|s| s.instance.map_or(s.series_instance_uid, |i| i.sop_instance_uid.as_str()))
+        .collect();
+    let uuid = derived_uuid(study, "diagnostic-report", &covered.join("\\"));
     let mut identifier = vec![uri_identifier(&uuid)];
     for sr in study.results.iter().filter_map(|s| s.sr_sop_instance_uid) {
         let sr = dicom_identifier(sr);
@@ -389,11 +433,23 @@ fn probability(score: f32) -> Value {
     json!({ "value": value, "unit": "1", "system": UCUM, "code": "1" })
 }
 
-/// `Patient/<id>`, the id as FHIR's `id` type allows it.
-fn check_patient(reference: &str) -> Result<(), FhirError> {
-    let id = reference.strip_prefix("Patient/").ok_or(FhirError::PatientReference)?;
-    let valid = (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    valid.then_some(()).ok_or(FhirError::PatientReference)
+/// `Patient/<id>`, the id as FHIR's `id` type allows it; or an identifier with a system and a
+/// value (FHIR strings: not empty, no surrounding whitespace).
+fn check_patient(patient: PatientRef<'_>) -> Result<(), FhirError> {
+    match patient {
+        PatientRef::Reference(reference) => {
+            let id = reference.strip_prefix("Patient/").ok_or(FhirError::PatientReference)?;
+            let valid =
+                (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            valid.then_some(()).ok_or(FhirError::PatientReference)
+        }
+        PatientRef::Identifier { system, value } => {
+            let string = |s: &str| !s.is_empty() && s.trim() == s;
+            (string(system) && !system.contains(char::is_whitespace) && string(value))
+                .then_some(())
+                .ok_or(FhirError::PatientReference)
+        }
+    }
 }
 
 /// An R4 `instant` (`YYYY-MM-DDThh:mm:ss.sssZ`) of a Unix time in milliseconds.

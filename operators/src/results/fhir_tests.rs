@@ -60,7 +60,14 @@ fn study<'a>(
     results: &'a [SourceResult<'a>],
     body_site: Option<&'a Code>,
 ) -> StudyResults<'a> {
-    StudyResults { study_instance_uid: STUDY, patient: PATIENT, model, results, body_site, time_ms: EVENT_TIME_MS }
+    StudyResults {
+        study_instance_uid: STUDY,
+        patient: PatientRef::Reference(PATIENT),
+        model,
+        results,
+        body_site,
+        time_ms: EVENT_TIME_MS,
+    }
 }
 
 fn entries(bundle: &FhirBundle) -> &Vec<Value> {
@@ -129,9 +136,15 @@ fn assert_well_formed(bundle: &FhirBundle) {
         let url = entry["request"]["url"].as_str().unwrap();
         let resource_type = entry["resource"]["resourceType"].as_str().unwrap();
         if method == "PUT" {
-            // Conditional update on the resource's own identifier, which is its fullUrl.
-            assert_eq!(url, format!("{resource_type}?identifier=urn:ietf:rfc:3986|{full_url}"));
-            assert!(entry["resource"]["identifier"].as_array().unwrap().iter().any(|i| i["value"] == full_url));
+            // Conditional update on the resource's own identifier, which is not its fullUrl: a
+            // server that rewrites the fullUrl in every string (Medplum) would break it.
+            let own = &entry["resource"]["identifier"][0];
+            assert_eq!(own["system"], "urn:ietf:rfc:3986");
+            assert_eq!(url, format!("{resource_type}?identifier=urn:ietf:rfc:3986|{}", own["value"].as_str().unwrap()));
+            assert!(
+                !serde_json::to_string(&entry["resource"]).unwrap().contains(full_url),
+                "{full_url} in {resource_type}"
+            );
         } else {
             assert_eq!((method, url), ("POST", "ImagingStudy"));
         }
@@ -395,8 +408,35 @@ fn bad_input_is_refused() {
     assert_eq!(build_fhir_bundle(&study(&m, &sources, None)), Err(FhirError::ModelMismatch { index: 0 }));
     let sources = [source(&ok)];
     for patient in ["Patient/", "Practitioner/1", "Patient/a b", "patient/1", "Patient/1/_history/2"] {
-        let s = StudyResults { patient, ..study(&m, &sources, None) };
+        let s = StudyResults { patient: PatientRef::Reference(patient), ..study(&m, &sources, None) };
         assert_eq!(build_fhir_bundle(&s), Err(FhirError::PatientReference), "{patient}");
+    }
+}
+
+#[test]
+fn a_patient_by_identifier_is_a_logical_reference_on_every_resource() {
+    let m = model("1.0.0");
+    let (inst, r) = (instance(), result(&m, vec![hemorrhage(true)], None));
+    let sources = [SourceResult {
+        series_instance_uid: SERIES,
+        modality: Some("CT"),
+        instance: Some(&inst),
+        result: &r,
+        sr_sop_instance_uid: None,
+    }];
+    let patient = PatientRef::Identifier { system: "urn:oid:1.2.826.0.1.3680043.8.498.99", value: "PID-0042" };
+    let bundle = build_fhir_bundle(&StudyResults { patient, ..study(&m, &sources, None) }).unwrap();
+    let expected = json!({ "type": "Patient", "identifier": { "system": "urn:oid:1.2.826.0.1.3680043.8.498.99", "value": "PID-0042" } });
+    for kind in ["ImagingStudy", "Observation", "DiagnosticReport"] {
+        for resource in resources(&bundle, kind) {
+            assert_eq!(resource["subject"], expected, "{kind}");
+        }
+    }
+    assert!(resources(&bundle, "Patient").is_empty(), "the bundle must not create or change the patient");
+    assert_schema_valid(&[("patient-identifier", &bundle)]);
+    for (system, value) in [("", "PID"), ("urn:x", ""), ("urn: x", "PID"), ("urn:x", " PID")] {
+        let s = StudyResults { patient: PatientRef::Identifier { system, value }, ..study(&m, &sources, None) };
+        assert_eq!(build_fhir_bundle(&s), Err(FhirError::PatientReference), "{system:?} {value:?}");
     }
 }
 

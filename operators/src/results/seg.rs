@@ -604,8 +604,8 @@ fn referenced_series(srcs: &[Source]) -> Vec<InMemDicomObject> {
         .collect()
 }
 
-/// Appends the mask thresholded and resampled (nearest neighbour, pixel centres) to
-/// `rows`×`columns`; says whether any pixel is set.
+/// Appends the mask thresholded and resampled to `rows`×`columns` ([`resampled`]); says
+/// whether any pixel is set.
 fn append_resampled(
     out: &mut PackedBits,
     mask: &[f32],
@@ -614,18 +614,29 @@ fn append_resampled(
     rows: usize,
     columns: usize,
 ) -> bool {
-    // The mask column of each output column, computed once per frame.
-    let source_columns: Vec<usize> = (0..columns).map(|c| (2 * c + 1) * shape.columns / (2 * columns)).collect();
     let mut any = false;
-    for r in 0..rows {
-        let mask_row = &mask[(2 * r + 1) * shape.rows / (2 * rows) * shape.columns..][..shape.columns];
-        for &c in &source_columns {
-            let set = mask_row[c] >= threshold;
-            any |= set;
-            out.push(set);
-        }
+    for set in resampled(mask, shape, threshold, rows, columns) {
+        any |= set;
+        out.push(set);
     }
     any
+}
+
+/// The mask thresholded and resampled (nearest neighbour, pixel centres) onto
+/// `rows`×`columns`, row by row: what the SEG stores and the overlay outlines.
+pub(super) fn resampled(
+    mask: &[f32],
+    shape: MaskShape,
+    threshold: f32,
+    rows: usize,
+    columns: usize,
+) -> impl Iterator<Item = bool> + '_ {
+    // The mask column of each output column, computed once.
+    let source_columns: Vec<usize> = (0..columns).map(|c| (2 * c + 1) * shape.columns / (2 * columns)).collect();
+    (0..rows).flat_map(move |r| {
+        let mask_row = &mask[(2 * r + 1) * shape.rows / (2 * rows) * shape.columns..][..shape.columns];
+        source_columns.clone().into_iter().map(move |c| mask_row[c] >= threshold)
+    })
 }
 
 /// Pixels packed 1 bit each (PS3.5 8.1.1 and D.2): they follow each other across frames

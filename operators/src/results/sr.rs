@@ -173,14 +173,21 @@ pub fn build_sr(
     let model = &result.model;
     let series_uid = result_uid(UidRole::Series, ObjectKind::Sr, &src.series, model);
     let (sop_uid, library) = match &result.series {
-        Some(_) => {
+        Some(record) => {
+            // A later revision of the series' result (late instances) is another document: a
+            // PACS keeps the first copy of a SOPInstanceUID, so reusing it would lose the
+            // revision. Revision 1 keeps the series' own key.
+            let key = match record.revision {
+                0 | 1 => src.series.clone(),
+                revision => format!("{}/revision/{revision}", src.series),
+            };
             let mut library: Vec<InstanceRef> = Vec::with_capacity(series_instances.len() + 1);
             for instance in series_instances.iter().chain([&src.instance]) {
                 if !library.iter().any(|i| i.sop_instance_uid == instance.sop_instance_uid) {
                     library.push(instance.clone());
                 }
             }
-            (result_uid(UidRole::SeriesResult, ObjectKind::Sr, &src.series, model), library)
+            (result_uid(UidRole::SeriesResult, ObjectKind::Sr, &key, model), library)
         }
         None => (
             result_uid(UidRole::Instance, ObjectKind::Sr, &src.instance.sop_instance_uid, model),
@@ -192,8 +199,8 @@ pub fn build_sr(
         .unwrap_or(0)
         .saturating_add(SERIES_NUMBER_OFFSET)
         .clamp(0, i32::MAX as i64);
-    let instance_number = match result.series {
-        Some(_) => 1,
+    let instance_number = match &result.series {
+        Some(record) => i32::try_from(record.revision.max(1)).unwrap_or(i32::MAX),
         None => element_text(source, tags::INSTANCE_NUMBER)
             .and_then(|s| s.parse::<i32>().ok())
             .filter(|n| *n >= 0)

@@ -24,6 +24,8 @@ pub enum ObjectKind {
     Sr,
     /// A segmentation.
     Seg,
+    /// A secondary capture of the source image with the result burned in.
+    Overlay,
 }
 
 impl ObjectKind {
@@ -31,6 +33,7 @@ impl ObjectKind {
         match self {
             Self::Sr => "sr",
             Self::Seg => "seg",
+            Self::Overlay => "overlay",
         }
     }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run the test FHIR R4 server (Medplum's FHIR router, in memory) in the foreground on 127.0.0.1.
+#
+# usage: infra/fhir/run.sh --port PORT [--modules DIR]
+#
+# Base URL http://127.0.0.1:PORT/fhir/R4; state in memory only: a restart starts empty. DIR is
+# the node_modules folder with the Medplum packages (default
+# ~/.cache/radstream/fhir-server/node_modules, where infra/stack.sh install puts them). See
+# server.mjs for what it answers and for its test-only failure hook (POST /__test/fail).
+set -euo pipefail
+LOG_TAG=run-fhir
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+
+usage() { die "usage: $0 --port PORT [--modules DIR]"; }
+
+port=""
+modules="$RADSTREAM_CACHE_DIR/fhir-server/node_modules"
+while (($# > 0)); do
+    case $1 in
+        --port) port=${2:-}; shift 2 || usage ;;
+        --modules) modules=${2:-}; shift 2 || usage ;;
+        -h | --help) usage ;;
+        *) log "unknown argument: $1"; usage ;;
+    esac
+done
+[[ $port =~ ^[0-9]+$ ]] || usage
+
+command -v node >/dev/null 2>&1 || die "node not found; run infra/stack.sh install"
+[[ -f $modules/@medplum/fhir-router/package.json ]] ||
+    die "@medplum/fhir-router not found in $modules; run infra/stack.sh install"
+
+log "FHIR R4 server on http://127.0.0.1:$port/fhir/R4 (node $(node --version), modules $modules)"
+exec node "$(dirname "${BASH_SOURCE[0]}")/server.mjs" --port "$port" --modules "$modules"

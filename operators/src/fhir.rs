@@ -1,0 +1,254 @@
+//! `fhir`: the EHR sink. For each instance's model result it builds a FHIR R4 transaction
+//! Bundle (ImagingStudy, Device, an Observation per finding, a DiagnosticReport that names the
+//! structured report the `results` step made) and delivers it to each configured destination,
+//! in this order:
+//!
+//! * `topic`: a Kafka topic, keyed by StudyInstanceUID, for the integration engine that feeds
+//!   the EHR;
+//! * `server`: a FHIR server's base URL, POSTed as a transaction with retries (a refusal is
+//!   dead-lettered as `fhir_rejected`, an outage past the retry deadline as
+//!   `fhir_unavailable`);
+//! * `dir`: a folder, one `<StudyInstanceUID>/bundle-<hash>.json` per bundle (the demo; a
+//!   debugging aid).
+//!
+//! The instance is delivered once every destination has the bundle. Bundles are built from
+//! the instance's header as it reaches the sink: after `relink` that is the original study and
+//! patient, so the EHR sees the patient it knows. The patient is referenced by identifier
+//! (PatientID under `patient_identifier_system`): the bundle never creates a Patient.
+//!
+//! A bundle is conditional throughout (PUT on identifiers, `ifNoneExist`), so sending it again
+//! updates in place. The instances of a series share one bundle, sent once while the sink
+//! remembers it ([`RecentSet`]).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dicom_dictionary_std::tags;
+use radstream_schemas::ErrorClass;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::infer::Code;
+use crate::recent::RecentSet;
+use crate::results::fhir_post::{FhirPostConfig, FhirPoster};
+use crate::results::{build_fhir_bundle, InstanceRef, PatientRef, SourceResult, StudyResults};
+use crate::services::TopicWriter;
+use crate::{element_text, BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
+
+/// The identifier system of PatientID when the config names none.
+pub const DEFAULT_PATIENT_IDENTIFIER_SYSTEM: &str = "urn:radstream:dicom:patient-id";
+
+/// Bundles whose delivery the sink remembers.
+const DELIVERED_KEPT: usize = 4096;
+
+/// Configuration of the `fhir` operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirConfig {
+    /// Kafka topic for the bundles (it must exist), keyed by StudyInstanceUID.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// FHIR server to POST each bundle to as a transaction.
+    #[serde(default)]
+    pub server: Option<FhirPostConfig>,
+    /// Folder to write each bundle to as JSON.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// The identifier system (a URI) of the DICOM PatientID, as the EHR knows it (for example
+    /// the hospital's MRN system).
+    #[serde(default = "default_patient_system")]
+    pub patient_identifier_system: String,
+    /// The body site the model looks at, put on every Observation.
+    #[serde(default)]
+    pub body_site: Option<Code>,
+}
+
+fn default_patient_system() -> String {
+    DEFAULT_PATIENT_IDENTIFIER_SYSTEM.to_string()
+}
+
+impl FhirConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.topic.is_none() && self.server.is_none() && self.dir.is_none() {
+            return Err(ConfigError::new("topic", "name at least one destination: `topic`, `server` or `dir`"));
+        }
+        if self.topic.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::new("topic", "must not be empty"));
+        }
+        if self.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(ConfigError::new("dir", "must not be empty"));
+        }
+        let system = &self.patient_identifier_system;
+        if system.is_empty() || system.contains(char::is_whitespace) || !system.contains(':') {
+            return Err(ConfigError::new("patient_identifier_system", "must be a URI, for example urn:oid:1.2.3"));
+        }
+        if let Some(server) = &self.server {
+            server.validate().map_err(|e| e.within("server"))?;
+        }
+        Ok(())
+    }
+
+    /// Builds the sink.
+    pub fn build(&self, ctx: &BuildContext) -> Result<FhirSink, ConfigError> {
+        self.validate()?;
+        let topics = match &self.topic {
+            None => None,
+            Some(_) => Some(ctx.topics.clone().ok_or_else(|| {
+                ConfigError::new("topic", "a bundle topic needs a Kafka producer, and none is available here")
+            })?),
+        };
+        let server = match &self.server {
+            None => None,
+            Some(server) => Some(server.build(Arc::clone(&ctx.observer)).map_err(|e| e.within("server"))?),
+        };
+        Ok(FhirSink { config: self.clone(), topics, server, delivered: RecentSet::new(DELIVERED_KEPT) })
+    }
+}
+
+/// The EHR sink.
+pub struct FhirSink {
+    config: FhirConfig,
+    topics: Option<Arc<dyn TopicWriter>>,
+    server: Option<FhirPoster>,
+    delivered: RecentSet,
+}
+
+impl std::fmt::Debug for FhirSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirSink")
+            .field("topic", &self.config.topic)
+            .field("server", &self.server.is_some())
+            .field("dir", &self.config.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A built bundle and what names it.
+struct Built {
+    study: String,
+    json: Vec<u8>,
+    /// SHA-256 of the JSON, hex: names the bundle in logs, files and the delivered set.
+    digest: String,
+}
+
+impl FhirSink {
+    /// The bundle of the envelope's result, from its header as it is now.
+    fn bundle(&self, envelope: &Envelope) -> Result<Built, OperatorError> {
+        let key = envelope.object_key();
+        let fail = |class, what: String| OperatorError::dead_letter(class, format!("fhir: {key}: {what}"));
+        let result = envelope.results.as_deref().ok_or_else(|| {
+            fail(
+                ErrorClass::Config,
+                "no model result reached the fhir sink; the chain needs an infer operator for the instance's model \
+                 before it"
+                    .into(),
+            )
+        })?;
+        let header = &envelope.header;
+        let study = element_text(header, tags::STUDY_INSTANCE_UID)
+            .ok_or_else(|| fail(ErrorClass::MalformedDicom, "the header has no StudyInstanceUID".into()))?;
+        let series = element_text(header, tags::SERIES_INSTANCE_UID)
+            .ok_or_else(|| fail(ErrorClass::MalformedDicom, "the header has no SeriesInstanceUID".into()))?;
+        let patient_id = element_text(header, tags::PATIENT_ID)
+            .ok_or_else(|| fail(ErrorClass::MalformedDicom, "the header has no PatientID to reference".into()))?;
+        let modality = element_text(header, tags::MODALITY);
+        let instance = InstanceRef {
+            sop_class_uid: element_text(header, tags::SOP_CLASS_UID)
+                .unwrap_or_else(|| envelope.event.sop_class_uid.clone()),
+            sop_instance_uid: element_text(header, tags::SOP_INSTANCE_UID)
+                .unwrap_or_else(|| envelope.event.sop_instance_uid.clone()),
+        };
+        let sr = envelope.outputs.as_deref().and_then(|o| o.sr_sop_instance_uid());
+        let source = SourceResult {
+            series_instance_uid: &series,
+            modality: modality.as_deref(),
+            instance: result.series.is_none().then_some(&instance),
+            result,
+            sr_sop_instance_uid: sr,
+        };
+        let sources = [source];
+        let study_results = StudyResults {
+            study_instance_uid: &study,
+            patient: PatientRef::Identifier { system: &self.config.patient_identifier_system, value: &patient_id },
+            model: &result.model,
+            results: &sources,
+            body_site: self.config.body_site.as_ref(),
+            time_ms: crate::results::step::content_time_ms(envelope, result),
+        };
+        let bundle = build_fhir_bundle(&study_results).map_err(|e| fail(ErrorClass::Internal, e.to_string()))?;
+        let json = bundle.to_json();
+        let digest = hex(&Sha256::digest(&json));
+        Ok(Built { study, json, digest })
+    }
+
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), OperatorError> {
+        let built = self.bundle(envelope)?;
+        if self.delivered.contains(&built.digest) {
+            return Ok(());
+        }
+        let name = format!("bundle {} of {}", &built.digest[..16], envelope.object_key());
+        if let (Some(topic), Some(topics)) = (&self.config.topic, &self.topics) {
+            topics.send(topic, &built.study, built.json.clone()).await.map_err(|e| {
+                let reason = format!("fhir: sending {name} to {topic} failed: {e}");
+                if e.retryable {
+                    OperatorError::retry(ErrorClass::OutputTopic, reason, None)
+                } else {
+                    OperatorError::dead_letter(ErrorClass::OutputTopic, reason)
+                }
+            })?;
+        }
+        if let Some(server) = &self.server {
+            let outcome = server.post(&built.json, &name).await?;
+            tracing::info!(
+                object = %envelope.object_key(),
+                sop_instance_uid = %envelope.event.sop_instance_uid,
+                bundle = &built.digest[..16],
+                entries = outcome.entries.len(),
+                attempts = outcome.attempts,
+                "fhir: the server took the bundle"
+            );
+        }
+        if let Some(dir) = &self.config.dir {
+            let folder = dir.join(&built.study);
+            let path = folder.join(format!("bundle-{}.json", &built.digest[..16]));
+            let write = async {
+                tokio::fs::create_dir_all(&folder).await?;
+                tokio::fs::write(&path, &built.json).await
+            };
+            write.await.map_err(|e| {
+                OperatorError::retry(
+                    ErrorClass::OutputTopic,
+                    format!("fhir: writing {} failed: {e}", path.display()),
+                    None,
+                )
+            })?;
+        }
+        self.delivered.insert(&built.digest);
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[async_trait]
+impl Operator for FhirSink {
+    async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+        let mut done = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            let outcome = match self.deliver(&envelope).await {
+                Ok(()) => Outcome::Forward,
+                Err(e) => Outcome::Fail(e),
+            };
+            done.push(Processed { envelope, outcome });
+        }
+        done
+    }
+
+    fn is_sink(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,221 @@
+//! What the HTTP sinks share (the `stow` PACS sink and the FHIR poster): secrets from the
+//! environment or a file, retry timing with full jitter, a capped response read, the
+//! `status_class` metric label and readable transport errors.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+
+use crate::ConfigError;
+
+/// Where one secret comes from, with the config keys that name each source.
+pub(crate) struct SecretSource<'a> {
+    pub(crate) env_key: &'static str,
+    pub(crate) env: Option<&'a str>,
+    pub(crate) file_key: &'static str,
+    pub(crate) file: Option<&'a PathBuf>,
+}
+
+impl SecretSource<'_> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match (self.env, self.file) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                self.env_key,
+                format!("set either `{}` or `{}`, not both", self.env_key, self.file_key),
+            )),
+            (None, None) => Err(ConfigError::new(
+                self.env_key,
+                format!(
+                    "missing: set `{}` (an environment variable name) or `{}` (a file path)",
+                    self.env_key, self.file_key
+                ),
+            )),
+            (Some(name), None) if name.is_empty() || name.contains(['=', '\0']) => {
+                Err(ConfigError::new(self.env_key, format!("{name:?} is not a valid environment variable name")))
+            }
+            (None, Some(path)) if path.as_os_str().is_empty() => {
+                Err(ConfigError::new(self.file_key, "must not be empty"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the secret, trimmed. Errors name the variable or the file, never the value.
+    pub(crate) fn read(&self) -> Result<String, ConfigError> {
+        let (key, origin, value) = match (self.env, self.file) {
+            (Some(name), _) => {
+                let value = std::env::var(name).map_err(|e| {
+                    let problem = match e {
+                        std::env::VarError::NotPresent => "is not set",
+                        std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
+                    };
+                    ConfigError::new(self.env_key, format!("environment variable {name} {problem}"))
+                })?;
+                (self.env_key, format!("environment variable {name}"), value)
+            }
+            (None, Some(path)) => {
+                let value = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new(self.file_key, format!("cannot read {}: {e}", path.display())))?;
+                (self.file_key, path.display().to_string(), value)
+            }
+            (None, None) => return Err(ConfigError::new(self.env_key, "missing")),
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(ConfigError::new(key, format!("{origin} is empty")));
+        }
+        Ok(value.to_string())
+    }
+}
+
+pub(crate) fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(key, format!("{value} is out of range: must be between {min} and {max}")))
+    }
+}
+
+/// When to try again and when to give up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    /// 0: no limit.
+    pub(crate) max_attempts: u32,
+    pub(crate) deadline: Duration,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The backoff ceiling before retry number `retry` (1 for the first): the initial backoff
+    /// doubled per retry, capped.
+    pub(crate) fn ceiling(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+
+    /// The delay before retry number `retry`: full jitter (uniform in 0..=ceiling) so that
+    /// instances failing together do not retry together, but never sooner than the PACS's
+    /// `Retry-After` (itself capped by the maximum backoff).
+    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self.ceiling(retry).as_millis() as u64;
+        let jittered = Duration::from_millis(fastrand::u64(0..=ceiling));
+        match retry_after {
+            Some(after) => jittered.max(after.min(self.max_backoff)),
+            None => jittered,
+        }
+    }
+}
+
+/// The response body, up to `max`; the rest is not read (a body that large is
+/// not a Store Instances response, and a truncated one reads as unparseable).
+pub(crate) async fn read_capped(response: &mut reqwest::Response, max: usize) -> reqwest::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = max - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == max {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// The `status_class` label: `2xx`, `4xx`, `5xx`, or `error` for anything else (no response,
+/// or a status the sink does not expect, such as a redirect).
+pub(crate) fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "error",
+    }
+}
+
+/// `Retry-After` in its delay-seconds form (the HTTP-date form is ignored).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// What went wrong without a response, from the innermost cause ("Connection refused (os error
+/// 111)" says more than "error sending request"). The URL carries no credentials (validated).
+pub(crate) fn describe_transport_error(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    format!("{what}: {cause}")
+}
+
+/// What one request got: the status and the body (at most `max` bytes), or what went wrong
+/// without one; the server's `Retry-After`; the `status_class` label of the exchange.
+pub(crate) struct Exchange {
+    pub(crate) answer: Result<(StatusCode, Vec<u8>), String>,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) status_class: &'static str,
+}
+
+/// Sends `request` and reads its answer, capped at `max` bytes.
+pub(crate) async fn exchange(request: reqwest::RequestBuilder, max: usize) -> Exchange {
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => {
+            return Exchange { answer: Err(describe_transport_error(&e)), retry_after: None, status_class: "error" }
+        }
+    };
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    match read_capped(&mut response, max).await {
+        Ok(body) => Exchange { answer: Ok((status, body)), retry_after, status_class: status_class(status) },
+        Err(e) => Exchange {
+            answer: Err(format!("HTTP {status}, then reading the response failed: {}", describe_transport_error(&e))),
+            retry_after,
+            status_class: "error",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_full_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 0,
+            deadline: Duration::from_secs(300),
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_millis(1_000),
+        };
+        let ceilings: Vec<u128> = (1..=5).map(|r| policy.ceiling(r).as_millis()).collect();
+        assert_eq!(ceilings, [200, 400, 800, 1_000, 1_000]);
+        assert_eq!(policy.ceiling(200), Duration::from_millis(1_000));
+        for retry in 1..50 {
+            assert!(policy.delay(retry, None) <= policy.ceiling(retry));
+        }
+        assert!(policy.delay(1, Some(Duration::from_millis(700))) >= Duration::from_millis(700));
+        assert_eq!(policy.delay(1, Some(Duration::from_secs(60))), Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,426 @@
+//! `results`: the step of the chain that turns what a model said into DICOM objects for the
+//! PACS: a TID 1500 structured report, a segmentation of the mask, and an overlay (a secondary
+//! capture with the result burned in) per frame with a finding. A sink after it (`stow`)
+//! delivers these objects instead of the instance, and acknowledges the instance only once the
+//! PACS has accepted every one of them.
+//!
+//! * A result of one instance gets objects of its own. A result of a whole series gets one
+//!   report for the series, built once and carried by every instance of the run, so that no
+//!   instance of the series is committed before the report is in the PACS.
+//! * Every object's UIDs derive from the source's UIDs and the model's identity, and its
+//!   content time from the event (a series: its SeriesDate and SeriesTime), so a replayed event
+//!   gives the same bytes under the same UIDs: the PACS keeps one copy.
+//! * A result without findings gets a report that says "Negative" (`negatives = "report"`, the
+//!   default), or is dropped on purpose and counted under the rule `no_findings`
+//!   (`negatives = "drop"`, for models of single slices whose negative reports would bury the
+//!   study).
+//! * An instance that reaches the step without a model result is dead-lettered as `config`: an
+//!   `infer` operator for its model is missing from the chain.
+//!
+//! Errors name objects by key and UIDs; the objects carry patient data, the messages never.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use dicom_dictionary_std::tags;
+use radstream_schemas::ErrorClass;
+use serde::Deserialize;
+
+use super::overlay::{build_overlay, OverlayFinding, OverlaySource};
+use super::seg::{build_seg, MaskShape, SegError, SegSource, SegmentConcept};
+use super::sr::{build_sr, InstanceRef};
+use crate::infer::InferenceResult;
+use crate::{element_text, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
+
+/// The drop rule of a result without findings under `negatives = "drop"`.
+pub const NO_FINDINGS_RULE: &str = "no_findings";
+
+/// Series results kept built, for the other instances of their run.
+const SERIES_CACHE: usize = 64;
+
+/// Configuration of the `results` operator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsConfig {
+    /// Make the TID 1500 structured report.
+    #[serde(default = "yes")]
+    pub sr: bool,
+    /// Make a segmentation of the model's mask, where it has one and found something.
+    #[serde(default = "yes")]
+    pub seg: bool,
+    /// Make an overlay per frame with a finding, for viewers that render neither SR nor SEG.
+    #[serde(default = "yes")]
+    pub overlay: bool,
+    /// What a result without findings becomes: `report` (an SR that says Negative) or `drop`.
+    #[serde(default)]
+    pub negatives: Negatives,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a result without findings becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Negatives {
+    /// A structured report that says "Negative" (when `sr` is on).
+    #[default]
+    Report,
+    /// Nothing: the instance is dropped on purpose, counted under `no_findings`.
+    Drop,
+}
+
+impl Default for ResultsConfig {
+    fn default() -> Self {
+        Self { sr: true, seg: true, overlay: true, negatives: Negatives::Report }
+    }
+}
+
+impl ResultsConfig {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.sr || self.seg || self.overlay) {
+            return Err(ConfigError::new("sr", "sr, seg and overlay are all off: the step would make nothing"));
+        }
+        Ok(())
+    }
+
+    /// Builds the step.
+    pub fn build(&self) -> Result<ResultsStep, ConfigError> {
+        self.validate()?;
+        Ok(ResultsStep { config: self.clone(), series: VecDeque::new() })
+    }
+}
+
+/// What a result object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultKind {
+    /// A TID 1500 structured report.
+    Sr,
+    /// A segmentation.
+    Seg,
+    /// A secondary capture with the result burned in.
+    Overlay,
+}
+
+impl ResultKind {
+    /// `sr`, `seg` or `overlay`: bounded, safe as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sr => "sr",
+            Self::Seg => "seg",
+            Self::Overlay => "overlay",
+        }
+    }
+}
+
+/// One result object, ready to store.
+#[derive(Debug, Clone)]
+pub struct ResultObject {
+    /// What it is.
+    pub kind: ResultKind,
+    /// Its SOPInstanceUID.
+    pub sop_instance_uid: String,
+    /// Its SeriesInstanceUID.
+    pub series_instance_uid: String,
+    /// The Part-10 bytes.
+    pub bytes: Bytes,
+}
+
+/// The result objects of one instance, or of the series it belongs to.
+#[derive(Debug, Clone)]
+pub struct ResultSet {
+    /// The objects, report first.
+    pub objects: Vec<ResultObject>,
+    /// SeriesInstanceUID and revision for a result of a whole series, so that sinks deliver
+    /// the series' objects once for all its instances.
+    pub series: Option<(String, u32)>,
+}
+
+impl ResultSet {
+    /// The structured report's SOPInstanceUID, when there is one.
+    pub fn sr_sop_instance_uid(&self) -> Option<&str> {
+        self.objects.iter().find(|o| o.kind == ResultKind::Sr).map(|o| o.sop_instance_uid.as_str())
+    }
+}
+
+/// The running step.
+pub struct ResultsStep {
+    config: ResultsConfig,
+    /// Built series results, newest last: `(series UID, revision, model SHA-256)`.
+    series: VecDeque<((String, u32, String), Arc<ResultSet>)>,
+}
+
+impl std::fmt::Debug for ResultsStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultsStep").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A failed build: the class and a reason that names UIDs only.
+type BuildError = (ErrorClass, String);
+
+impl ResultsStep {
+    /// The result objects of one envelope; `None` for a negative result to drop. Building runs
+    /// on a blocking thread (decoding, resampling and encoding take milliseconds); a series'
+    /// objects are built once and kept for the other instances of its run.
+    async fn objects_of(&mut self, envelope: Envelope) -> (Envelope, Result<Option<Arc<ResultSet>>, BuildError>) {
+        let result = envelope.results.clone().expect("checked by the caller");
+        if result.findings.is_empty() && self.config.negatives == Negatives::Drop {
+            return (envelope, Ok(None));
+        }
+        let key = result
+            .series
+            .as_ref()
+            .map(|series| (series.series_instance_uid.clone(), series.revision, result.model.sha256.clone()));
+        if let Some(key) = &key {
+            if let Some((_, built)) = self.series.iter().find(|(k, _)| k == key) {
+                return (envelope, Ok(Some(Arc::clone(built))));
+            }
+        }
+        let config = self.config.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match result.series {
+                Some(_) => build_series(&config, &envelope, &result),
+                None => build_instance(&config, &envelope, &result),
+            }))
+            .unwrap_or_else(|_| {
+                Err((ErrorClass::Internal, format!("{}: building the result objects panicked", envelope.object_key())))
+            });
+            (envelope, built)
+        });
+        let (envelope, built) = task.await.expect("a blocking task that catches its panics runs to its end");
+        let built = match built {
+            Ok(set) => Arc::new(set),
+            Err(e) => return (envelope, Err(e)),
+        };
+        if let Some(key) = key {
+            if self.series.len() == SERIES_CACHE {
+                self.series.pop_front();
+            }
+            self.series.push_back((key, Arc::clone(&built)));
+        }
+        (envelope, Ok(Some(built)))
+    }
+}
+
+/// The report (and nothing else: masks of whole series are not carried) of a series result.
+fn build_series(
+    config: &ResultsConfig,
+    envelope: &Envelope,
+    result: &InferenceResult,
+) -> Result<ResultSet, BuildError> {
+    let record = result.series.as_ref().expect("a series result");
+    let mut objects = Vec::new();
+    if config.sr {
+        let class = envelope.event.sop_class_uid.clone();
+        let flagged: Vec<InstanceRef> = record
+            .flagged_instances
+            .iter()
+            .map(|sop| InstanceRef { sop_class_uid: class.clone(), sop_instance_uid: sop.clone() })
+            .collect();
+        let time = content_time_ms(envelope, result);
+        let sr = build_sr(&envelope.header, result, &flagged, time).map_err(|e| sr_failed(envelope, e))?;
+        objects.push(ResultObject {
+            kind: ResultKind::Sr,
+            bytes: Bytes::from(sr.to_bytes().map_err(|e| sr_failed(envelope, e))?),
+            sop_instance_uid: sr.sop_instance_uid,
+            series_instance_uid: sr.series_instance_uid,
+        });
+    }
+    Ok(ResultSet { objects, series: Some((record.series_instance_uid.clone(), record.revision)) })
+}
+
+/// The report, segmentation and overlays of a result of one instance.
+fn build_instance(
+    config: &ResultsConfig,
+    envelope: &Envelope,
+    result: &InferenceResult,
+) -> Result<ResultSet, BuildError> {
+    let time = content_time_ms(envelope, result);
+    let mut objects = Vec::new();
+    if config.sr {
+        let sr = build_sr(&envelope.header, result, &[], time).map_err(|e| sr_failed(envelope, e))?;
+        objects.push(ResultObject {
+            kind: ResultKind::Sr,
+            bytes: Bytes::from(sr.to_bytes().map_err(|e| sr_failed(envelope, e))?),
+            sop_instance_uid: sr.sop_instance_uid,
+            series_instance_uid: sr.series_instance_uid,
+        });
+    }
+    let mut frames: Vec<usize> = result.findings.iter().map(|f| f.frame).collect();
+    frames.dedup();
+    let masks = match (&result.masks, result.mask_size) {
+        (Some(masks), Some([rows, columns])) => Some((masks, MaskShape { rows, columns })),
+        _ => None,
+    };
+    if let (true, Some((masks, shape)), Some(first)) = (config.seg, masks, result.findings.first()) {
+        let sources: Vec<SegSource<'_>> = frames
+            .iter()
+            .filter_map(|&frame| masks.get(frame).map(|mask| SegSource { header: &envelope.header, frame, mask }))
+            .collect();
+        match build_seg(&sources, shape, first.threshold, SegmentConcept::from(first), &result.model, time) {
+            Ok(seg) => objects.push(ResultObject {
+                kind: ResultKind::Seg,
+                bytes: Bytes::from(seg.to_bytes().map_err(|e| seg_failed(envelope, e))?),
+                sop_instance_uid: seg.sop_instance_uid,
+                series_instance_uid: seg.series_instance_uid,
+            }),
+            // A score over its threshold with no pixel over it: the report says what was found,
+            // there is nothing to outline.
+            Err(SegError::Empty { .. }) => tracing::debug!(
+                object = %envelope.object_key(),
+                sop_instance_uid = %envelope.event.sop_instance_uid,
+                "results: the mask is empty at the threshold; no segmentation"
+            ),
+            Err(e) => return Err(seg_failed(envelope, e)),
+        }
+    }
+    if config.overlay {
+        for &frame in &frames {
+            let findings: Vec<OverlayFinding<'_>> = result
+                .findings
+                .iter()
+                .filter(|f| f.frame == frame)
+                .map(|f| OverlayFinding { label: &f.label, score: f.score, threshold: f.threshold })
+                .collect();
+            let mask = masks.and_then(|(masks, shape)| masks.get(frame).map(|m| (&m[..], shape)));
+            let source = OverlaySource { header: &envelope.header, object: &envelope.object, frame };
+            let overlay = build_overlay(&source, mask, &findings, &result.model, time).map_err(|e| {
+                (ErrorClass::UndecodablePixels, format!("{}: the overlay cannot be made: {e}", envelope.object_key()))
+            })?;
+            let bytes = overlay.to_bytes().map_err(|e| {
+                (ErrorClass::Internal, format!("{}: encoding the overlay failed: {e}", envelope.object_key()))
+            })?;
+            objects.push(ResultObject {
+                kind: ResultKind::Overlay,
+                bytes: Bytes::from(bytes),
+                sop_instance_uid: overlay.sop_instance_uid,
+                series_instance_uid: overlay.series_instance_uid,
+            });
+        }
+    }
+    Ok(ResultSet { objects, series: None })
+}
+
+fn sr_failed(envelope: &Envelope, e: super::SrError) -> BuildError {
+    let class = match e {
+        super::SrError::MissingAttribute(_) => ErrorClass::MalformedDicom,
+        _ => ErrorClass::Internal,
+    };
+    (class, format!("{}: the structured report cannot be made: {e}", envelope.object_key()))
+}
+
+fn seg_failed(envelope: &Envelope, e: SegError) -> BuildError {
+    (ErrorClass::MalformedDicom, format!("{}: the segmentation cannot be made: {e}", envelope.object_key()))
+}
+
+/// The content time of the objects made of a result: the event's time for a result of one
+/// instance, the series' date and time (else the event's) for a result of a whole series, so
+/// that every instance of the series gives the same objects. Never the clock: a replay gives
+/// the same bytes.
+pub fn content_time_ms(envelope: &Envelope, result: &InferenceResult) -> i64 {
+    match result.series {
+        Some(_) => series_time_ms(envelope).unwrap_or(envelope.event.event_time_ms),
+        None => envelope.event.event_time_ms,
+    }
+}
+
+/// SeriesDate and SeriesTime (else the study's) as Unix milliseconds, read as UTC: the same for
+/// every instance of a series, so its report has one content time whichever instance built it.
+fn series_time_ms(envelope: &Envelope) -> Option<i64> {
+    let pair = |date, time| Some((element_text(&envelope.header, date)?, element_text(&envelope.header, time)));
+    let (date, time) =
+        pair(tags::SERIES_DATE, tags::SERIES_TIME).or_else(|| pair(tags::STUDY_DATE, tags::STUDY_TIME))?;
+    dicom_date_time_ms(&date, time.as_deref().unwrap_or(""))
+}
+
+/// A DA (`YYYYMMDD`) and TM (`HH[MM[SS[.F]]]`) as Unix milliseconds, UTC.
+fn dicom_date_time_ms(date: &str, time: &str) -> Option<i64> {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if date.len() != 8 || !digits(date) {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (date[..4].parse().ok()?, date[4..6].parse().ok()?, date[6..].parse().ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let (whole, fraction) = time.split_once('.').unwrap_or((time, ""));
+    if !digits(whole) || whole.len() % 2 == 1 || whole.len() > 6 || !digits(fraction) {
+        return None;
+    }
+    let field = |i: usize| whole.get(i..i + 2).map_or(Some(0), |s| s.parse::<i64>().ok());
+    let (hh, mm, ss) = (field(0)?, field(2)?, field(4)?);
+    if hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let ms = format!("{:0<3}", &fraction[..fraction.len().min(3)]).parse::<i64>().ok()?;
+    let days = crate::calendar::days_from_civil(y, m as u32, d as u32);
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
+}
+
+#[async_trait]
+impl Operator for ResultsStep {
+    async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
+        let mut done = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            if envelope.results.is_none() {
+                let reason = format!(
+                    "{}: no model result reached the results step; the chain needs an infer operator for the \
+                     instance's model before it",
+                    envelope.object_key()
+                );
+                done.push(Processed {
+                    envelope,
+                    outcome: Outcome::Fail(OperatorError::dead_letter(ErrorClass::Config, reason)),
+                });
+                continue;
+            }
+            let (mut envelope, built) = self.objects_of(envelope).await;
+            let outcome = match built {
+                Ok(Some(set)) => {
+                    tracing::debug!(
+                        object = %envelope.object_key(),
+                        sop_instance_uid = %envelope.event.sop_instance_uid,
+                        objects = set.objects.len(),
+                        "results: objects built"
+                    );
+                    envelope.outputs = Some(set);
+                    Outcome::Forward
+                }
+                Ok(None) => Outcome::Drop { rule: NO_FINDINGS_RULE.into() },
+                Err((class, reason)) => Outcome::Fail(OperatorError::dead_letter(class, reason)),
+            };
+            done.push(Processed { envelope, outcome });
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dicom_dates_and_times_become_unix_milliseconds() {
+        assert_eq!(dicom_date_time_ms("19700101", ""), Some(0));
+        assert_eq!(dicom_date_time_ms("20261128", "071530.25"), Some(1_795_850_130_250));
+        assert_eq!(dicom_date_time_ms("20000229", "12"), Some(951_825_600_000));
+        assert_eq!(dicom_date_time_ms("2026112", "1200"), None);
+        assert_eq!(dicom_date_time_ms("20261328", ""), None);
+        assert_eq!(dicom_date_time_ms("20261128", "25"), None);
+        assert_eq!(dicom_date_time_ms("20261128", "1:00"), None);
+    }
+
+    #[test]
+    fn nothing_to_make_is_a_config_error() {
+        let none = ResultsConfig { sr: false, seg: false, overlay: false, negatives: Negatives::Report };
+        assert_eq!(none.validate().unwrap_err().key, "sr");
+        let config: ResultsConfig = toml::from_str("negatives = \"drop\"\noverlay = false").unwrap();
+        assert!(config.sr && config.seg && !config.overlay && config.negatives == Negatives::Drop);
+        assert!(toml::from_str::<ResultsConfig>("negative = \"drop\"").is_err());
+    }
+}

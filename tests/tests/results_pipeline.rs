@@ -1,0 +1,433 @@
+//! The whole chain on the real stack, results included: route → pseudonymize → preprocess →
+//! infer → results → relink → stow → fhir, one worker, against tansu, moto, Orthanc and the
+//! Medplum FHIR server.
+//!
+//! The PACS already holds the original studies (as it would: the modality sent them there).
+//! The model runs on pseudonymized instances; its results are re-linked and STOWed, so the
+//! radiologist finds, in the original study, one SR, one SEG and one overlay per planted bleed,
+//! and the EHR gets one R4 bundle per planted bleed that names the original patient. Replaying
+//! the same events (a second consumer group over the same topic) leaves the PACS and the FHIR
+//! server with the same objects and resources, none twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use dicom_dictionary_std::tags;
+use radstream_operators::element_text;
+use radstream_pipeline::publish;
+use radstream_pipeline::synth::{self, SynthOptions};
+use radstream_schemas::{OutcomeEvent, OutcomeKind};
+use radstream_tests::*;
+use serde_json::Value;
+
+const SR_CLASS: &str = "1.2.840.10008.5.1.4.1.1.88.34";
+const SEG_CLASS: &str = "1.2.840.10008.5.1.4.1.1.66.4";
+const SC_CLASS: &str = "1.2.840.10008.5.1.4.1.1.7";
+const PATIENT_SYSTEM: &str = "urn:oid:1.2.826.0.1.3680043.8.498.77";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_planted_bleed_gets_an_sr_a_seg_and_an_overlay_in_the_original_study_and_a_bundle_in_the_ehr(
+) -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let Some(fhir) = std::env::var("RADSTREAM_TEST_FHIR_URL").ok().filter(|u| !u.is_empty()) else {
+        if std::env::var("RADSTREAM_REQUIRE_STACK").as_deref() == Ok("1") {
+            bail!("RADSTREAM_REQUIRE_STACK=1 but RADSTREAM_TEST_FHIR_URL is not set: run through infra/test.sh");
+        }
+        eprintln!("skipped: no FHIR server (RADSTREAM_TEST_FHIR_URL)");
+        return Ok(());
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir()?;
+    let (key_path, _deid) = deid_key(dir.path(), "results-test")?;
+    let worker = WorkerConfig::new(&stack, "results", stack.pacs());
+    worker.create_topics(&stack, 3).await?;
+    let links = format!("{}-links", worker.topic);
+    create_topic_with(&stack.kafka, &links, 1, &[("cleanup.policy", "compact")]).await?;
+    let bundles = format!("{}-fhir", worker.topic);
+    create_topic(&stack.kafka, &bundles, 1).await?;
+    let operators = format!(
+        r#"
+[[operators]]
+type = "route"
+default_action = "forward"
+default_branch = "all"
+
+[[operators]]
+type = "pseudonymize"
+key_file = "{key}"
+link_topic = "{links}"
+
+[[operators]]
+type = "preprocess"
+spec_file = "{spec}"
+
+[[operators]]
+type = "infer"
+model = "{manifest}"
+max_batch = 4
+
+[[operators]]
+type = "results"
+negatives = "drop"
+
+[[operators]]
+type = "relink"
+link_topic = "{links}"
+{stow}
+[[operators]]
+type = "fhir"
+topic = "{bundles}"
+patient_identifier_system = "{PATIENT_SYSTEM}"
+body_site = {{ system = "SCT", value = "69536005", meaning = "Head" }}
+
+[operators.server]
+url = "{fhir}"
+retry_deadline_secs = 60
+"#,
+        key = key_path.display(),
+        spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
+        manifest = repo.join("models/ct-head-bleed.model.toml").display(),
+        stow = worker.stow_toml(),
+    );
+    let toml = worker.toml_with_operators(&operators);
+    let config_path = dir.path().join("worker.toml");
+    std::fs::write(&config_path, &toml)?;
+
+    // Six studies: a head CT with a planted bleed, a clean head CT, CR and MR.
+    let opts = SynthOptions { studies: 6, seed: unique_seed(), ..Default::default() };
+    let files = dir.path().join("studies");
+    let instances = synth::write_to_dir(&opts, &files)?;
+    let planted: BTreeMap<String, &synth::SynthInstance> =
+        instances.iter().filter(|i| i.lesion.is_some()).map(|i| (i.sop_instance_uid.clone(), i)).collect();
+    ensure!(!planted.is_empty(), "synth planted nothing");
+    let planted_study = planted.values().next().unwrap().study_instance_uid.clone();
+    ensure!(planted.values().all(|i| i.study_instance_uid == planted_study), "one planted study expected");
+    let read = |i: &synth::SynthInstance| std::fs::read(files.join(&i.relative_path));
+    let header = radstream_operators::envelope::parse_header(&read(planted.values().next().unwrap())?)
+        .map_err(anyhow::Error::msg)?;
+    let patient_id = element_text(&header, tags::PATIENT_ID).context("synth wrote no PatientID")?;
+
+    // The PACS holds the original study before the results come.
+    let pacs = stack.pacs();
+    for instance in instances.iter().filter(|i| i.study_instance_uid == planted_study) {
+        upload(&pacs, &read(instance)?).await?;
+    }
+    let originals: BTreeSet<String> = pacs.study_instances(&planted_study).await?.into_iter().collect();
+
+    let config = worker.parsed()?;
+    let published = publish::publish(
+        &config.kafka,
+        &config.objects,
+        publish::collect_files(std::slice::from_ref(&files))?,
+        &worker.publish_options(&stack),
+        || {},
+    )
+    .await?;
+    let mut run = Worker::start(&config_path, &stack.orthanc_password, dir.path(), "results")?;
+    let outcomes = read_outcomes(&stack.kafka, &worker.outcome_topic, published.len(), Duration::from_secs(180))?;
+    ensure!(
+        outcomes.len() == published.len(),
+        "{} outcomes for {} events; worker log tail:\n{}",
+        outcomes.len(),
+        published.len(),
+        run.log_tail()
+    );
+    check_outcomes(&outcomes, &published, &planted)?;
+
+    // In the original study: the originals, and per planted bleed one SR, one SEG, one overlay.
+    let objects = results_in_study(&pacs, &planted_study, &originals).await?;
+    let by_class = |class: &str| objects.iter().filter(|o| o.class == class).count();
+    ensure!(
+        by_class(SR_CLASS) == planted.len()
+            && by_class(SEG_CLASS) == planted.len()
+            && by_class(SC_CLASS) == planted.len(),
+        "{} SR, {} SEG, {} overlays for {} planted bleeds",
+        by_class(SR_CLASS),
+        by_class(SEG_CLASS),
+        by_class(SC_CLASS),
+        planted.len()
+    );
+    // Each refers to a planted original, carries the original patient, and is valid DICOM.
+    let mut referenced: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for object in &objects {
+        let file = dir.path().join(format!("{}.dcm", object.sop));
+        std::fs::write(&file, pacs.instance_file(&object.sop).await?)?;
+        let retrieved = wado_instance(&pacs, &planted_study, &object.series, &object.sop).await?;
+        ensure!(retrieved == std::fs::read(&file)?, "WADO-RS gave other bytes than the PACS stored for {}", object.sop);
+        assert_dciodvfy_clean(&file)?;
+        let read = read_back(&file, &patient_id, &planted_study)?;
+        // Of what it references, the original images (not its own series or frame of reference).
+        referenced.entry(kind_of(&object.class)).or_default().extend(read.intersection(&originals).cloned());
+    }
+    let planted_sops: BTreeSet<String> = planted.keys().cloned().collect();
+    for (kind, refs) in &referenced {
+        ensure!(*refs == planted_sops, "the {kind} objects reference {refs:?}, planted {planted_sops:?}");
+    }
+
+    // The EHR: one bundle per planted bleed on the topic, each valid R4, naming the original
+    // patient and study; the server holds one DiagnosticReport per bundle.
+    let sent = read_topic(&stack.kafka, &bundles, planted.len(), Duration::from_secs(10))?;
+    ensure!(sent.len() == planted.len(), "{} bundles on the topic for {} planted bleeds", sent.len(), planted.len());
+    let sent: Vec<Value> = sent.iter().map(|b| serde_json::from_slice(b)).collect::<Result<_, _>>()?;
+    let mut report_ids = BTreeSet::new();
+    for bundle in &sent {
+        let report = resource(bundle, "DiagnosticReport")?;
+        ensure!(
+            report["subject"]["identifier"] == serde_json::json!({ "system": PATIENT_SYSTEM, "value": patient_id }),
+            "the report names another patient"
+        );
+        let study = resource(bundle, "ImagingStudy")?;
+        ensure!(study["identifier"][0]["value"] == format!("urn:oid:{planted_study}"), "another study");
+        report_ids.insert(identifier_token(report)?);
+    }
+    ensure!(report_ids.len() == planted.len(), "{} reports for {} planted bleeds", report_ids.len(), planted.len());
+    assert_schema_valid(&sent)?;
+    let on_server = server_reports(&fhir, &report_ids).await?;
+    ensure!(on_server.values().all(|&n| n == 1) && on_server.len() == report_ids.len(), "server: {on_server:?}");
+
+    // Replay: the same events through a second consumer group.
+    run.terminate(Duration::from_secs(30))?;
+    let replay = WorkerConfig { group: format!("{}-replay", worker.group), ..worker.clone() };
+    let replay_path = dir.path().join("replay.toml");
+    std::fs::write(&replay_path, replay.toml_with_operators(&operators))?;
+    let again = Worker::start(&replay_path, &stack.orthanc_password, dir.path(), "replay")?;
+    let all = read_outcomes(&stack.kafka, &worker.outcome_topic, 2 * published.len(), Duration::from_secs(180))?;
+    ensure!(all.len() == 2 * published.len(), "{} outcomes after the replay; log:\n{}", all.len(), again.log_tail());
+    check_outcomes(&all[published.len()..], &published, &planted)?;
+    let after = results_in_study(&pacs, &planted_study, &originals).await?;
+    let sops = |objects: &[StudyObject]| objects.iter().map(|o| o.sop.clone()).collect::<Vec<_>>();
+    ensure!(
+        sops(&after) == sops(&objects),
+        "the replay changed the PACS: {:?} then {:?}",
+        sops(&objects),
+        sops(&after)
+    );
+    let on_server = server_reports(&fhir, &report_ids).await?;
+    ensure!(on_server.values().all(|&n| n == 1) && on_server.len() == report_ids.len(), "after replay: {on_server:?}");
+
+    for log in [&run.log, &again.log] {
+        assert_no_phi("the worker log", &std::fs::read_to_string(log)?)?;
+    }
+    Ok(())
+}
+
+/// Planted CT slices delivered, other CT slices dropped as negatives, other modalities dropped
+/// before the model.
+fn check_outcomes(
+    outcomes: &[OutcomeEvent],
+    published: &[publish::Published],
+    planted: &BTreeMap<String, &synth::SynthInstance>,
+) -> Result<()> {
+    let ct: BTreeSet<&str> =
+        published.iter().filter(|p| p.event.modality == "CT").map(|p| p.event.sop_instance_uid.as_str()).collect();
+    for outcome in outcomes {
+        let sop = outcome.sop_instance_uid.as_deref().unwrap_or_default();
+        if planted.contains_key(sop) {
+            ensure!(outcome.outcome == OutcomeKind::Delivered, "planted {sop}: {outcome:?}");
+        } else if ct.contains(sop) {
+            ensure!(outcome.outcome == OutcomeKind::Dropped, "clean CT {sop}: {outcome:?}");
+            ensure!(outcome.detail.as_deref() == Some("no_findings"), "{outcome:?}");
+        } else {
+            ensure!(outcome.outcome == OutcomeKind::Dropped, "non-CT {sop}: {outcome:?}");
+            ensure!(outcome.detail.as_deref() == Some("preprocess_modality"), "{outcome:?}");
+        }
+    }
+    Ok(())
+}
+
+/// An instance of the study that is not one of the originals.
+#[derive(Debug)]
+struct StudyObject {
+    sop: String,
+    series: String,
+    class: String,
+}
+
+/// The study's instances other than `originals`, sorted by SOPInstanceUID (QIDO-RS).
+async fn results_in_study(pacs: &Pacs, study: &str, originals: &BTreeSet<String>) -> Result<Vec<StudyObject>> {
+    let url = format!("{}/studies/{study}/instances?includefield=00080016&includefield=0020000E", pacs.dicomweb());
+    let body: Value = reqwest::Client::new()
+        .get(&url)
+        .basic_auth(&pacs.user, Some(&pacs.password))
+        .header("Accept", "application/dicom+json")
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let text = |item: &Value, tag: &str| item[tag]["Value"][0].as_str().map(str::to_string);
+    let mut objects: Vec<StudyObject> = body
+        .as_array()
+        .context("QIDO-RS answer is not an array")?
+        .iter()
+        .filter_map(|item| {
+            Some(StudyObject {
+                sop: text(item, "00080018")?,
+                series: text(item, "0020000E")?,
+                class: text(item, "00080016")?,
+            })
+        })
+        .filter(|o| !originals.contains(&o.sop))
+        .collect();
+    objects.sort_by(|a, b| a.sop.cmp(&b.sop));
+    Ok(objects)
+}
+
+/// Stores an original instance in Orthanc (its REST API).
+async fn upload(pacs: &Pacs, bytes: &[u8]) -> Result<()> {
+    reqwest::Client::new()
+        .post(format!("{}/instances", pacs.base))
+        .basic_auth(&pacs.user, Some(&pacs.password))
+        .body(bytes.to_vec())
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// The instance through WADO-RS (PS3.18 10.4), its one part's bytes.
+async fn wado_instance(pacs: &Pacs, study: &str, series: &str, sop: &str) -> Result<Vec<u8>> {
+    let url = format!("{}/studies/{study}/series/{series}/instances/{sop}", pacs.dicomweb());
+    let response = reqwest::Client::new()
+        .get(&url)
+        .basic_auth(&pacs.user, Some(&pacs.password))
+        .header("Accept", "multipart/related; type=\"application/dicom\"")
+        .send()
+        .await?
+        .error_for_status()?;
+    let content_type = response.headers()["content-type"].to_str()?.to_string();
+    let boundary = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .context("no boundary")?
+        .trim_matches('"')
+        .to_string();
+    let body = response.bytes().await?;
+    let delimiter = format!("--{boundary}");
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+    };
+    let start = find(&body, delimiter.as_bytes(), 0).context("no first boundary")?;
+    let headers_end = find(&body, b"\r\n\r\n", start).context("no part headers")? + 4;
+    let end = find(&body, format!("\r\n{delimiter}").as_bytes(), headers_end).context("no closing boundary")?;
+    Ok(body[headers_end..end].to_vec())
+}
+
+fn kind_of(class: &str) -> &'static str {
+    match class {
+        SR_CLASS => "SR",
+        SEG_CLASS => "SEG",
+        _ => "overlay",
+    }
+}
+
+fn assert_dciodvfy_clean(file: &Path) -> Result<()> {
+    let out = Command::new("dciodvfy").arg(file).output().context("dciodvfy (apt-get install dicom3tools)")?;
+    let report = format!("{}{}", lossy_text(&out.stdout), lossy_text(&out.stderr));
+    ensure!(!report.lines().any(|l| l.starts_with("Error")), "dciodvfy on {}:\n{report}", file.display());
+    Ok(())
+}
+
+/// Reads the object with pydicom (and highdicom for SR and SEG): it must carry the original
+/// patient and study; returns the SOPInstanceUIDs of the source images it references.
+fn read_back(file: &Path, patient_id: &str, study: &str) -> Result<BTreeSet<String>> {
+    let script = r#"
+import sys, pydicom
+path, patient, study = sys.argv[1:4]
+ds = pydicom.dcmread(path)
+assert ds.PatientID == patient, "PatientID not re-linked"
+assert ds.StudyInstanceUID == study, "StudyInstanceUID not re-linked"
+assert "PatientIdentityRemoved" not in ds or ds.PatientIdentityRemoved != "YES"
+refs = set()
+def walk(d):
+    for e in d:
+        if e.tag == 0x00081155:
+            refs.add(str(e.value))
+        elif e.VR == "SQ":
+            for item in e.value:
+                walk(item)
+walk(ds)
+if ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34":
+    import highdicom
+    sr = highdicom.sr.srread(path)
+    groups = sr.content.get_image_measurement_groups()
+    assert len(groups) == 1 and groups[0].finding_type.value == "1386000", groups
+elif ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4":
+    import highdicom
+    seg = highdicom.seg.Segmentation.from_dataset(ds)
+    assert seg.get_segment_numbers() == [1]
+    assert seg.pixel_array.any(), "empty segmentation"
+else:
+    assert ds.BurnedInAnnotation == "YES" and ds.PhotometricInterpretation == "RGB"
+refs.discard(ds.SOPInstanceUID)
+print("\n".join(sorted(refs)))
+"#;
+    let out = Command::new(python()).arg("-c").arg(script).arg(file).arg(patient_id).arg(study).output()?;
+    ensure!(out.status.success(), "reading {} back failed:\n{}", file.display(), show_output(&out));
+    Ok(lossy_text(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect())
+}
+
+fn resource<'a>(bundle: &'a Value, kind: &str) -> Result<&'a Value> {
+    bundle["entry"]
+        .as_array()
+        .and_then(|entries| entries.iter().map(|e| &e["resource"]).find(|r| r["resourceType"] == kind))
+        .with_context(|| format!("the bundle has no {kind}"))
+}
+
+/// `system|value` of a resource's first identifier: the search token.
+fn identifier_token(resource: &Value) -> Result<String> {
+    let id = &resource["identifier"][0];
+    Ok(format!("{}|{}", id["system"].as_str().context("no system")?, id["value"].as_str().context("no value")?))
+}
+
+/// How many DiagnosticReports the server holds per identifier token.
+async fn server_reports(base: &str, tokens: &BTreeSet<String>) -> Result<BTreeMap<String, usize>> {
+    let mut counts = BTreeMap::new();
+    for token in tokens {
+        let mut url = reqwest::Url::parse(&format!("{}/DiagnosticReport", base.trim_end_matches('/')))?;
+        url.query_pairs_mut().append_pair("identifier", token);
+        let found: Value = reqwest::Client::new()
+            .get(url)
+            .header("Accept", "application/fhir+json")
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        counts.insert(token.clone(), found["entry"].as_array().map_or(0, Vec::len));
+    }
+    Ok(counts)
+}
+
+/// Every bundle validates against the official R4 JSON schema.
+fn assert_schema_valid(bundles: &[Value]) -> Result<()> {
+    let Some(schema) = std::env::var("RADSTREAM_TEST_FHIR_R4_SCHEMA").ok().filter(|s| !s.is_empty()) else {
+        ensure!(std::env::var("RADSTREAM_REQUIRE_STACK").as_deref() != Ok("1"), "no RADSTREAM_TEST_FHIR_R4_SCHEMA");
+        eprintln!("note: no FHIR R4 schema; bundles not validated");
+        return Ok(());
+    };
+    let script = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+validator = jsonschema.Draft6Validator(schema)
+for bundle in json.load(sys.stdin):
+    errors = sorted(validator.iter_errors(bundle), key=str)
+    assert not errors, errors[0].message
+"#;
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, &serde_json::to_vec(bundles)?)?;
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    ensure!(out.status.success(), "a bundle is not valid R4:\n{}", show_output(&out));
+    Ok(())
+}
