@@ -69,6 +69,9 @@ pub trait OperatorObserver: Send + Sync {
 
     /// The instances a series model holds changed by `change`.
     fn series_held(&self, _model: &str, _change: i64) {}
+
+    /// `count` result objects of `kind` (`sr`, `seg`, `overlay`) were built.
+    fn result_objects(&self, _kind: &'static str, _count: u64) {}
 }
 
 /// An observer that records nothing (for tests and tools).
@@ -184,7 +187,7 @@ impl OperatorConfig {
             OperatorConfig::Preprocess(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Infer(c) => Box::new(c.build()?.with_observer(Arc::clone(&ctx.observer))),
             OperatorConfig::Alert(c) => Box::new(c.build(ctx)?),
-            OperatorConfig::Results(c) => Box::new(c.build()?),
+            OperatorConfig::Results(c) => Box::new(c.build()?.with_observer(Arc::clone(&ctx.observer))),
             OperatorConfig::KeyObject(c) => Box::new(c.build()?),
             OperatorConfig::Export(c) => Box::new(c.build(ctx)?),
             OperatorConfig::Stow(c) => Box::new(c.build(ctx)?),

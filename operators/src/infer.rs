@@ -274,6 +274,17 @@ pub struct InferenceResult {
     pub mask_size: Option<[usize; 2]>,
 }
 
+/// What a run of one volume gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeRun {
+    /// The series' score of each of the manifest's findings.
+    pub scores: Vec<f32>,
+    /// Per slice, the score of `tensors.slice_scores`, when the model has that output.
+    pub slice_scores: Option<Vec<f32>>,
+    /// Per slice, the mask of `tensors.mask`, when the model has that output.
+    pub masks: Option<Vec<Arc<[f32]>>>,
+}
+
 /// What a run of images gives: per image, the score of each finding, and its mask when the
 /// model has one.
 #[derive(Debug, Clone, PartialEq)]
@@ -395,15 +406,17 @@ impl LoadedModel {
                 let index = manifest.tensors.outputs.iter().position(|o| o == name).unwrap_or_default();
                 let [_, h, w] = backend.image_shape();
                 let shape = &backend.output_shapes()[index];
-                let fits = shape.len() == 4
-                    && [shape[1], shape[2], shape[3]]
+                // Per image [N, 1, H, W]; per volume [1, 1, D, H, W].
+                let (rank, wanted) = if backend.is_volume() { (5, "[1, 1, D") } else { (4, "[N, 1") };
+                let fits = shape.len() == rank
+                    && [shape[1], shape[rank - 2], shape[rank - 1]]
                         .iter()
                         .zip([1, h, w])
                         .all(|(have, want)| have.is_none_or(|d| d == want));
                 if !fits {
                     return Err(ConfigError::new(
                         "tensors.mask",
-                        format!("`{name}` is {shape:?}; a mask is [N, 1, {h}, {w}], at the input's size"),
+                        format!("`{name}` is {shape:?}; a mask is {wanted}, {h}, {w}], at the input's size"),
                     ));
                 }
                 Some(index)
@@ -425,6 +438,12 @@ impl LoadedModel {
     /// Runs one volume (`[C, D, H, W]` values) of a model of whole series: the series' score
     /// for each of the manifest's findings, and the per-slice scores when the model has them.
     pub fn series_scores(&self, volume: Vec<f32>, depth: usize) -> Result<(Vec<f32>, Option<Vec<f32>>), BackendError> {
+        self.run_series_volume(volume, depth).map(|run| (run.scores, run.slice_scores))
+    }
+
+    /// Runs one volume: [`series_scores`](Self::series_scores) and, when the model has a mask
+    /// output, the mask of each slice (`mask_size`, in the volume's slice order).
+    pub fn run_series_volume(&self, volume: Vec<f32>, depth: usize) -> Result<VolumeRun, BackendError> {
         let outputs = self.backend.run_volume(volume, depth)?;
         let scores = self.finding_columns.iter().map(|&(output, column)| outputs[output].image(0)[column]).collect();
         let slices = match self.slice_scores {
@@ -440,7 +459,20 @@ impl LoadedModel {
                 Some(per.to_vec())
             }
         };
-        Ok((scores, slices))
+        let masks = match (self.mask_output, self.mask_size()) {
+            (Some(i), Some([h, w])) => {
+                let all = outputs[i].image(0);
+                if all.len() != depth * h * w {
+                    return Err(BackendError::Run(format!(
+                        "the mask output has {} values for {depth} slices of {h}x{w}",
+                        all.len()
+                    )));
+                }
+                Some(all.chunks_exact(h * w).map(Arc::from).collect())
+            }
+            _ => None,
+        };
+        Ok(VolumeRun { scores, slice_scores: slices, masks })
     }
 
     /// The manifest (its `file` resolved).
@@ -946,13 +978,14 @@ impl Infer {
                 stack_series(&slices, model.backend.image_shape()).map_err(|e| (ErrorClass::MalformedDicom, e))?;
             let started = std::time::Instant::now();
             let depth = stacked.depth;
-            let (scores, per_slice) = model
-                .series_scores(stacked.data, depth)
+            let VolumeRun { scores, slice_scores: per_slice, masks } = model
+                .run_series_volume(stacked.data, depth)
                 .map_err(|e| (ErrorClass::Internal, format!("model {}: {e}", model.identity.name)))?;
             let seconds = started.elapsed().as_secs_f64();
             Ok::<_, (ErrorClass, String)>((
                 scores,
                 per_slice,
+                masks,
                 stacked.slice_instance,
                 stacked.irregular_spacing,
                 seconds,
@@ -964,7 +997,7 @@ impl Infer {
         };
         let SeriesRun { key, revision, slices, envelopes, expected, reason: why, .. } = run;
         match outcome {
-            Ok((scores, per_slice, slice_instance, irregular_spacing, seconds)) => {
+            Ok((scores, per_slice, masks, slice_instance, irregular_spacing, seconds)) => {
                 self.observer.model_run(&name, slice_instance.len(), seconds);
                 let threshold = self.model.manifest.findings.first().map(|f| f.threshold);
                 let mut flagged_instances: Vec<String> = Vec::new();
@@ -1000,13 +1033,29 @@ impl Infer {
                     "infer: series done"
                 );
                 let result = Arc::new(result);
+                // The first slice of each instance: where its mask is.
+                let mut first_slice = std::collections::HashMap::new();
+                for (slice, &instance) in slice_instance.iter().enumerate() {
+                    first_slice.entry(slices[instance].sop_instance_uid.clone()).or_insert(slice);
+                }
                 if let Some(assembler) = self.assembler.as_mut() {
                     assembler.retain(key, slices, revision, expected, Instant::now());
                 }
+                // Each instance of the run carries the series' result and, where the model gives
+                // masks, the mask of its own (first) slice, for its segmentation and overlay.
+                let mask_size = self.model.mask_size();
                 envelopes
                     .into_iter()
                     .map(|mut envelope| {
-                        envelope.results = Some(Arc::clone(&result));
+                        let own = masks
+                            .as_ref()
+                            .and_then(|masks| masks.get(*first_slice.get(&envelope.event.sop_instance_uid)?).cloned());
+                        envelope.results = Some(match own {
+                            Some(mask) => {
+                                Arc::new(InferenceResult { masks: Some(vec![mask]), mask_size, ..(*result).clone() })
+                            }
+                            None => Arc::clone(&result),
+                        });
                         Processed::forward(envelope)
                     })
                     .collect()

@@ -417,17 +417,22 @@ impl StowSink {
                 InstanceName { object_key: envelope.object_key(), sop_instance_uid: &envelope.event.sop_instance_uid };
             return self.store(&name, &envelope.object).await;
         };
-        for object in &outputs.objects {
-            if self.accepted.contains(&object.sop_instance_uid) {
-                continue;
-            }
-            let key =
-                format!("{} ({} of {})", envelope.object_key(), object.kind.as_str(), envelope.event.sop_instance_uid);
-            let name = InstanceName { object_key: key, sop_instance_uid: &object.sop_instance_uid };
-            self.store(&name, &object.bytes).await?;
-            self.accepted.insert(&object.sop_instance_uid);
-        }
-        Ok(())
+        // The objects of one instance go at once (the PACS files each on its own); the first
+        // failure, after its retries, is the instance's.
+        let stores =
+            outputs.objects.iter().filter(|o| !self.accepted.contains(&o.sop_instance_uid)).map(|object| async {
+                let key = format!(
+                    "{} ({} of {})",
+                    envelope.object_key(),
+                    object.kind.as_str(),
+                    envelope.event.sop_instance_uid
+                );
+                let name = InstanceName { object_key: key, sop_instance_uid: &object.sop_instance_uid };
+                self.store(&name, &object.bytes).await?;
+                self.accepted.insert(&object.sop_instance_uid);
+                Ok::<(), OperatorError>(())
+            });
+        futures::future::try_join_all(stores).await.map(|_| ())
     }
 
     /// Stores one object, retrying transient failures.
@@ -721,6 +726,58 @@ mod tests {
         assert_eq!(parts[0].body, &processed.envelope.object[..]);
         assert_eq!(*observer.requests.lock().unwrap(), ["2xx"]);
         assert_eq!(observer.retries.load(Ordering::SeqCst), 0);
+    }
+
+    fn with_outputs(mut envelope: Envelope, objects: &[(crate::results::ResultKind, &str)]) -> Envelope {
+        let objects = objects
+            .iter()
+            .map(|&(kind, uid)| crate::results::ResultObject {
+                kind,
+                sop_instance_uid: uid.into(),
+                series_instance_uid: "2.25.1".into(),
+                bytes: Bytes::from(format!("object {uid}")),
+            })
+            .collect();
+        envelope.outputs = Some(Arc::new(crate::results::ResultSet { objects, series: None }));
+        envelope
+    }
+
+    #[tokio::test]
+    async fn stow_stores_the_result_objects_instead_of_the_instance_and_each_shared_one_once() {
+        use crate::results::ResultKind::{Overlay, Seg, Sr};
+        let pacs = FakePacs::start(Duration::ZERO, |_| (200, String::new())).await;
+        let mut sink = StowConfig::new(&pacs.base_url).build(&BuildContext::default()).unwrap();
+        // Two instances of a series: the series' SR is carried by both, each has its own SEG.
+        let first = with_outputs(envelope(1, SOP_UID), &[(Sr, "2.25.10"), (Seg, "2.25.11"), (Overlay, "2.25.12")]);
+        let second = with_outputs(envelope(2, "1.2.826.0.1.3680043.8.498.20"), &[(Sr, "2.25.10"), (Seg, "2.25.21")]);
+        for batch in [vec![first], vec![second]] {
+            let done = sink.process_batch(batch).await;
+            assert!(done.iter().all(|p| matches!(p.outcome, Outcome::Forward)), "{:?}", done[0].outcome);
+        }
+        let mut sent: Vec<String> = pacs
+            .requests()
+            .iter()
+            .map(|r| {
+                let boundary = multipart::related_boundary(r.content_type.as_deref().unwrap()).unwrap();
+                let parts = multipart::split_parts(&r.body, &boundary).unwrap();
+                String::from_utf8(parts[0].body.to_vec()).unwrap()
+            })
+            .collect();
+        sent.sort();
+        assert_eq!(sent, ["object 2.25.10", "object 2.25.11", "object 2.25.12", "object 2.25.21"]);
+    }
+
+    #[tokio::test]
+    async fn stow_dead_letters_an_instance_whose_result_object_is_rejected_and_names_the_object() {
+        use crate::results::ResultKind::{Seg, Sr};
+        let pacs = FakePacs::start(Duration::ZERO, |_| (400, String::new())).await;
+        let mut sink = StowConfig::new(&pacs.base_url).build(&BuildContext::default()).unwrap();
+        let done =
+            sink.process_batch(vec![with_outputs(envelope(1, SOP_UID), &[(Sr, "2.25.10"), (Seg, "2.25.11")])]).await;
+        let Outcome::Fail(error) = &done[0].outcome else { panic!("{:?}", done[0].outcome) };
+        assert_eq!(error.class, ErrorClass::PacsRejected);
+        assert!(error.reason.contains("(sr of ") || error.reason.contains("(seg of "), "{}", error.reason);
+        assert!(error.reason.contains("2.25.1"), "{}", error.reason);
     }
 
     #[tokio::test]

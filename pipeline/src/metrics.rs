@@ -64,6 +64,8 @@ pub mod names {
     pub const SERIES_RUNS: &str = "radstream_series_runs_total";
     /// Instances a series model holds while their series is incomplete, by model.
     pub const SERIES_HELD_INSTANCES: &str = "radstream_series_held_instances";
+    /// Result objects the `results` step built, by kind (`sr`, `seg`, `overlay`).
+    pub const RESULT_OBJECTS: &str = "radstream_result_objects_total";
     /// 1, labelled with the version.
     pub const BUILD_INFO: &str = "radstream_build_info";
 }
@@ -120,6 +122,8 @@ pub struct Metrics {
     pub model_queue_delay: HistogramVec,
     /// See [`names::SERIES_RUNS`].
     pub series_runs: IntCounterVec,
+    /// See [`names::RESULT_OBJECTS`].
+    pub result_objects: IntCounterVec,
     /// See [`names::SERIES_HELD_INSTANCES`].
     pub series_held: IntGaugeVec,
 }
@@ -225,6 +229,10 @@ impl Metrics {
                     .buckets(queue_buckets()),
                 &["model"]
             )),
+            result_objects: reg!(IntCounterVec::new(
+                Opts::new(RESULT_OBJECTS, "Result objects built for the PACS, by kind"),
+                &["kind"]
+            )),
             series_runs: reg!(IntCounterVec::new(
                 Opts::new(SERIES_RUNS, "Series runs of a 3D model, by why the series was run"),
                 &["model", "reason"]
@@ -276,6 +284,10 @@ impl radstream_operators::config::OperatorObserver for Metrics {
 
     fn series_run(&self, model: &str, reason: &'static str) {
         self.series_runs.with_label_values(&[model, reason]).inc();
+    }
+
+    fn result_objects(&self, kind: &'static str, count: u64) {
+        self.result_objects.with_label_values(&[kind]).inc_by(count);
     }
 
     fn series_held(&self, model: &str, change: i64) {

@@ -188,6 +188,11 @@ retry_deadline_secs = 60
     let on_server = server_reports(&fhir, &report_ids).await?;
     ensure!(on_server.values().all(|&n| n == 1) && on_server.len() == report_ids.len(), "server: {on_server:?}");
 
+    for kind in ["sr", "seg", "overlay"] {
+        let built = run.metric(&format!("radstream_result_objects_total{{kind=\"{kind}\"}}")).await;
+        ensure!(built == planted.len() as f64, "{built} {kind} objects built for {} planted bleeds", planted.len());
+    }
+
     // Replay: the same events through a second consumer group.
     run.terminate(Duration::from_secs(30))?;
     let replay = WorkerConfig { group: format!("{}-replay", worker.group), ..worker.clone() };
@@ -211,6 +216,108 @@ retry_deadline_secs = 60
     for log in [&run.log, &again.log] {
         assert_no_phi("the worker log", &std::fs::read_to_string(log)?)?;
     }
+    Ok(())
+}
+
+/// A model of whole series: one report per series (Present for the series with the bleed,
+/// Negative for the clean one), and a SEG and an overlay for each slice the model flagged, from
+/// that slice's part of the model's 3D mask. The instances themselves are not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_model_reports_each_series_once_and_segments_each_flagged_slice() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir()?;
+    let worker = WorkerConfig::new(&stack, "series-results", stack.pacs());
+    worker.create_topics(&stack, 3).await?;
+    let toml = worker.toml_with_operators(&format!(
+        r#"
+[[operators]]
+type = "route"
+default_action = "drop"
+
+[[operators.rules]]
+name = "skip-localizers"
+series_description = "(?i)scout|localizer|survey|topogram"
+action = "drop"
+
+[[operators.rules]]
+name = "head-ct"
+modality = ["CT"]
+body_part = ["HEAD"]
+branch = "head-ct"
+
+[[operators]]
+type = "preprocess"
+spec_file = "{spec}"
+
+[[operators]]
+type = "infer"
+model = "{manifest}"
+
+[operators.series]
+quiet_secs = 5
+
+[[operators]]
+type = "results"
+{stow}"#,
+        spec = repo.join("models/ct-head-bleed-3d.preprocess.toml").display(),
+        manifest = repo.join("models/ct-head-bleed-3d.model.toml").display(),
+        stow = worker.stow_toml(),
+    ));
+    let config_path = dir.path().join("worker.toml");
+    std::fs::write(&config_path, &toml)?;
+
+    let opts = SynthOptions { studies: 4, seed: unique_seed(), ..Default::default() };
+    let truth = synth::ground_truth(&opts)?;
+    let lesion = truth.studies[0].lesion.clone().context("synth plants a bleed in study 0")?;
+    let planted: BTreeSet<String> = lesion.instances.iter().map(|i| i.sop_instance_uid.clone()).collect();
+    let (study_a, study_b) = (&truth.studies[0].study_instance_uid, &truth.studies[3].study_instance_uid);
+    let files = dir.path().join("studies");
+    synth::write_to_dir(&opts, &files)?;
+    let config = worker.parsed()?;
+    let published = publish::publish(
+        &config.kafka,
+        &config.objects,
+        publish::collect_files(std::slice::from_ref(&files))?,
+        &worker.publish_options(&stack),
+        || {},
+    )
+    .await?;
+    let run = Worker::start(&config_path, &stack.orthanc_password, dir.path(), "series-results")?;
+    let outcomes = read_outcomes(&stack.kafka, &worker.outcome_topic, published.len(), Duration::from_secs(120))?;
+    ensure!(outcomes.len() == published.len(), "{} outcomes; log:\n{}", outcomes.len(), run.log_tail());
+    ensure!(outcomes.iter().all(|o| o.outcome != OutcomeKind::DeadLettered), "dead letters: {outcomes:?}");
+
+    let pacs = stack.pacs();
+    let none = BTreeSet::new();
+    let a = results_in_study(&pacs, study_a, &none).await?;
+    let b = results_in_study(&pacs, study_b, &none).await?;
+    let count = |objects: &[StudyObject], class: &str| objects.iter().filter(|o| o.class == class).count();
+    ensure!(
+        (count(&a, SR_CLASS), count(&a, SEG_CLASS), count(&a, SC_CLASS), a.len())
+            == (1, planted.len(), planted.len(), 1 + 2 * planted.len()),
+        "study A holds {a:?} for {} planted slices",
+        planted.len()
+    );
+    ensure!((count(&b, SR_CLASS), b.len()) == (1, 1), "the clean study holds {b:?}");
+    for object in a.iter().chain(&b) {
+        let file = dir.path().join(format!("{}.dcm", object.sop));
+        std::fs::write(&file, pacs.instance_file(&object.sop).await?)?;
+        assert_dciodvfy_clean(&file)?;
+    }
+    // The SEGs and overlays cover exactly the planted slices; the report of A names them.
+    for (kind, class) in [("SEG", SEG_CLASS), ("overlay", SC_CLASS), ("SR", SR_CLASS)] {
+        let mut refs = BTreeSet::new();
+        for object in a.iter().filter(|o| o.class == class) {
+            let file = dir.path().join(format!("{}.dcm", object.sop));
+            let header =
+                radstream_operators::envelope::parse_header(&std::fs::read(&file)?).map_err(anyhow::Error::msg)?;
+            let patient = element_text(&header, tags::PATIENT_ID).unwrap_or_default();
+            refs.extend(read_back(&file, &patient, study_a)?.intersection(&planted).cloned());
+        }
+        ensure!(refs == planted, "the {kind} objects reference {refs:?}, planted {planted:?}");
+    }
+    assert_no_phi("the worker log", &std::fs::read_to_string(&run.log)?)?;
     Ok(())
 }
 

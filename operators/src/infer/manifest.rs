@@ -273,9 +273,6 @@ impl ModelManifest {
             }
         }
         if let Some(mask) = &self.tensors.mask {
-            if self.input.input != crate::preprocess::InputKind::Slice {
-                return Err(ConfigError::new("tensors.mask", "masks of models of whole series are not read yet"));
-            }
             if !self.tensors.outputs.contains(mask) {
                 return Err(ConfigError::new(
                     "tensors.mask",

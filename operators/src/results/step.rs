@@ -91,7 +91,11 @@ impl ResultsConfig {
     /// Builds the step.
     pub fn build(&self) -> Result<ResultsStep, ConfigError> {
         self.validate()?;
-        Ok(ResultsStep { config: self.clone(), series: VecDeque::new() })
+        Ok(ResultsStep {
+            config: self.clone(),
+            series: VecDeque::new(),
+            observer: Arc::new(crate::config::NoopObserver),
+        })
     }
 }
 
@@ -150,8 +154,17 @@ impl ResultSet {
 /// The running step.
 pub struct ResultsStep {
     config: ResultsConfig,
-    /// Built series results, newest last: `(series UID, revision, model SHA-256)`.
-    series: VecDeque<((String, u32, String), Arc<ResultSet>)>,
+    /// Built series reports, newest last: `(series UID, revision, model SHA-256)`.
+    series: VecDeque<(SeriesKey, Arc<Vec<ResultObject>>)>,
+    observer: Arc<dyn crate::config::OperatorObserver>,
+}
+
+impl ResultsStep {
+    /// Reports the objects it builds to `observer` (`radstream_result_objects_total`).
+    pub fn with_observer(mut self, observer: Arc<dyn crate::config::OperatorObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
 }
 
 impl std::fmt::Debug for ResultsStep {
@@ -160,13 +173,17 @@ impl std::fmt::Debug for ResultsStep {
     }
 }
 
+/// A series run of a model: SeriesInstanceUID, revision, the model file's SHA-256.
+type SeriesKey = (String, u32, String);
+
 /// A failed build: the class and a reason that names UIDs only.
 type BuildError = (ErrorClass, String);
 
 impl ResultsStep {
     /// The result objects of one envelope; `None` for a negative result to drop. Building runs
-    /// on a blocking thread (decoding, resampling and encoding take milliseconds); a series'
-    /// objects are built once and kept for the other instances of its run.
+    /// on a blocking thread (decoding, resampling and encoding take milliseconds). A series'
+    /// report is built once and kept for the other instances of its run; each flagged instance
+    /// of a series adds its own segmentation and overlay, from the mask of its slice.
     async fn objects_of(&mut self, envelope: Envelope) -> (Envelope, Result<Option<Arc<ResultSet>>, BuildError>) {
         let result = envelope.results.clone().expect("checked by the caller");
         if result.findings.is_empty() && self.config.negatives == Negatives::Drop {
@@ -176,16 +193,25 @@ impl ResultsStep {
             .series
             .as_ref()
             .map(|series| (series.series_instance_uid.clone(), series.revision, result.model.sha256.clone()));
-        if let Some(key) = &key {
-            if let Some((_, built)) = self.series.iter().find(|(k, _)| k == key) {
-                return (envelope, Ok(Some(Arc::clone(built))));
-            }
-        }
+        let cached = key.as_ref().and_then(|k| self.series.iter().find(|(c, _)| c == k).map(|(_, o)| Arc::clone(o)));
+        let cached_hit = cached.is_some();
+        let series = result.series.as_ref().map(|s| (s.series_instance_uid.clone(), s.revision));
         let config = self.config.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match result.series {
-                Some(_) => build_series(&config, &envelope, &result),
-                None => build_instance(&config, &envelope, &result),
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let shared = match (&result.series, cached) {
+                    (Some(_), Some(report)) => Some(report),
+                    (Some(_), None) => Some(Arc::new(build_series_report(&config, &envelope, &result)?)),
+                    (None, _) => None,
+                };
+                let own = match &result.series {
+                    None => build_own(&config, &envelope, &result, true)?,
+                    Some(series) if series.flagged_instances.contains(&envelope.event.sop_instance_uid) => {
+                        build_own(&config, &envelope, &result, false)?
+                    }
+                    Some(_) => Vec::new(),
+                };
+                Ok((shared, own))
             }))
             .unwrap_or_else(|_| {
                 Err((ErrorClass::Internal, format!("{}: building the result objects panicked", envelope.object_key())))
@@ -193,26 +219,33 @@ impl ResultsStep {
             (envelope, built)
         });
         let (envelope, built) = task.await.expect("a blocking task that catches its panics runs to its end");
-        let built = match built {
-            Ok(set) => Arc::new(set),
+        let (shared, own) = match built {
+            Ok(built) => built,
             Err(e) => return (envelope, Err(e)),
         };
-        if let Some(key) = key {
-            if self.series.len() == SERIES_CACHE {
-                self.series.pop_front();
+        if let (Some(key), Some(report)) = (key, &shared) {
+            if !self.series.iter().any(|(k, _)| *k == key) {
+                if self.series.len() == SERIES_CACHE {
+                    self.series.pop_front();
+                }
+                self.series.push_back((key, Arc::clone(report)));
             }
-            self.series.push_back((key, Arc::clone(&built)));
         }
-        (envelope, Ok(Some(built)))
+        let fresh_report = if cached_hit { 0 } else { shared.as_ref().map_or(0, |r| r.len()) };
+        for object in own.iter().chain(shared.iter().flat_map(|r| r.iter()).take(fresh_report)) {
+            self.observer.result_objects(object.kind.as_str(), 1);
+        }
+        let objects = shared.iter().flat_map(|report| report.iter().cloned()).chain(own).collect();
+        (envelope, Ok(Some(Arc::new(ResultSet { objects, series }))))
     }
 }
 
-/// The report (and nothing else: masks of whole series are not carried) of a series result.
-fn build_series(
+/// The report of a series result, shared by every instance of the run.
+fn build_series_report(
     config: &ResultsConfig,
     envelope: &Envelope,
     result: &InferenceResult,
-) -> Result<ResultSet, BuildError> {
+) -> Result<Vec<ResultObject>, BuildError> {
     let record = result.series.as_ref().expect("a series result");
     let mut objects = Vec::new();
     if config.sr {
@@ -231,18 +264,21 @@ fn build_series(
             series_instance_uid: sr.series_instance_uid,
         });
     }
-    Ok(ResultSet { objects, series: Some((record.series_instance_uid.clone(), record.revision)) })
+    Ok(objects)
 }
 
-/// The report, segmentation and overlays of a result of one instance.
-fn build_instance(
+/// The objects of one instance: its report (`with_sr`, for a result of the instance alone),
+/// the segmentation of its mask and an overlay per frame with a finding. For an instance of a
+/// series result, its findings are the series' and its mask its own slice's.
+fn build_own(
     config: &ResultsConfig,
     envelope: &Envelope,
     result: &InferenceResult,
-) -> Result<ResultSet, BuildError> {
+    with_sr: bool,
+) -> Result<Vec<ResultObject>, BuildError> {
     let time = content_time_ms(envelope, result);
     let mut objects = Vec::new();
-    if config.sr {
+    if config.sr && with_sr {
         let sr = build_sr(&envelope.header, result, &[], time).map_err(|e| sr_failed(envelope, e))?;
         objects.push(ResultObject {
             kind: ResultKind::Sr,
@@ -303,7 +339,7 @@ fn build_instance(
             });
         }
     }
-    Ok(ResultSet { objects, series: None })
+    Ok(objects)
 }
 
 fn sr_failed(envelope: &Envelope, e: super::SrError) -> BuildError {
@@ -413,6 +449,90 @@ mod tests {
         assert_eq!(dicom_date_time_ms("20261328", ""), None);
         assert_eq!(dicom_date_time_ms("20261128", "25"), None);
         assert_eq!(dicom_date_time_ms("20261128", "1:00"), None);
+    }
+
+    use dicom_dictionary_std::uids;
+    use dicom_object::FileMetaTableBuilder;
+    use radstream_schemas::{ObjectLocation, SeriesRecord};
+
+    use crate::infer::ModelIdentity;
+
+    const STUDY: &str = "1.2.826.0.1.3680043.8.498.31";
+    const SERIES: &str = "1.2.826.0.1.3680043.8.498.32";
+
+    /// An instance of the synthetic CT series (header only: a report needs no pixels) with
+    /// `result` on it.
+    fn envelope(ticket: u64, sop: &str, result: Option<InferenceResult>) -> Envelope {
+        let header = super::super::test_support::ct_header(STUDY, SERIES, sop);
+        let file =
+            header.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
+        let mut bytes = Vec::new();
+        file.write_all(&mut bytes).unwrap();
+        let location = ObjectLocation { bucket: "b".into(), key: format!("{sop}.dcm"), size: None, etag: None };
+        let mut envelope = Envelope::from_part10(ticket, location, Bytes::from(bytes)).unwrap();
+        envelope.results = result.map(Arc::new);
+        envelope
+    }
+
+    fn series_result(flagged: &[&str]) -> InferenceResult {
+        InferenceResult {
+            model: ModelIdentity { name: "ct-head-bleed-3d".into(), version: "0.1.0".into(), sha256: "0f".repeat(32) },
+            scores: vec![vec![0.1]],
+            findings: Vec::new(),
+            series: Some(SeriesRecord {
+                series_instance_uid: SERIES.into(),
+                revision: 1,
+                reason: "expected_count".into(),
+                instances: 2,
+                expected: Some(2),
+                slices: 2,
+                flagged_instances: flagged.iter().map(|s| s.to_string()).collect(),
+            }),
+            masks: None,
+            mask_size: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_series_gets_one_report_built_once_and_carried_by_each_instance() {
+        let mut step = ResultsConfig::default().build().unwrap();
+        let result = series_result(&[]);
+        let batch = vec![envelope(1, "2.25.41", Some(result.clone())), envelope(2, "2.25.42", Some(result))];
+        let done = step.process_batch(batch).await;
+        let sets: Vec<Arc<ResultSet>> = done
+            .iter()
+            .map(|p| {
+                assert!(matches!(p.outcome, Outcome::Forward), "{:?}", p.outcome);
+                Arc::clone(p.envelope.outputs.as_ref().unwrap())
+            })
+            .collect();
+        for set in &sets {
+            assert_eq!(set.objects.len(), 1, "a negative series: its report alone");
+            assert_eq!(set.objects[0].kind, ResultKind::Sr);
+            assert_eq!(set.series, Some((SERIES.to_string(), 1)));
+        }
+        let (a, b) = (&sets[0].objects[0], &sets[1].objects[0]);
+        assert_eq!(a.sop_instance_uid, b.sop_instance_uid);
+        assert_eq!(a.bytes.as_ptr(), b.bytes.as_ptr(), "built once, shared");
+        assert!(dicom_object::from_reader(&a.bytes[128..]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn negatives_are_dropped_when_asked_and_a_missing_result_is_a_config_error() {
+        let mut step = ResultsConfig { negatives: Negatives::Drop, ..ResultsConfig::default() }.build().unwrap();
+        let done = step
+            .process_batch(vec![envelope(1, "2.25.41", Some(series_result(&[]))), envelope(2, "2.25.42", None)])
+            .await;
+        assert!(
+            matches!(&done[0].outcome, Outcome::Drop { rule } if rule == NO_FINDINGS_RULE),
+            "{:?}",
+            done[0].outcome
+        );
+        assert!(done[0].envelope.outputs.is_none());
+        let Outcome::Fail(error) = &done[1].outcome else { panic!("{:?}", done[1].outcome) };
+        assert_eq!(error.class, ErrorClass::Config);
+        assert!(error.reason.contains("2.25.42.dcm") && error.reason.contains("infer"), "{}", error.reason);
+        assert!(!error.reason.contains("SYNTH"), "no patient data: {}", error.reason);
     }
 
     #[test]
