@@ -321,6 +321,59 @@ type = "results"
     Ok(())
 }
 
+/// What the sink sends is what the PACS gives back: the result objects of a planted slice,
+/// made by the `results` step and STOWed by the `stow` sink, are found by QIDO-RS under the
+/// source's StudyInstanceUID and retrieved by WADO-RS byte for byte as they were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stowed_result_objects_come_back_by_wado_rs_byte_for_byte() -> Result<()> {
+    use radstream_operators::{BuildContext, Operator, Outcome};
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = radstream_operators::infer::LoadedModel::load(&repo.join("models/ct-head-bleed.model.toml"))?;
+    let opts = SynthOptions { studies: 1, seed: unique_seed(), ..Default::default() };
+    let slice = synth::generate(&opts).find(|i| i.lesion.is_some()).context("a planted slice")?;
+    let study = slice.study_instance_uid.clone();
+    let location = radstream_schemas::ObjectLocation {
+        bucket: "test".into(),
+        key: slice.relative_path.clone(),
+        size: None,
+        etag: None,
+    };
+    let mut envelope = radstream_operators::Envelope::from_part10(1, location, slice.bytes.clone().into())
+        .map_err(anyhow::Error::msg)?;
+    let tensor = radstream_operators::preprocess::preprocess_object(&model.manifest().input, &envelope.object)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    envelope.results = Some(std::sync::Arc::new(model.infer(&tensor, 8)?));
+
+    let mut step = radstream_operators::results::ResultsConfig::default().build()?;
+    let mut done = step.process_batch(vec![envelope]).await;
+    let processed = done.pop().context("the step answers")?;
+    ensure!(matches!(processed.outcome, Outcome::Forward), "{:?}", processed.outcome);
+    let sent = processed.envelope.outputs.clone().context("result objects")?;
+    ensure!(sent.objects.len() == 3, "SR, SEG and overlay expected, got {}", sent.objects.len());
+
+    let pacs = stack.pacs();
+    let mut config = radstream_operators::stow::StowConfig::new(pacs.dicomweb());
+    config.auth = radstream_operators::stow::StowAuth::Basic {
+        username: pacs.user.clone(),
+        password_env: Some("RADSTREAM_TEST_ORTHANC_PASSWORD".into()),
+        password_file: None,
+    };
+    let mut sink = config.build(&BuildContext::default())?;
+    let stored = sink.process_batch(vec![processed.envelope]).await;
+    ensure!(matches!(stored[0].outcome, Outcome::Forward), "{:?}", stored[0].outcome);
+
+    let found = results_in_study(&pacs, &study, &BTreeSet::new()).await?;
+    ensure!(found.len() == 3, "QIDO-RS lists {found:?} under the source's study");
+    for object in &sent.objects {
+        let listed = found.iter().find(|o| o.sop == object.sop_instance_uid).context("listed by QIDO-RS")?;
+        ensure!(listed.series == object.series_instance_uid);
+        let back = wado_instance(&pacs, &study, &object.series_instance_uid, &object.sop_instance_uid).await?;
+        ensure!(back == object.bytes[..], "WADO-RS gave other bytes for the {}", object.kind.as_str());
+    }
+    Ok(())
+}
+
 /// Planted CT slices delivered, other CT slices dropped as negatives, other modalities dropped
 /// before the model.
 fn check_outcomes(
