@@ -129,8 +129,9 @@ pub struct Metrics {
 }
 
 fn latency_buckets() -> Vec<f64> {
-    // 1 ms .. ~65 s: covers the 2 s and 30 s SLO thresholds with resolution around both.
-    exponential_buckets(0.001, 2.0, 17).expect("static bucket layout")
+    // 1 ms .. 60 s, doubling, with bounds exactly at the SLO thresholds (2 s and 30 s), so the
+    // SLO rules (infra/prometheus) read `le="2"` and `le="30"` without interpolation.
+    vec![0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0]
 }
 
 fn queue_buckets() -> Vec<f64> {
