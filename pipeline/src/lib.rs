@@ -6,6 +6,7 @@ pub mod acks;
 pub mod config;
 pub mod deid_cmd;
 pub mod demo;
+pub mod dlq_cmd;
 pub mod files;
 pub mod folder_pacs;
 pub mod health;

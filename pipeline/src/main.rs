@@ -298,6 +298,26 @@ enum Command {
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
     },
+    /// The dead-letter topic: list what landed there, and replay it after a fix.
+    ///
+    /// Reads the config's `kafka.dead_letter_topic` up to its current end (outside any consumer
+    /// group; nothing is committed). Filters combine: --class and --operator may repeat,
+    /// --since and --until take a UTC time (2026-11-28T07:00:00Z) or an age (30m, 2h, 7d).
+    /// `replay` sends each matching letter's original message, byte for byte with its key, back
+    /// to the input topic (or --to-topic), marked with a `radstream-replay-of` header; results
+    /// have the same UIDs every time, so the PACS keeps one copy.
+    ///
+    /// Exit status: 0 on success, 1 when the topic cannot be read or a send fails, 2 for a usage
+    /// or configuration problem.
+    #[command(
+        after_help = "Examples:\n  radstream dlq list --config radstream.toml --class pacs_unavailable --since 2h\n  \
+                      radstream dlq replay --config radstream.toml --class pacs_unavailable --since 2h --dry-run\n  \
+                      radstream dlq replay --config radstream.toml --class pacs_unavailable --since 2h"
+    )]
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Write a new pseudonymization key file for `deid` (mode 0600; never overwrites).
     Keygen {
         /// Key id, recorded in every de-identified instance so a key rotation can be traced
@@ -308,6 +328,55 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// Print the matching dead letters: time, partition/offset, class, operator, attempts,
+    /// object key, SOPInstanceUID, reason (a tab-separated table, or JSON lines with --json).
+    List {
+        #[command(flatten)]
+        select: DlqSelect,
+        /// One JSON object per letter instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the matching dead letters' original messages back to the input topic.
+    Replay {
+        #[command(flatten)]
+        select: DlqSelect,
+        /// Topic to send to (default: the config's kafka.input_topic).
+        #[arg(long, value_name = "TOPIC")]
+        to_topic: Option<String>,
+        /// List what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Which dead letters, of which pipeline.
+#[derive(Debug, clap::Args)]
+struct DlqSelect {
+    /// Config file: its `kafka` section names the brokers and topics.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Only this reason class (missing_object, pacs_unavailable, ...); repeat for several.
+    #[arg(long = "class", value_name = "CLASS", value_parser = parse_error_class)]
+    classes: Vec<radstream_schemas::ErrorClass>,
+    /// Only letters of this operator or stage (fetch, parse, stow, ...); repeat for several.
+    #[arg(long = "operator", value_name = "NAME")]
+    operators: Vec<String>,
+    /// Only letters written at or after this time (UTC, or an age such as 2h).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only letters written before this time (UTC, or an age such as 30m).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+}
+
+fn parse_error_class(text: &str) -> Result<radstream_schemas::ErrorClass, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("{text:?} is not a reason class (see the dead letters' error_class values)"))
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -445,6 +514,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(deid_cmd::run(&command))
         }
         Command::Keygen { id, out } => Ok(deid_cmd::keygen(&id, &out)),
+        Command::Dlq { action } => dlq(action).await,
         Command::Preprocess { model, out, jobs, device, inputs } => {
             let device = match device {
                 DeviceArg::Auto => DeviceChoice::Auto,
@@ -468,6 +538,67 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(infer_cmd::run(&InferCommand { model, out, jobs, device, backend, inputs }))
         }
     }
+}
+
+async fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
+    use radstream_pipeline::dlq_cmd::{self, DlqFilter};
+    let select = match &action {
+        DlqAction::List { select, .. } | DlqAction::Replay { select, .. } => select,
+    };
+    let config = match Config::load(&select.config, std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", select.config.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let time = |arg: &Option<String>, name: &str| -> Result<Option<i64>, String> {
+        arg.as_deref().map(|t| dlq_cmd::parse_time(t, now).map_err(|e| format!("--{name}: {e}"))).transpose()
+    };
+    let (since_ms, until_ms) = match (time(&select.since, "since"), time(&select.until, "until")) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let filter = DlqFilter { classes: select.classes.clone(), operators: select.operators.clone(), since_ms, until_ms };
+    let kafka = config.kafka.clone();
+    let read = tokio::task::spawn_blocking(move || dlq_cmd::read(&kafka, &filter, std::time::Duration::from_secs(60)))
+        .await
+        .context("the dead-letter reader")??;
+    let topic = &config.kafka.dead_letter_topic;
+    for (partition, offset) in &read.unreadable {
+        eprintln!("warning: {topic} {partition}/{offset} is not a dead letter; skipped");
+    }
+    match action {
+        DlqAction::List { json, .. } => {
+            if json {
+                for letter in &read.matching {
+                    println!("{}", serde_json::to_string(letter)?);
+                }
+            } else {
+                print!("{}", dlq_cmd::table(&read.matching));
+            }
+            eprintln!("{} of {} dead letters in {topic} match", read.matching.len(), read.total);
+        }
+        DlqAction::Replay { to_topic, dry_run, .. } => {
+            let target = to_topic.unwrap_or_else(|| config.kafka.input_topic.clone());
+            if dry_run {
+                print!("{}", dlq_cmd::table(&read.matching));
+                eprintln!(
+                    "dry run: would replay {} of {} dead letters from {topic} to {target}; nothing sent",
+                    read.matching.len(),
+                    read.total
+                );
+            } else {
+                let sent = dlq_cmd::replay(&config.kafka, &read.matching, &target).await?;
+                eprintln!("replayed {sent} of {} dead letters from {topic} to {target}", read.total);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(config: Config) -> anyhow::Result<ExitCode> {

@@ -89,7 +89,9 @@ fn route_dry_run_prints_the_matching_rule_per_file() {
 fn help_lists_every_command() {
     let out = radstream(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for command in ["run", "validate", "route", "demo", "synth", "publish", "keygen", "deid", "preprocess"] {
+    for command in
+        ["run", "validate", "route", "demo", "synth", "publish", "keygen", "deid", "preprocess", "infer", "dlq"]
+    {
         assert!(text.contains(command), "--help lists {command}: {text}");
     }
 }
