@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod infer_cmd;
 pub mod kafka;
+pub mod loadgen;
 pub mod metrics;
 pub mod objects;
 pub mod preprocess_cmd;

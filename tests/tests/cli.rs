@@ -89,9 +89,20 @@ fn route_dry_run_prints_the_matching_rule_per_file() {
 fn help_lists_every_command() {
     let out = radstream(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for command in
-        ["run", "validate", "route", "demo", "synth", "publish", "keygen", "deid", "preprocess", "infer", "dlq"]
-    {
+    for command in [
+        "run",
+        "validate",
+        "route",
+        "demo",
+        "synth",
+        "publish",
+        "keygen",
+        "deid",
+        "preprocess",
+        "infer",
+        "dlq",
+        "loadgen",
+    ] {
         assert!(text.contains(command), "--help lists {command}: {text}");
     }
 }
