@@ -46,6 +46,9 @@ pub struct Envelope {
     /// sink delivers instead of the instance itself; `None` before it runs. Shared: every
     /// instance of a series carries its series' objects.
     pub outputs: Option<std::sync::Arc<crate::results::ResultSet>>,
+    /// Time spent in each stage so far (its queue and its operator), in milliseconds, in chain
+    /// order; set by the runtime for the outcome record.
+    pub stage_ms: Vec<(&'static str, f64)>,
 }
 
 impl Envelope {
@@ -67,6 +70,7 @@ impl Envelope {
             results: None,
             geometry: None,
             outputs: None,
+            stage_ms: Vec::new(),
         })
     }
 

@@ -399,6 +399,7 @@ mod tests {
             model: None,
             geometry: None,
             outputs: None,
+            stage_ms: Vec::new(),
         }
     }
 

@@ -208,6 +208,17 @@ struct Completion {
     branch: Option<String>,
     /// What a model said of the instance, for the outcome record.
     results: Option<radstream_schemas::ModelResults>,
+    /// Time in each stage it reached.
+    stages: Vec<radstream_schemas::StageLatency>,
+}
+
+/// The envelope's stage times, as the outcome record carries them.
+fn stage_latencies(envelope: &Envelope) -> Vec<radstream_schemas::StageLatency> {
+    envelope
+        .stage_ms
+        .iter()
+        .map(|&(operator, ms)| radstream_schemas::StageLatency { operator: operator.to_string(), ms })
+        .collect()
 }
 
 /// One instance to fetch: what the event said, or only where the object is.
@@ -441,7 +452,8 @@ async fn consume(
                     reason,
                     attempts: 1,
                 };
-                let _ = completion_tx.send(Completion { ticket, finish, branch: None, results: None });
+                let _ =
+                    completion_tx.send(Completion { ticket, finish, branch: None, results: None, stages: Vec::new() });
                 continue;
             }
             Ok(EventPayload::Instance(event)) => {
@@ -457,7 +469,8 @@ async fn consume(
                 // A notification with no created object (a delete, say): nothing to do.
                 let ticket = new_ticket(permit, now_ms(), Priority::Routine, None, None);
                 let finish = Finish::Dropped { operator: "decode".into(), rule: "no_created_object".into() };
-                let _ = completion_tx.send(Completion { ticket, finish, branch: None, results: None });
+                let _ =
+                    completion_tx.send(Completion { ticket, finish, branch: None, results: None, stages: Vec::new() });
                 continue;
             }
             Ok(EventPayload::ObjectsCreated(objects)) => {
@@ -590,7 +603,8 @@ async fn fetch_stage(
             }
             Some(Err((operator, class, reason))) => {
                 let finish = Finish::DeadLetter { operator: operator.into(), class, reason, attempts: 1 };
-                let _ = completions.send(Completion { ticket, finish, branch: None, results: None });
+                let _ =
+                    completions.send(Completion { ticket, finish, branch: None, results: None, stages: Vec::new() });
             }
         }
     }
@@ -642,6 +656,7 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
         model: None,
         geometry: None,
         outputs: None,
+        stage_ms: Vec::new(),
     })
 }
 
@@ -735,9 +750,15 @@ impl StageRouter<'_> {
         let (kind, rt) = (self.kind, &self.shared.config.runtime);
         let mut retry = Vec::new();
         let mut retry_after = Duration::ZERO;
-        for p in processed {
+        for mut p in processed {
             let ticket = p.envelope.ticket;
             let branch = p.envelope.branch.clone();
+            if !matches!(&p.outcome, Outcome::Fail(e) if matches!(e.retry, RetryHint::Retry { .. }) && attempt < rt.operator_max_attempts)
+            {
+                let spent = p.envelope.queued_at.elapsed().as_secs_f64() * 1000.0;
+                p.envelope.stage_ms.push((kind, spent));
+            }
+            let stages = stage_latencies(&p.envelope);
             match p.outcome {
                 Outcome::Forward => {
                     self.count("forwarded", 1);
@@ -753,7 +774,7 @@ impl StageRouter<'_> {
                         None => {
                             let results = p.envelope.results.as_ref().map(|r| r.record());
                             let finish = Finish::Delivered;
-                            let _ = self.completions.send(Completion { ticket, finish, branch, results });
+                            let _ = self.completions.send(Completion { ticket, finish, branch, results, stages });
                         }
                     }
                 }
@@ -762,7 +783,7 @@ impl StageRouter<'_> {
                     // A drop after the model ran (no findings) still records what it said.
                     let results = p.envelope.results.as_ref().map(|r| r.record());
                     let finish = Finish::Dropped { operator: kind.into(), rule };
-                    let _ = self.completions.send(Completion { ticket, finish, branch, results });
+                    let _ = self.completions.send(Completion { ticket, finish, branch, results, stages });
                 }
                 Outcome::Fail(e) => match e.retry {
                     RetryHint::Retry { after } if attempt < rt.operator_max_attempts => {
@@ -776,7 +797,7 @@ impl StageRouter<'_> {
                         let attempts = e.attempts.max(attempt);
                         let finish =
                             Finish::DeadLetter { operator: kind.into(), class: e.class, reason: e.reason, attempts };
-                        let _ = self.completions.send(Completion { ticket, finish, branch, results: None });
+                        let _ = self.completions.send(Completion { ticket, finish, branch, results: None, stages });
                     }
                 },
             }
@@ -834,6 +855,7 @@ async fn finish_one(shared: Arc<Shared>, c: Completion) {
         pipeline_ms,
         time_ms,
         results: c.results.clone(),
+        stages: c.stages.clone(),
     };
     let key = f.study_uid.as_deref();
     match &c.finish {

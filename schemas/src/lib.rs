@@ -17,6 +17,6 @@ pub mod wire;
 pub use instance_event::{InstanceEvent, ObjectLocation, Priority};
 pub use records::{
     AuditEvent, AuditOutcome, CriticalAlert, DeadLetter, ErrorClass, FindingRecord, ModelResults, OutcomeEvent,
-    OutcomeKind, SeriesRecord,
+    OutcomeKind, SeriesRecord, StageLatency,
 };
 pub use wire::{DecodeError, EventFormat, EventPayload};

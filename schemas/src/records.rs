@@ -160,6 +160,19 @@ pub struct OutcomeEvent {
     /// What a model said of the instance, when an `infer` operator ran on it (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<ModelResults>,
+    /// Time the instance spent in each stage it reached (its queue and the operator's work), in
+    /// chain order: the per-stage latencies of the analytics lake.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageLatency>,
+}
+
+/// Time an instance spent in one stage of the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageLatency {
+    /// The operator kind (`route`, `preprocess`, `infer`, `stow`, ...).
+    pub operator: String,
+    /// Milliseconds from being queued for the stage to leaving it.
+    pub ms: f64,
 }
 
 /// A model's findings on one instance, with the model's identity: what travels with every

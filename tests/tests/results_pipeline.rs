@@ -136,6 +136,17 @@ retry_deadline_secs = 60
         run.log_tail()
     );
     check_outcomes(&outcomes, &published, &planted)?;
+    // Each delivered instance's outcome says how long it spent in each stage, in chain order.
+    let chain = ["route", "pseudonymize", "preprocess", "infer", "results", "relink", "stow", "fhir"];
+    for outcome in outcomes.iter().filter(|o| o.outcome == OutcomeKind::Delivered) {
+        let stages: Vec<&str> = outcome.stages.iter().map(|s| s.operator.as_str()).collect();
+        ensure!(stages == chain, "stages {stages:?}");
+        ensure!(
+            outcome.stages.iter().all(|s| s.ms >= 0.0 && s.ms <= outcome.pipeline_ms + 1.0),
+            "{:?}",
+            outcome.stages
+        );
+    }
 
     // In the original study: the originals, and per planted bleed one SR, one SEG, one overlay.
     let objects = results_in_study(&pacs, &planted_study, &originals).await?;
