@@ -30,6 +30,9 @@ pub struct Config {
     /// The operator chain, in order. It must end with a sink (`stow`, `export`); a sink earlier
     /// in the chain delivers and forwards.
     pub operators: Vec<OperatorConfig>,
+    /// The analytics lake that `radstream lake` writes; the workers ignore it.
+    #[serde(default)]
+    pub lake: Option<LakeConfig>,
 }
 
 /// Kafka settings.
@@ -255,6 +258,105 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The analytics lake (`radstream lake`): outcome records as Parquet files in the object
+/// store, partitioned by date and model, and the radiologists' feedback on findings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Bucket of the lake, in the `[objects]` store.
+    pub bucket: String,
+    /// Key prefix of every lake file (`lake/` by default); ends with `/` unless empty.
+    #[serde(default = "default_lake_prefix")]
+    pub prefix: String,
+    /// The pseudonymization key file (`radstream keygen` writes one): the same key as the
+    /// `pseudonymize` operator's, so lake rows carry the pseudonyms the PACS holds. One of
+    /// `key_file` and `key_env`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the key file's text, instead of `key_file`.
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// Rows buffered before the files are written.
+    #[serde(default = "default_lake_flush_rows")]
+    pub flush_rows: usize,
+    /// Most seconds a row waits in the buffer before the files are written.
+    #[serde(default = "default_lake_flush_secs")]
+    pub flush_secs: u64,
+    /// Topic of radiologists' verdicts on findings (`Feedback` JSON records); none: no feedback.
+    #[serde(default)]
+    pub feedback_topic: Option<String>,
+    /// Listen address of the lake process's `/metrics` and `/healthz`; empty disables them.
+    /// Not `metrics.listen`, so a lake and a worker can share a host.
+    #[serde(default = "default_lake_metrics_listen")]
+    pub metrics_listen: String,
+}
+
+fn default_lake_prefix() -> String {
+    "lake/".into()
+}
+fn default_lake_flush_rows() -> usize {
+    10_000
+}
+fn default_lake_flush_secs() -> u64 {
+    60
+}
+fn default_lake_metrics_listen() -> String {
+    "127.0.0.1:9465".into()
+}
+
+impl LakeConfig {
+    /// Checks the section against the Kafka settings it shares, without touching anything.
+    pub fn validate(&self, kafka: &KafkaConfig) -> Result<(), ConfigError> {
+        let b = &self.bucket;
+        if b.len() < 3
+            || b.len() > 63
+            || !b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
+        {
+            return Err(ConfigError::new("lake.bucket", "a bucket name is 3-63 characters of a-z, 0-9, '.', '-'"));
+        }
+        if self.prefix.starts_with('/') || !(self.prefix.is_empty() || self.prefix.ends_with('/')) {
+            return Err(ConfigError::new("lake.prefix", "must not start with '/' and must end with '/' (or be empty)"));
+        }
+        match (&self.key_file, &self.key_env) {
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "lake.key_file",
+                    "set key_file or key_env: the pseudonymization key of the `pseudonymize` operator",
+                ))
+            }
+            (Some(_), Some(_)) => return Err(ConfigError::new("lake.key_env", "set key_file or key_env, not both")),
+            _ => {}
+        }
+        if self.flush_rows == 0 {
+            return Err(ConfigError::new("lake.flush_rows", "must be at least 1"));
+        }
+        if self.flush_secs == 0 {
+            return Err(ConfigError::new("lake.flush_secs", "must be at least 1"));
+        }
+        if let Some(topic) = &self.feedback_topic {
+            if topic.is_empty()
+                || topic.len() > 249
+                || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(ConfigError::new(
+                    "lake.feedback_topic",
+                    "a topic name is 1-249 characters of a-z, A-Z, 0-9, '.', '_', '-'",
+                ));
+            }
+            if [&kafka.input_topic, &kafka.outcome_topic, &kafka.dead_letter_topic].contains(&topic) {
+                return Err(ConfigError::new(
+                    "lake.feedback_topic",
+                    "must differ from the input, outcome and dead-letter topics",
+                ));
+            }
+        }
+        if !self.metrics_listen.is_empty() && self.metrics_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::new("lake.metrics_listen", "must be ip:port, for example 0.0.0.0:9465"));
+        }
+        Ok(())
+    }
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -412,6 +514,9 @@ impl Config {
                 }
             }
         }
+        if let Some(lake) = &self.lake {
+            lake.validate(k)?;
+        }
         // A sink before the end delivers and forwards (for example `export`, then `stow`); only
         // the last operator's acknowledgement makes an instance delivered.
         let (last_index, last) = (self.operators.len() - 1, &self.operators[self.operators.len() - 1]);
@@ -549,6 +654,27 @@ mod tests {
             chain.replace("bucket = \"exports\"", "bucket = \"exports\"\nannounce_topic = \"dicom.instances\"");
         let err = load(&looping, &[]).unwrap_err();
         assert!(err.to_string().contains("operators[1].announce_topic"), "{err}");
+    }
+
+    #[test]
+    fn the_lake_section_is_optional_and_checked() {
+        assert!(load(BASE, &[]).unwrap().lake.is_none());
+        let lake = format!("{BASE}\n[lake]\nbucket = \"lake-bucket\"\nkey_file = \"/keys/deid.key\"\n");
+        let c = load(&lake, &[]).unwrap().lake.unwrap();
+        assert_eq!((c.prefix.as_str(), c.flush_rows, c.flush_secs), ("lake/", 10_000, 60));
+        for (var, value, key) in [
+            ("RADSTREAM__LAKE__BUCKET", "Not_A_Bucket", "lake.bucket"),
+            ("RADSTREAM__LAKE__PREFIX", "lake", "lake.prefix"),
+            ("RADSTREAM__LAKE__FLUSH_ROWS", "0", "lake.flush_rows"),
+            ("RADSTREAM__LAKE__FEEDBACK_TOPIC", "radstream.outcomes", "lake.feedback_topic"),
+            ("RADSTREAM__LAKE__KEY_ENV", "DEID_KEY", "lake.key_env"),
+            ("RADSTREAM__LAKE__METRICS_LISTEN", "nowhere", "lake.metrics_listen"),
+        ] {
+            let err = load(&lake, &[(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(key), "{var}={value}: {err}");
+        }
+        let err = load(&format!("{BASE}\n[lake]\nbucket = \"lake-bucket\"\n"), &[]).unwrap_err();
+        assert!(err.to_string().contains("lake.key_file"), "{err}");
     }
 
     #[test]

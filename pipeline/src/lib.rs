@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod infer_cmd;
 pub mod kafka;
+pub mod lake;
 pub mod loadgen;
 pub mod metrics;
 pub mod objects;

@@ -360,6 +360,18 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Write the analytics lake until SIGTERM or Ctrl-C: one Parquet row per instance of the
+    /// outcome topic (pseudonymized UIDs, model, findings, latencies) and the radiologists'
+    /// verdicts from `lake.feedback_topic`, as files in `lake.bucket`, partitioned by date and
+    /// model; serves the agreement metrics on `lake.metrics_listen`. See docs/lake.md.
+    ///
+    /// Consumer group `<kafka.group_id>-lake`; offsets are committed after the files are
+    /// uploaded. Exit 2 on a config error (no [lake] section, an unreadable key file).
+    Lake {
+        /// Config file (TOML) with a [lake] section; `RADSTREAM__LAKE__*` variables override it.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Write a new pseudonymization key file for `deid` (mode 0600; never overwrites).
     Keygen {
         /// Key id, recorded in every de-identified instance so a key rotation can be traced
@@ -437,7 +449,8 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = if matches!(cli.command, Command::Run { .. }) { "info" } else { "warn" };
+    let default_filter =
+        if matches!(cli.command, Command::Run { .. } | Command::Lake { .. }) { "info" } else { "warn" };
     init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_filter));
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -556,6 +569,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(deid_cmd::run(&command))
         }
         Command::Keygen { id, out } => Ok(deid_cmd::keygen(&id, &out)),
+        Command::Lake { config: path } => match Config::load(&path, std::env::vars()) {
+            Ok(config) => match radstream_pipeline::lake::run(&config, wait_for_signal()).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) if e.is_config() => {
+                    report_error(&e.to_string());
+                    Ok(ExitCode::from(2))
+                }
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Dlq { action } => dlq(action).await,
         Command::Loadgen {
             config,

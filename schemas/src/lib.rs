@@ -16,7 +16,7 @@ pub mod wire;
 
 pub use instance_event::{InstanceEvent, ObjectLocation, Priority};
 pub use records::{
-    AuditEvent, AuditOutcome, CriticalAlert, DeadLetter, ErrorClass, FindingRecord, ModelResults, OutcomeEvent,
-    OutcomeKind, SeriesRecord, StageLatency,
+    AuditEvent, AuditOutcome, CriticalAlert, DeadLetter, ErrorClass, Feedback, FindingRecord, ModelResults,
+    OutcomeEvent, OutcomeKind, SeriesRecord, StageLatency, Verdict,
 };
 pub use wire::{DecodeError, EventFormat, EventPayload};

@@ -258,6 +258,48 @@ pub struct FindingRecord {
     pub critical: bool,
 }
 
+/// A radiologist's verdict on one finding of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The finding is right.
+    Accept,
+    /// The finding is wrong.
+    Reject,
+    /// The finding is right in part and was corrected.
+    Modify,
+}
+
+impl Verdict {
+    /// The snake_case name, used as a metric label and in the lake.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Reject => "reject",
+            Verdict::Modify => "modify",
+        }
+    }
+}
+
+/// One verdict on the feedback topic, for the analytics lake (`radstream lake`). It names the
+/// instance by its pseudonymized SOPInstanceUID (as the PACS holds it), so it carries nothing
+/// about the patient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// Pseudonymized SOPInstanceUID of the instance the finding is on.
+    pub sop_uid_pseudo: String,
+    /// The model's name.
+    pub model: String,
+    /// The model's version.
+    pub version: String,
+    /// The code value of the finding judged.
+    pub finding_code: String,
+    /// What the radiologist said.
+    pub verdict: Verdict,
+    /// When it was said (ms since the epoch).
+    pub time_ms: i64,
+}
+
 /// What the `pseudonymize` operator did with one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

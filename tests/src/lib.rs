@@ -356,8 +356,10 @@ impl Pacs {
 /// The `radstream` binary built beside the test executables.
 pub fn radstream_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
+    // Beside a benchmark binary (target/<profile>/), else one up from a test (…/deps/).
+    let beside = exe.parent().map(|d| d.join("radstream")).filter(|b| b.exists());
     let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
-    let bin = dir.join("radstream");
+    let bin = beside.unwrap_or_else(|| dir.join("radstream"));
     assert!(bin.exists(), "{} is missing: build it first (cargo build --workspace; infra/test.sh does)", bin.display());
     bin
 }
