@@ -78,6 +78,55 @@ pub(crate) fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), 
     }
 }
 
+pub(crate) fn default_timeout_secs() -> u64 {
+    30
+}
+pub(crate) fn default_connect_timeout_secs() -> u64 {
+    5
+}
+pub(crate) fn default_retry_deadline_secs() -> u64 {
+    300
+}
+pub(crate) fn default_initial_backoff_ms() -> u64 {
+    200
+}
+pub(crate) fn default_max_backoff_ms() -> u64 {
+    10_000
+}
+
+/// The request and retry settings of an HTTP sink's config (the same keys and limits in each).
+pub(crate) struct RetrySettings {
+    pub(crate) timeout_secs: u64,
+    pub(crate) connect_timeout_secs: u64,
+    /// 0: no limit other than the deadline.
+    pub(crate) max_attempts: u32,
+    pub(crate) retry_deadline_secs: u64,
+    pub(crate) initial_backoff_ms: u64,
+    pub(crate) max_backoff_ms: u64,
+}
+
+impl RetrySettings {
+    /// Checks each against its range; the error names the key.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        in_range("timeout_secs", self.timeout_secs, 1, 3_600)?;
+        in_range("connect_timeout_secs", self.connect_timeout_secs, 1, 600)?;
+        in_range("retry_deadline_secs", self.retry_deadline_secs, 1, 7 * 24 * 3_600)?;
+        in_range("initial_backoff_ms", self.initial_backoff_ms, 1, 600_000)?;
+        in_range("max_backoff_ms", self.max_backoff_ms, self.initial_backoff_ms, 3_600_000)
+            .map_err(|e| ConfigError::new(e.key, format!("{} (and at least initial_backoff_ms)", e.problem)))
+    }
+
+    /// The retry policy they make.
+    pub(crate) fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            deadline: Duration::from_secs(self.retry_deadline_secs),
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+        }
+    }
+}
+
 /// When to try again and when to give up.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {
@@ -89,6 +138,20 @@ pub(crate) struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// After attempt number `attempt` failed, `elapsed` after the first began: how long to wait
+    /// before the next ([`delay`](Self::delay), cut to the deadline), or `None` to give up (out
+    /// of attempts, or past the deadline).
+    pub(crate) fn next_delay(
+        &self,
+        attempt: u32,
+        elapsed: Duration,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        let out_of_attempts = self.max_attempts != 0 && attempt >= self.max_attempts;
+        (!out_of_attempts && elapsed < self.deadline)
+            .then(|| self.delay(attempt, retry_after).min(self.deadline - elapsed))
+    }
+
     /// The backoff ceiling before retry number `retry` (1 for the first): the initial backoff
     /// doubled per retry, capped.
     pub(crate) fn ceiling(&self, retry: u32) -> Duration {
@@ -217,5 +280,25 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn next_delay_gives_up_at_max_attempts_or_the_deadline_and_never_waits_past_it() {
+        let policy = RetrySettings {
+            timeout_secs: 30,
+            connect_timeout_secs: 5,
+            max_attempts: 3,
+            retry_deadline_secs: 10,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+        }
+        .policy();
+        assert!(policy.next_delay(1, Duration::ZERO, None).is_some());
+        assert!(policy.next_delay(3, Duration::ZERO, None).is_none(), "out of attempts");
+        assert!(policy.next_delay(1, Duration::from_secs(10), None).is_none(), "past the deadline");
+        let near = policy.next_delay(2, Duration::from_millis(9_900), Some(Duration::from_secs(30))).unwrap();
+        assert!(near <= Duration::from_millis(100), "cut to the deadline: {near:?}");
+        let unlimited = RetryPolicy { max_attempts: 0, ..policy };
+        assert!(unlimited.next_delay(1_000, Duration::ZERO, None).is_some());
     }
 }

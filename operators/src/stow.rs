@@ -29,7 +29,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::config::OperatorObserver;
-use crate::http_retry::{describe_transport_error, exchange, in_range, RetryPolicy, SecretSource};
+use crate::http_retry::{describe_transport_error, exchange, in_range, RetryPolicy, RetrySettings, SecretSource};
 use crate::recent::RecentSet;
 use crate::{BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
@@ -62,10 +62,10 @@ pub struct StowConfig {
     #[serde(default)]
     pub auth: StowAuth,
     /// Limit on one request, from connecting to the end of the response, in seconds.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(default = "crate::http_retry::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Limit on establishing a connection, in seconds.
-    #[serde(default = "default_connect_timeout_secs")]
+    #[serde(default = "crate::http_retry::default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
     /// Requests in flight at once within a batch.
     #[serde(default = "default_concurrency")]
@@ -75,13 +75,13 @@ pub struct StowConfig {
     #[serde(default)]
     pub max_attempts: u32,
     /// How long to keep retrying one instance, from its first attempt, in seconds.
-    #[serde(default = "default_retry_deadline_secs")]
+    #[serde(default = "crate::http_retry::default_retry_deadline_secs")]
     pub retry_deadline_secs: u64,
     /// Backoff ceiling before the first retry, in milliseconds; it doubles per retry.
-    #[serde(default = "default_initial_backoff_ms")]
+    #[serde(default = "crate::http_retry::default_initial_backoff_ms")]
     pub initial_backoff_ms: u64,
     /// Largest backoff between two attempts, in milliseconds (also caps a `Retry-After`).
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "crate::http_retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
     /// PEM file with extra root certificates to trust for HTTPS, in addition to the system's.
     #[serde(default)]
@@ -91,23 +91,8 @@ pub struct StowConfig {
     pub accept_invalid_certs: bool,
 }
 
-fn default_timeout_secs() -> u64 {
-    30
-}
-fn default_connect_timeout_secs() -> u64 {
-    5
-}
 fn default_concurrency() -> usize {
     8
-}
-fn default_retry_deadline_secs() -> u64 {
-    300
-}
-fn default_initial_backoff_ms() -> u64 {
-    200
-}
-fn default_max_backoff_ms() -> u64 {
-    10_000
 }
 
 /// How the sink authenticates to the PACS. Secrets come from an environment variable or a file,
@@ -157,28 +142,35 @@ impl StowConfig {
         Self {
             url: url.into(),
             auth: StowAuth::None,
-            timeout_secs: default_timeout_secs(),
-            connect_timeout_secs: default_connect_timeout_secs(),
+            timeout_secs: crate::http_retry::default_timeout_secs(),
+            connect_timeout_secs: crate::http_retry::default_connect_timeout_secs(),
             concurrency: default_concurrency(),
             max_attempts: 0,
-            retry_deadline_secs: default_retry_deadline_secs(),
-            initial_backoff_ms: default_initial_backoff_ms(),
-            max_backoff_ms: default_max_backoff_ms(),
+            retry_deadline_secs: crate::http_retry::default_retry_deadline_secs(),
+            initial_backoff_ms: crate::http_retry::default_initial_backoff_ms(),
+            max_backoff_ms: crate::http_retry::default_max_backoff_ms(),
             ca_file: None,
             accept_invalid_certs: false,
+        }
+    }
+
+    /// Its request and retry settings.
+    fn retry_settings(&self) -> RetrySettings {
+        RetrySettings {
+            timeout_secs: self.timeout_secs,
+            connect_timeout_secs: self.connect_timeout_secs,
+            max_attempts: self.max_attempts,
+            retry_deadline_secs: self.retry_deadline_secs,
+            initial_backoff_ms: self.initial_backoff_ms,
+            max_backoff_ms: self.max_backoff_ms,
         }
     }
 
     /// Checks the configuration without touching the network, the filesystem or the secrets.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.studies_url()?;
-        in_range("timeout_secs", self.timeout_secs, 1, 3_600)?;
-        in_range("connect_timeout_secs", self.connect_timeout_secs, 1, 600)?;
+        self.retry_settings().validate()?;
         in_range("concurrency", self.concurrency as u64, 1, 256)?;
-        in_range("retry_deadline_secs", self.retry_deadline_secs, 1, 7 * 24 * 3_600)?;
-        in_range("initial_backoff_ms", self.initial_backoff_ms, 1, 600_000)?;
-        in_range("max_backoff_ms", self.max_backoff_ms, self.initial_backoff_ms, 3_600_000)
-            .map_err(|e| ConfigError::new(e.key, format!("{} (and at least initial_backoff_ms)", e.problem)))?;
         if let Some(path) = &self.ca_file {
             if path.as_os_str().is_empty() {
                 return Err(ConfigError::new("ca_file", "must not be empty"));
@@ -268,12 +260,7 @@ impl StowConfig {
             authorization,
             auth_kind: self.auth.kind(),
             concurrency: self.concurrency,
-            retry: RetryPolicy {
-                max_attempts: self.max_attempts,
-                deadline: Duration::from_secs(self.retry_deadline_secs),
-                initial_backoff: Duration::from_millis(self.initial_backoff_ms),
-                max_backoff: Duration::from_millis(self.max_backoff_ms),
-            },
+            retry: self.retry_settings().policy(),
             observer: Arc::clone(&ctx.observer),
             accepted: RecentSet::new(ACCEPTED_KEPT),
         })
@@ -462,8 +449,7 @@ impl StowSink {
             };
 
             let elapsed = started.elapsed();
-            let out_of_attempts = self.retry.max_attempts != 0 && attempt >= self.retry.max_attempts;
-            if out_of_attempts || elapsed >= self.retry.deadline {
+            let Some(delay) = self.retry.next_delay(attempt, elapsed, retry_after) else {
                 let reason = format!(
                     "{name}: PACS unreachable or failing after {attempt} attempt{} over {:.1} s (last: {last}); \
                      the instance can be replayed once the PACS is back",
@@ -471,8 +457,7 @@ impl StowSink {
                     elapsed.as_secs_f64(),
                 );
                 return Err(OperatorError::dead_letter(ErrorClass::PacsUnavailable, reason).with_attempts(attempt));
-            }
-            let delay = self.retry.delay(attempt, retry_after).min(self.retry.deadline - elapsed);
+            };
             tracing::warn!(
                 object_key = %name.object_key,
                 sop_instance_uid = name.sop_instance_uid,

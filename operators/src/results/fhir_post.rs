@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::OperatorObserver;
-use crate::http_retry::{describe_transport_error, exchange, in_range, RetryPolicy, SecretSource};
+use crate::http_retry::{describe_transport_error, exchange, RetryPolicy, RetrySettings, SecretSource};
 use crate::{ConfigError, OperatorError};
 
 /// The `destination` label of the observations.
@@ -60,40 +60,24 @@ pub struct FhirPostConfig {
     #[serde(default)]
     pub auth: FhirAuth,
     /// Limit on one request, from connecting to the end of the response, in seconds.
-    #[serde(default = "default_timeout_secs")]
+    #[serde(default = "crate::http_retry::default_timeout_secs")]
     pub timeout_secs: u64,
     /// Limit on establishing a connection, in seconds.
-    #[serde(default = "default_connect_timeout_secs")]
+    #[serde(default = "crate::http_retry::default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
     /// Attempts per bundle before it is given up; 0 means no limit other than
     /// `retry_deadline_secs`.
     #[serde(default)]
     pub max_attempts: u32,
     /// How long to keep retrying one bundle, from its first attempt, in seconds.
-    #[serde(default = "default_retry_deadline_secs")]
+    #[serde(default = "crate::http_retry::default_retry_deadline_secs")]
     pub retry_deadline_secs: u64,
     /// Backoff ceiling before the first retry, in milliseconds; it doubles per retry.
-    #[serde(default = "default_initial_backoff_ms")]
+    #[serde(default = "crate::http_retry::default_initial_backoff_ms")]
     pub initial_backoff_ms: u64,
     /// Largest backoff between two attempts, in milliseconds (also caps a `Retry-After`).
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "crate::http_retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
-}
-
-fn default_timeout_secs() -> u64 {
-    30
-}
-fn default_connect_timeout_secs() -> u64 {
-    5
-}
-fn default_retry_deadline_secs() -> u64 {
-    300
-}
-fn default_initial_backoff_ms() -> u64 {
-    200
-}
-fn default_max_backoff_ms() -> u64 {
-    10_000
 }
 
 /// How to authenticate to the FHIR server. The token comes from an environment variable or a
@@ -131,24 +115,31 @@ impl FhirPostConfig {
         Self {
             url: url.into(),
             auth: FhirAuth::None,
-            timeout_secs: default_timeout_secs(),
-            connect_timeout_secs: default_connect_timeout_secs(),
+            timeout_secs: crate::http_retry::default_timeout_secs(),
+            connect_timeout_secs: crate::http_retry::default_connect_timeout_secs(),
             max_attempts: 0,
-            retry_deadline_secs: default_retry_deadline_secs(),
-            initial_backoff_ms: default_initial_backoff_ms(),
-            max_backoff_ms: default_max_backoff_ms(),
+            retry_deadline_secs: crate::http_retry::default_retry_deadline_secs(),
+            initial_backoff_ms: crate::http_retry::default_initial_backoff_ms(),
+            max_backoff_ms: crate::http_retry::default_max_backoff_ms(),
+        }
+    }
+
+    /// Its request and retry settings.
+    fn retry_settings(&self) -> RetrySettings {
+        RetrySettings {
+            timeout_secs: self.timeout_secs,
+            connect_timeout_secs: self.connect_timeout_secs,
+            max_attempts: self.max_attempts,
+            retry_deadline_secs: self.retry_deadline_secs,
+            initial_backoff_ms: self.initial_backoff_ms,
+            max_backoff_ms: self.max_backoff_ms,
         }
     }
 
     /// Checks the configuration without touching the network, the filesystem or the secret.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.base_url()?;
-        in_range("timeout_secs", self.timeout_secs, 1, 3_600)?;
-        in_range("connect_timeout_secs", self.connect_timeout_secs, 1, 600)?;
-        in_range("retry_deadline_secs", self.retry_deadline_secs, 1, 7 * 24 * 3_600)?;
-        in_range("initial_backoff_ms", self.initial_backoff_ms, 1, 600_000)?;
-        in_range("max_backoff_ms", self.max_backoff_ms, self.initial_backoff_ms, 3_600_000)
-            .map_err(|e| ConfigError::new(e.key, format!("{} (and at least initial_backoff_ms)", e.problem)))?;
+        self.retry_settings().validate()?;
         match self.token_source() {
             None => Ok(()),
             Some(source) => source.validate().map_err(|e| e.within("auth")),
@@ -194,12 +185,7 @@ impl FhirPostConfig {
             probe_timeout: timeout.min(PROBE_TIMEOUT),
             authorization,
             auth_kind: self.auth.kind(),
-            retry: RetryPolicy {
-                max_attempts: self.max_attempts,
-                deadline: Duration::from_secs(self.retry_deadline_secs),
-                initial_backoff: Duration::from_millis(self.initial_backoff_ms),
-                max_backoff: Duration::from_millis(self.max_backoff_ms),
-            },
+            retry: self.retry_settings().policy(),
             observer,
         })
     }
@@ -346,8 +332,7 @@ impl FhirPoster {
             };
 
             let elapsed = started.elapsed();
-            let out_of_attempts = self.retry.max_attempts != 0 && attempt >= self.retry.max_attempts;
-            if out_of_attempts || elapsed >= self.retry.deadline {
+            let Some(delay) = self.retry.next_delay(attempt, elapsed, retry_after) else {
                 let reason = format!(
                     "bundle {name}: FHIR server unreachable or failing after {attempt} attempt{} over {:.1} s \
                      (last: {last}); the bundle can be replayed once the server is back",
@@ -355,8 +340,7 @@ impl FhirPoster {
                     elapsed.as_secs_f64(),
                 );
                 return Err(OperatorError::dead_letter(ErrorClass::FhirUnavailable, reason).with_attempts(attempt));
-            }
-            let delay = self.retry.delay(attempt, retry_after).min(self.retry.deadline - elapsed);
+            };
             tracing::warn!(
                 bundle = name,
                 attempt,
