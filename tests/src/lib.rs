@@ -531,6 +531,37 @@ drain_deadline_secs = 20
     }
 }
 
+/// The `[[operators]]` of a chain that runs one of the repository's models
+/// (`models/<model>.preprocess.toml` and `.model.toml`): route (everything), pseudonymize when
+/// `pseudonymize` gives its settings (`key_file = "..."`, ...), preprocess, and infer with
+/// `max_batch = 4`, last, so that lines appended to the text are more keys of infer until the
+/// next `[[operators]]`.
+pub fn model_chain(model: &str, pseudonymize: Option<&str>) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let pseudonymize = pseudonymize
+        .map(|settings| format!("\n[[operators]]\ntype = \"pseudonymize\"\n{settings}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[[operators]]
+type = "route"
+default_action = "forward"
+default_branch = "all"
+{pseudonymize}
+[[operators]]
+type = "preprocess"
+spec_file = "{spec}"
+
+[[operators]]
+type = "infer"
+model = "{manifest}"
+max_batch = 4
+"#,
+        spec = repo.join(format!("models/{model}.preprocess.toml")).display(),
+        manifest = repo.join(format!("models/{model}.model.toml")).display(),
+    )
+}
+
 /// A `radstream run` worker process.
 #[derive(Debug)]
 pub struct Worker {

@@ -37,7 +37,6 @@ async fn the_same_chain_on_onnx_runtime_flags_the_same_bleeds() -> Result<()> {
 async fn chain_finds_the_planted_bleeds(name: &str, backend_toml: &str) -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let manifest = repo.join("models/ct-head-bleed.model.toml");
     let model_file = std::fs::read(repo.join("models/demo/ct-head-bleed.onnx"))?;
     let sha256 = radstream_operators::infer::manifest::sha256_hex(&model_file);
 
@@ -48,33 +47,13 @@ async fn chain_finds_the_planted_bleeds(name: &str, backend_toml: &str) -> Resul
     let alerts = format!("{}-alerts", worker.topic);
     create_topic(&stack.kafka, &alerts, 1).await?;
     let toml = worker.toml_with_operators(&format!(
-        r#"
-[[operators]]
-type = "route"
-default_action = "forward"
-default_branch = "all"
-
-[[operators]]
-type = "pseudonymize"
-key_file = "{key}"
-
-[[operators]]
-type = "preprocess"
-spec_file = "{spec}"
-
-[[operators]]
-type = "infer"
-model = "{manifest}"
-max_batch = 4
-{backend_toml}
+        r#"{chain}{backend_toml}
 
 [[operators]]
 type = "alert"
 topic = "{alerts}"
 {stow}"#,
-        key = key_path.display(),
-        spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
-        manifest = manifest.display(),
+        chain = model_chain("ct-head-bleed", Some(&format!("key_file = \"{}\"", key_path.display()))),
         stow = worker.stow_toml()
     ));
     let config_path = dir.path().join("worker.toml");

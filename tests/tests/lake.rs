@@ -73,7 +73,6 @@ impl Drop for LakeProcess {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lake_holds_one_pseudonymized_row_per_instance_and_the_agreement_of_the_feedback() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir()?;
     let (key_path, deid) = deid_key(dir.path(), "lake-test")?;
     let worker = WorkerConfig::new(&stack, "lake", stack.pacs());
@@ -84,29 +83,9 @@ async fn the_lake_holds_one_pseudonymized_row_per_instance_and_the_agreement_of_
     let toml = format!(
         "{}\n[lake]\nbucket = \"{bucket}\"\nprefix = \"{prefix}\"\nkey_file = \"{key}\"\nflush_secs = 2\nfeedback_topic = \"{feedback_topic}\"\n",
         worker.toml_with_operators(&format!(
-            r#"
-[[operators]]
-type = "route"
-default_action = "forward"
-default_branch = "all"
-
-[[operators]]
-type = "pseudonymize"
-key_file = "{key}"
-
-[[operators]]
-type = "preprocess"
-spec_file = "{spec}"
-
-[[operators]]
-type = "infer"
-model = "{manifest}"
-max_batch = 4
-{stow}"#,
-            key = key_path.display(),
-            spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
-            manifest = repo.join("models/ct-head-bleed.model.toml").display(),
-            stow = worker.stow_toml()
+            "{}{}",
+            model_chain("ct-head-bleed", Some(&format!("key_file = \"{}\"", key_path.display()))),
+            worker.stow_toml()
         )),
         bucket = stack.bucket,
         key = key_path.display(),

@@ -39,7 +39,6 @@ async fn every_planted_bleed_gets_an_sr_a_seg_and_an_overlay_in_the_original_stu
         eprintln!("skipped: no FHIR server (RADSTREAM_TEST_FHIR_URL)");
         return Ok(());
     };
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir()?;
     let (key_path, _deid) = deid_key(dir.path(), "results-test")?;
     let worker = WorkerConfig::new(&stack, "results", stack.pacs());
@@ -49,26 +48,7 @@ async fn every_planted_bleed_gets_an_sr_a_seg_and_an_overlay_in_the_original_stu
     let bundles = format!("{}-fhir", worker.topic);
     create_topic(&stack.kafka, &bundles, 1).await?;
     let operators = format!(
-        r#"
-[[operators]]
-type = "route"
-default_action = "forward"
-default_branch = "all"
-
-[[operators]]
-type = "pseudonymize"
-key_file = "{key}"
-link_topic = "{links}"
-
-[[operators]]
-type = "preprocess"
-spec_file = "{spec}"
-
-[[operators]]
-type = "infer"
-model = "{manifest}"
-max_batch = 4
-
+        r#"{chain}
 [[operators]]
 type = "results"
 negatives = "drop"
@@ -87,9 +67,10 @@ body_site = {{ system = "SCT", value = "69536005", meaning = "Head" }}
 url = "{fhir}"
 retry_deadline_secs = 60
 "#,
-        key = key_path.display(),
-        spec = repo.join("models/ct-head-bleed.preprocess.toml").display(),
-        manifest = repo.join("models/ct-head-bleed.model.toml").display(),
+        chain = model_chain(
+            "ct-head-bleed",
+            Some(&format!("key_file = \"{}\"\nlink_topic = \"{links}\"", key_path.display()))
+        ),
         stow = worker.stow_toml(),
     );
     let toml = worker.toml_with_operators(&operators);
