@@ -75,8 +75,16 @@ quiet_secs = {QUIET_SECS}
     let config_path = dir.path().join("worker.toml");
     std::fs::write(&config_path, &toml)?;
 
-    // Four studies: study 0 a head CT with a bleed (A), study 3 a clean head CT (B).
-    let opts = SynthOptions { studies: 4, seed: unique_seed(), ..Default::default() };
+    // Four studies: study 0 a head CT with a bleed (A), study 3 a clean head CT (B). A seed
+    // whose series A also has slices without the bleed (some short series are bleed throughout).
+    let keeps_clean_slices = |opts: &SynthOptions| -> Result<bool> {
+        let planted = synth::ground_truth(opts)?.studies[0].lesion.as_ref().map_or(0, |l| l.instances.len());
+        Ok(synth::generate_studies(opts, 0..1).filter(|i| i.series_instance_count > 1).count() > planted)
+    };
+    let mut opts = SynthOptions { studies: 4, seed: unique_seed(), ..Default::default() };
+    while !keeps_clean_slices(&opts)? {
+        opts.seed += 1;
+    }
     let truth = synth::ground_truth(&opts)?;
     let lesion = truth.studies[0].lesion.clone().context("synth plants a bleed in study 0")?;
     ensure!(truth.studies[3].lesion.is_none() && truth.studies[3].body_part_examined == "HEAD");
