@@ -334,5 +334,4 @@ impl Operator for Pseudonymize {
 }
 
 #[cfg(test)]
-#[path = "pseudonymize/operator_tests.rs"]
 mod operator_tests;

@@ -201,30 +201,4 @@ fn classify(key: &str, error: object_store::Error) -> FetchError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn local_store_fetches_and_classifies() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("bucket/a")).unwrap();
-        std::fs::write(dir.path().join("bucket/a/one.dcm"), b"0123456789").unwrap();
-        let config = ObjectsConfig {
-            kind: ObjectStoreKind::Local,
-            root: Some(dir.path().into()),
-            max_object_bytes: 5,
-            ..Default::default()
-        };
-        let fetcher = ObjectFetcher::new(config.clone());
-        let loc = |key: &str| ObjectLocation { bucket: "bucket".into(), key: key.into(), size: None, etag: None };
-        let err = fetcher.fetch(&loc("a/one.dcm")).await.unwrap_err();
-        assert_eq!(err.class, ErrorClass::ObjectTooLarge);
-        let err = fetcher.fetch(&loc("a/missing.dcm")).await.unwrap_err();
-        assert_eq!(err.class, ErrorClass::MissingObject);
-        assert!(err.reason.contains("bucket/a/missing.dcm"), "{}", err.reason);
-
-        let fetcher = ObjectFetcher::new(ObjectsConfig { max_object_bytes: 100, ..config });
-        let (bytes, _) = fetcher.fetch(&loc("a/one.dcm")).await.unwrap();
-        assert_eq!(&bytes[..], b"0123456789");
-    }
-}
+mod tests;

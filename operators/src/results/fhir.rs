@@ -486,5 +486,4 @@ fn uuid_of(fields: &[&str]) -> String {
 }
 
 #[cfg(test)]
-#[path = "fhir_tests.rs"]
 mod tests;

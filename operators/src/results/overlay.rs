@@ -674,5 +674,4 @@ fn glyph(c: char) -> [u8; GLYPH_HEIGHT] {
 }
 
 #[cfg(test)]
-#[path = "overlay_tests.rs"]
 mod tests;

@@ -696,5 +696,4 @@ fn frame_value(header: &InMemDicomObject, frame: usize, group: Tag, tag: Tag) ->
 }
 
 #[cfg(test)]
-#[path = "seg_tests.rs"]
 mod tests;

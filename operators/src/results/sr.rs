@@ -464,5 +464,4 @@ fn evidence(src: &Source, library: &[InstanceRef]) -> InMemDicomObject {
 }
 
 #[cfg(test)]
-#[path = "sr_tests.rs"]
 mod tests;
