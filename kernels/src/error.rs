@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::voi::VoiFunction;
+use crate::voi::function::VoiFunction;
 
 /// Why a preprocessing kernel refused its input.
 #[derive(Clone, Debug, PartialEq)]

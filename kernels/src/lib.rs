@@ -33,6 +33,9 @@
 //!
 //! The CPU side is `std` only and allocation-free per pixel: buffers are sized once per image.
 
+#[macro_use]
+mod test_device;
+
 pub mod backend;
 #[cfg(feature = "cuda")]
 pub mod cuda;

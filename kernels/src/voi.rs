@@ -33,17 +33,9 @@
 
 use crate::error::{check_len, finite, PreprocessError};
 
-/// VOI LUT Function (0028,1056), defined terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum VoiFunction {
-    /// `LINEAR`, C.11.2.1.2.1; also what an absent VOI LUT Function means.
-    #[default]
-    Linear,
-    /// `LINEAR_EXACT`, C.11.2.1.3.2.
-    LinearExact,
-    /// `SIGMOID`, C.11.2.1.3.1.
-    Sigmoid,
-}
+pub(crate) mod function;
+
+pub use self::function::VoiFunction;
 
 /// The range the window maps onto: `y_min` and `y_max` of C.11.2.1.2.1.
 #[derive(Clone, Copy, Debug, PartialEq)]

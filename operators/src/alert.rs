@@ -21,13 +21,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use radstream_schemas::{CriticalAlert, ErrorClass, Priority};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::services::{ServiceError, TopicWriter};
+use crate::contract::services::{ServiceError, TopicWriter};
 use crate::{BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// Configuration of the `alert` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
     /// The topic critical findings go to (it must exist).
@@ -131,6 +131,27 @@ impl Operator for Alert {
             Processed { envelope, outcome }
         }))
         .await
+    }
+}
+
+impl crate::contract::OperatorSpec for AlertConfig {
+    const KIND: &'static str = "alert";
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        AlertConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(AlertConfig::build(self, ctx)?))
+    }
+
+    fn example() -> &'static str {
+        r#"
+topic = "alerts"
+"#
     }
 }
 

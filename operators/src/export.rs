@@ -13,16 +13,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use dicom_dictionary_std::tags;
 use radstream_schemas::{ErrorClass, InstanceEvent, ObjectLocation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::services::{ObjectWriter, ServiceError, TopicWriter};
+use crate::contract::services::{ObjectWriter, ServiceError, TopicWriter};
 use crate::{element_text, BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The `source` of announced events.
 const SOURCE: &str = "export";
 
 /// Configuration of the `export` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
     /// Bucket to write to, on the object store configured in `[objects]` (an S3 bucket name:
@@ -245,6 +245,30 @@ impl Operator for ExportSink {
 
     fn is_sink(&self) -> bool {
         true
+    }
+}
+
+impl crate::contract::OperatorSpec for ExportConfig {
+    const KIND: &'static str = "export";
+    const IS_SINK: bool = true;
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        ExportConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(ExportConfig::build(self, ctx)?))
+    }
+
+    fn example() -> &'static str {
+        r#"
+bucket = "exports"
+prefix = "out/"
+announce_topic = "exported"
+"#
     }
 }
 

@@ -20,20 +20,22 @@
 //! updates in place. The instances of a series share one bundle, sent once while the sink
 //! remembers it ([`RecentSet`]).
 
+pub mod post;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use dicom_dictionary_std::tags;
 use radstream_schemas::ErrorClass;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::infer::Code;
+use self::post::{FhirPostConfig, FhirPoster};
+use crate::contract::services::TopicWriter;
+use crate::contract::Code;
 use crate::recent::RecentSet;
-use crate::results::fhir_post::{FhirPostConfig, FhirPoster};
 use crate::results::{build_fhir_bundle, InstanceRef, PatientRef, SourceResult, StudyResults};
-use crate::services::TopicWriter;
 use crate::{element_text, BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The identifier system of PatientID when the config names none.
@@ -43,7 +45,7 @@ pub const DEFAULT_PATIENT_IDENTIFIER_SYSTEM: &str = "urn:radstream:dicom:patient
 const DELIVERED_KEPT: usize = 4096;
 
 /// Configuration of the `fhir` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FhirConfig {
     /// Kafka topic for the bundles (it must exist), keyed by StudyInstanceUID.
@@ -175,7 +177,7 @@ impl FhirSink {
             model: &result.model,
             results: &sources,
             body_site: self.config.body_site.as_ref(),
-            time_ms: crate::results::step::content_time_ms(envelope, result),
+            time_ms: crate::contract::envelope::content_time_ms(envelope, result),
         };
         let bundle = build_fhir_bundle(&study_results).map_err(|e| fail(ErrorClass::Internal, e.to_string()))?;
         let json = bundle.to_json();
@@ -250,5 +252,53 @@ impl Operator for FhirSink {
 
     fn is_sink(&self) -> bool {
         true
+    }
+}
+
+impl crate::contract::OperatorSpec for FhirConfig {
+    const KIND: &'static str = "fhir";
+    const IS_SINK: bool = true;
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        FhirConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(FhirConfig::build(self, ctx)?))
+    }
+
+    fn readiness(&self) -> Option<Arc<dyn crate::contract::ReadinessProbe>> {
+        let poster = self.server.as_ref()?.build(Arc::new(crate::contract::NoopObserver)).ok()?;
+        Some(Arc::new(FhirReadiness(poster)))
+    }
+
+    fn example() -> &'static str {
+        r#"
+[server]
+url = "http://127.0.0.1:9/fhir"
+max_attempts = 1
+
+[server.auth]
+kind = "bearer"
+token_env = "RADSTREAM_TEST_SECRET"
+"#
+    }
+}
+
+/// The FHIR sink's readiness probe, when it posts to a server: `GET {url}/metadata`
+/// ([`FhirPoster::probe`]).
+struct FhirReadiness(FhirPoster);
+
+#[async_trait]
+impl crate::contract::ReadinessProbe for FhirReadiness {
+    fn name(&self) -> &str {
+        "fhir (FHIR server)"
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        self.0.probe().await
     }
 }

@@ -1,5 +1,5 @@
 //! What the HTTP sinks share (the `stow` PACS sink and the FHIR poster): secrets from the
-//! environment or a file, retry timing with full jitter, a capped response read, the
+//! environment or a file, retry settings (timed by [`Backoff`]), a capped response read, the
 //! `status_class` metric label and readable transport errors.
 
 use std::path::PathBuf;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use crate::ConfigError;
+use crate::contract::backoff::Backoff;
+use crate::contract::error::ConfigError;
 
 /// Where one secret comes from, with the config keys that name each source.
 pub(crate) struct SecretSource<'a> {
@@ -117,57 +118,12 @@ impl RetrySettings {
     }
 
     /// The retry policy they make.
-    pub(crate) fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
+    pub(crate) fn policy(&self) -> Backoff {
+        Backoff {
             max_attempts: self.max_attempts,
             deadline: Duration::from_secs(self.retry_deadline_secs),
             initial_backoff: Duration::from_millis(self.initial_backoff_ms),
             max_backoff: Duration::from_millis(self.max_backoff_ms),
-        }
-    }
-}
-
-/// When to try again and when to give up.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RetryPolicy {
-    /// 0: no limit.
-    pub(crate) max_attempts: u32,
-    pub(crate) deadline: Duration,
-    pub(crate) initial_backoff: Duration,
-    pub(crate) max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// After attempt number `attempt` failed, `elapsed` after the first began: how long to wait
-    /// before the next ([`delay`](Self::delay), cut to the deadline), or `None` to give up (out
-    /// of attempts, or past the deadline).
-    pub(crate) fn next_delay(
-        &self,
-        attempt: u32,
-        elapsed: Duration,
-        retry_after: Option<Duration>,
-    ) -> Option<Duration> {
-        let out_of_attempts = self.max_attempts != 0 && attempt >= self.max_attempts;
-        (!out_of_attempts && elapsed < self.deadline)
-            .then(|| self.delay(attempt, retry_after).min(self.deadline - elapsed))
-    }
-
-    /// The backoff ceiling before retry number `retry` (1 for the first): the initial backoff
-    /// doubled per retry, capped.
-    pub(crate) fn ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
-    }
-
-    /// The delay before retry number `retry`: full jitter (uniform in 0..=ceiling) so that
-    /// instances failing together do not retry together, but never sooner than the PACS's
-    /// `Retry-After` (itself capped by the maximum backoff).
-    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self.ceiling(retry).as_millis() as u64;
-        let jittered = Duration::from_millis(fastrand::u64(0..=ceiling));
-        match retry_after {
-            Some(after) => jittered.max(after.min(self.max_backoff)),
-            None => jittered,
         }
     }
 }

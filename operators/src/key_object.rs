@@ -12,16 +12,15 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dicom_core::value::DataSetSequence;
-use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::mem::InMemElement;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use radstream_schemas::ErrorClass;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
 
-use crate::envelope::parse_header;
+use crate::dicom::datetime::{is_da, is_tm, utc_date_time};
+use crate::dicom::elements::{code_item, copy_if_present, copy_or_empty, sequence, text};
+use crate::dicom::header::parse_header;
 use crate::{element_text, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// Domain of the derived SeriesInstanceUID: changing it changes every key object series.
@@ -34,7 +33,7 @@ const SERIES_NUMBER_OFFSET: i64 = 9000;
 const MANUFACTURER: &str = "radstream";
 
 /// Configuration of the `key_object` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyObjectConfig {
     /// SeriesDescription (0008,103E) of the key object series, at most 64 characters; empty
@@ -162,7 +161,7 @@ impl KeyObjectGenerator {
         ko.put(sequence(tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE, vec![evidence(&instance)]));
         // SR Document Content: the root CONTAINER with one IMAGE item.
         ko.put(text(tags::VALUE_TYPE, VR::CS, "CONTAINER"));
-        ko.put(sequence(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![code("113000", "DCM", "Of Interest")]));
+        ko.put(sequence(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![code_item(("113000", "DCM", "Of Interest"))]));
         ko.put(text(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE"));
         ko.put(sequence(
             tags::CONTENT_TEMPLATE_SEQUENCE,
@@ -214,8 +213,7 @@ impl Operator for KeyObjectGenerator {
                     event.modality = "KO".into();
                     event.body_part_examined = None;
                     event.instance_number = Some(ko.instance_number);
-                    envelope.object = ko.bytes;
-                    envelope.header = ko.header;
+                    envelope.replace_object(ko.bytes, ko.header);
                     Processed::forward(envelope)
                 }
                 Err(error) => Processed { envelope, outcome: Outcome::Fail(error) },
@@ -227,10 +225,7 @@ impl Operator for KeyObjectGenerator {
 /// `2.25.` followed by the decimal value of the first 128 bits of SHA-256(domain, 0x00, uid):
 /// a UID (PS3.5 B.2) that is the same for the same source UID and no one else's.
 pub fn derived_uid(domain: &str, uid: &str) -> String {
-    let digest = Sha256::new().chain_update(domain).chain_update([0u8]).chain_update(uid).finalize();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&digest[..16]);
-    format!("2.25.{}", u128::from_be_bytes(first))
+    crate::dicom::uids::uid_of_domain(domain, uid)
 }
 
 /// ContentDate and ContentTime: the source's content, series or study date with its time,
@@ -249,65 +244,6 @@ fn content_date_time(source: &InMemDicomObject, event_time_ms: i64) -> (String, 
         Some((date, time))
     })
     .unwrap_or_else(|| utc_date_time(event_time_ms))
-}
-
-/// A DA value: `YYYYMMDD`.
-fn is_da(value: &str) -> bool {
-    value.len() == 8 && value.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// A TM value: `HH[MM[SS[.F{1,6}]]]`.
-fn is_tm(value: &str) -> bool {
-    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
-    matches!(whole.len(), 2 | 4 | 6)
-        && whole.bytes().all(|b| b.is_ascii_digit())
-        && (!value.contains('.') || (whole.len() == 6 && (1..=6).contains(&fraction.len())))
-        && fraction.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// `(YYYYMMDD, HHMMSS)` of a Unix time in milliseconds, in UTC.
-fn utc_date_time(ms: i64) -> (String, String) {
-    let seconds = ms.div_euclid(1000);
-    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = crate::calendar::civil_from_days(days);
-    let (h, m, s) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
-    (format!("{year:04}{month:02}{day:02}"), format!("{h:02}{m:02}{s:02}"))
-}
-
-fn text(tag: Tag, vr: VR, value: &str) -> InMemElement {
-    DataElement::new(tag, vr, PrimitiveValue::from(value))
-}
-
-fn sequence(tag: Tag, items: Vec<InMemDicomObject>) -> InMemElement {
-    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
-}
-
-/// Copies the source's element whole (its VR, all its values), so that names keep their
-/// components and character set.
-fn copy_if_present(ko: &mut InMemDicomObject, source: &InMemDicomObject, tag: Tag) -> bool {
-    match source.element_opt(tag) {
-        Ok(Some(element)) => {
-            ko.put(element.clone());
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Copies the element, or puts it empty: these attributes are Type 2 (present, may be empty).
-fn copy_or_empty(ko: &mut InMemDicomObject, source: &InMemDicomObject, tag: Tag, vr: VR) {
-    if !copy_if_present(ko, source, tag) {
-        ko.put(DataElement::empty(tag, vr));
-    }
-}
-
-/// A code sequence item.
-fn code(value: &str, scheme: &str, meaning: &str) -> InMemDicomObject {
-    InMemDicomObject::from_element_iter([
-        text(tags::CODE_VALUE, VR::SH, value),
-        text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, scheme),
-        text(tags::CODE_MEANING, VR::LO, meaning),
-    ])
 }
 
 /// A ReferencedSOPSequence item naming the source instance.
@@ -330,6 +266,27 @@ fn evidence(instance: &SourceInstance) -> InMemDicomObject {
         ),
         text(tags::STUDY_INSTANCE_UID, VR::UI, &instance.study),
     ])
+}
+
+impl crate::contract::OperatorSpec for KeyObjectConfig {
+    const KIND: &'static str = "key_object";
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        KeyObjectConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        _ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(KeyObjectConfig::build(self)?))
+    }
+
+    fn example() -> &'static str {
+        r#"
+series_description = "Key images"
+"#
+    }
 }
 
 #[cfg(test)]

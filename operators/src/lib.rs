@@ -6,34 +6,55 @@
 //! or dead-letter. Nothing here knows about Kafka offsets: the runtime tracks those through the
 //! opaque [`Envelope::ticket`].
 //!
-//! Adding an operator: one new file in this crate and one variant in [`OperatorConfig`].
+//! Dependencies run one way: [`contract`] (the operator trait, the envelope, errors, services)
+//! and [`dicom`] (the one DICOM layer) know no operator; each operator module builds on them;
+//! [`registry`] is the only module that names every operator.
+//!
+//! Adding an operator: one new file in this crate (its config implements
+//! [`OperatorSpec`]) and one line in [`registry`].
 
 pub mod alert;
-pub mod batching;
-pub mod calendar;
-pub mod config;
-pub mod envelope;
-pub mod error;
+pub mod contract;
+pub mod dicom;
 pub mod export;
 pub mod fhir;
 mod http_retry;
 pub mod infer;
 pub mod key_object;
-pub mod operator;
 pub mod preprocess;
 pub mod pseudonymize;
 pub mod recent;
+pub mod registry;
 pub mod relink;
 pub mod results;
 pub mod route;
-pub mod services;
 pub mod stow;
+#[cfg(test)]
+mod tag;
 #[cfg(test)]
 mod test_support;
 
-pub use batching::{Batching, Gatherer};
-pub use config::{BuildContext, ConfigError, OperatorConfig};
-pub use envelope::{element_text, event_from_header, parse_header, Envelope};
-pub use error::{OperatorError, RetryHint};
-pub use operator::{Operator, Outcome, Processed};
+pub use contract::{
+    Batching, BuildContext, ConfigError, Envelope, Gatherer, Operator, OperatorError, OperatorSpec, Outcome, Processed,
+    ReadinessProbe, RetryHint,
+};
+pub use dicom::{element_text, event_from_header, parse_header};
 pub use radstream_schemas::ErrorClass;
+pub use registry::OperatorConfig;
+
+/// Compatibility: the batching policy moved to [`contract::batching`].
+pub use contract::batching;
+/// Compatibility: the services traits moved to [`contract::services`].
+pub use contract::services;
+/// Compatibility: the calendar moved to [`dicom::calendar`].
+pub use dicom::calendar;
+
+/// Compatibility: the observer moved to [`contract::observer`].
+pub mod config {
+    pub use crate::contract::{NoopObserver, OperatorObserver};
+}
+
+/// Compatibility: the header parse moved to [`dicom::header`].
+pub mod envelope {
+    pub use crate::dicom::{event_from_header, parse_header};
+}

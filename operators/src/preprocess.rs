@@ -29,7 +29,8 @@
 //! starts, on the CPU otherwise ([`device`]); the operator says which, and why, once when it
 //! is built.
 
-pub mod decode;
+/// Compatibility: the pixel decoder moved to [`crate::dicom::decode`].
+pub use crate::dicom::decode;
 pub mod device;
 pub mod npy;
 pub mod png;
@@ -41,15 +42,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use radstream_schemas::ErrorClass;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use radstream_kernels::Tensor;
 pub use spec::{plan_for, InputKind, NormalizationSpec, PlanError, PreprocessSpec, WindowSpec};
 
-use self::decode::{DecodedImage, Samples};
 pub use self::device::{ComputeDevice, DeviceChoice};
 pub use self::series::{preprocess_series, SeriesTensor};
-use crate::config::{BuildContext, NoopObserver, OperatorObserver};
+use crate::contract::{BuildContext, NoopObserver, OperatorObserver};
+use crate::dicom::decode::{DecodedImage, Samples};
 use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The drop rule of instances whose modality the spec does not list.
@@ -63,7 +64,7 @@ pub const MODALITY_DROP_RULE: &str = "preprocess_modality";
 /// spec_file = "models/ct-head-bleed.preprocess.toml"
 /// ```
 /// or `[operators.spec]` with the spec's fields (see [`PreprocessSpec`]).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreprocessConfig {
     /// A spec file (`models/*.preprocess.toml`), read when the operator is built; relative
@@ -299,6 +300,27 @@ impl Operator for Preprocessor {
             done.push(Processed { envelope, outcome });
         }
         done
+    }
+}
+
+impl crate::contract::OperatorSpec for PreprocessConfig {
+    const KIND: &'static str = "preprocess";
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        PreprocessConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(PreprocessConfig::build(self, ctx)?))
+    }
+
+    fn example() -> &'static str {
+        r#"
+spec_file = "../models/ct-head-bleed.preprocess.toml"
+"#
     }
 }
 

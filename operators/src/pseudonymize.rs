@@ -20,16 +20,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use radstream_schemas::{AuditEvent, AuditOutcome, ErrorClass};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-pub use engine::{BurnedIn, BurnedInRules, DeidError, Deidentified, Deidentifier};
+pub use engine::{BurnedIn, BurnedInRules, Deidentified, Deidentifier};
 pub use keys::{DeidKey, KeyError};
 pub use links::{LinkRecord, LinkedAttribute};
 pub use profile::{ProfileOption, ProfileOptions, SafePrivateRule, EDITION};
+pub use raw::DeidError;
 
-use crate::config::{BuildContext, ConfigError};
-use crate::envelope::parse_header;
-use crate::services::{ObjectWriter, ServiceError, TopicWriter};
+use crate::contract::services::{ObjectWriter, ServiceError, TopicWriter};
+use crate::contract::{BuildContext, ConfigError};
+use crate::dicom::header::parse_header;
 use crate::{Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The profile as named in audit events.
@@ -38,7 +39,7 @@ pub fn profile_name() -> String {
 }
 
 /// What happens to instances whose pixels are or may be burned in with text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BurnedInAction {
     /// Dead-letter them with a reason (the default: nothing to configure, nothing lost).
@@ -50,7 +51,7 @@ pub enum BurnedInAction {
 }
 
 /// The burned-in text policy.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BurnedInPolicy {
     /// `dead_letter` (default) or `quarantine`.
@@ -73,7 +74,7 @@ fn default_quarantine_prefix() -> String {
 }
 
 /// Configuration of the `pseudonymize` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PseudonymizeConfig {
     /// Path of the key file (`radstream keygen` writes one). One of `key_file` and `key_env`.
@@ -291,8 +292,7 @@ impl Pseudonymize {
                 format!("pseudonymize: the rewritten header does not parse: {e}"),
             )
         })?;
-        envelope.object = object;
-        envelope.header = header;
+        envelope.replace_object(object, header);
         Ok(Outcome::Forward)
     }
 }
@@ -333,5 +333,28 @@ impl Operator for Pseudonymize {
     }
 }
 
+impl crate::contract::OperatorSpec for PseudonymizeConfig {
+    const KIND: &'static str = "pseudonymize";
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        PseudonymizeConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(PseudonymizeConfig::build(self, ctx)?))
+    }
+
+    fn example() -> &'static str {
+        r#"
+key_env = "RADSTREAM_TEST_DEID_KEY"
+link_topic = "links"
+audit_topic = "audit"
+"#
+    }
+}
+
 #[cfg(test)]
-mod operator_tests;
+mod tests;

@@ -17,13 +17,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use dicom_core::VR;
 use radstream_schemas::ErrorClass;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::{BuildContext, ConfigError};
-use crate::envelope::parse_header;
+use crate::contract::services::{TableFollower, TableSubscriber};
+use crate::contract::{BuildContext, ConfigError};
+use crate::dicom::header::parse_header;
 use crate::pseudonymize::raw::{find, put, trim, Element, Part10, Value};
 use crate::pseudonymize::{LinkRecord, LinkedAttribute};
-use crate::services::{TableFollower, TableSubscriber};
 use crate::{Envelope, Operator, OperatorError, Outcome, Processed};
 
 const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
@@ -31,7 +31,7 @@ const STUDY_INSTANCE_UID: u32 = 0x0020_000D;
 const DEIDENTIFICATION_MARKS: [u32; 4] = [0x0012_0062, 0x0012_0063, 0x0012_0064, 0x0028_0303];
 
 /// Configuration of the `relink` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelinkConfig {
     /// The compacted link topic that `pseudonymize` writes (the same cluster, trusted side).
@@ -142,13 +142,13 @@ impl Relink {
     async fn relink_one(&self, envelope: &mut Envelope) -> Result<(), OperatorError> {
         let key = envelope.object_key();
         let bytes = self.relink_object(&envelope.object, &key).await?;
-        envelope.header = parse_header(&bytes).map_err(|e| {
+        let header = parse_header(&bytes).map_err(|e| {
             OperatorError::dead_letter(
                 ErrorClass::Internal,
                 format!("relink: the rewritten header does not parse: {e}"),
             )
         })?;
-        envelope.object = bytes;
+        envelope.replace_object(bytes, header);
         if let Some(outputs) = &envelope.outputs {
             let mut relinked = (**outputs).clone();
             for object in &mut relinked.objects {
@@ -266,5 +266,26 @@ impl Operator for Relink {
             done.push(Processed { envelope, outcome });
         }
         done
+    }
+}
+
+impl crate::contract::OperatorSpec for RelinkConfig {
+    const KIND: &'static str = "relink";
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        RelinkConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(RelinkConfig::build(self, ctx)?))
+    }
+
+    fn example() -> &'static str {
+        r#"
+link_topic = "links"
+"#
     }
 }

@@ -13,14 +13,12 @@
 //! * [`overlay`]: a secondary capture of the source image with the result burned in, for
 //!   viewers that render neither SR nor SEG.
 //! * [`step`]: the `results` operator, which makes these objects of each model result for the
-//!   sink after it; [`fhir_post`] POSTs bundles to a FHIR server for the `fhir` sink.
+//!   sink after it; the `fhir` sink POSTs the bundles to a FHIR server ([`crate::fhir::post`]).
 //!
 //! Building is pure: no I/O, no clock; the caller passes the content time (the event's, so a
 //! replay gives the same bytes).
 
-mod elements;
 pub mod fhir;
-pub mod fhir_post;
 pub mod overlay;
 pub mod seg;
 pub mod sr;
@@ -33,4 +31,9 @@ mod test_support;
 pub use fhir::{build_fhir_bundle, FhirBundle, FhirError, PatientRef, SourceResult, StudyResults};
 pub use seg::{build_seg, MaskShape, SegDocument, SegError, SegSource, SegmentConcept};
 pub use sr::{build_sr, InstanceRef, SrDocument, SrError};
-pub use step::{Negatives, ResultKind, ResultObject, ResultSet, ResultsConfig, ResultsStep};
+pub use step::{Negatives, ResultsConfig, ResultsStep};
+
+/// Compatibility: these moved to [`crate::contract::results`].
+pub use crate::contract::results::{ResultKind, ResultObject, ResultSet};
+/// Compatibility: the FHIR poster moved to [`crate::fhir::post`], beside the sink that uses it.
+pub use crate::fhir::post as fhir_post;

@@ -15,12 +15,12 @@ use async_trait::async_trait;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{element_text, ConfigError, Envelope, Operator, Outcome, Processed};
 
 /// What a rule (or the default) does with an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteAction {
     /// Send the instance on, tagged with the rule's `branch` and `model`.
@@ -30,7 +30,7 @@ pub enum RouteAction {
 }
 
 /// One routing rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {
     /// Name of the rule: shown by `radstream route --dry-run`, used as the drop metric label.
@@ -80,7 +80,7 @@ fn default_drop() -> RouteAction {
 }
 
 /// Configuration of the `route` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Rules, tried in order.
@@ -324,6 +324,33 @@ impl Operator for Router {
                 }
             })
             .collect()
+    }
+}
+
+impl crate::contract::OperatorSpec for RouteConfig {
+    const KIND: &'static str = "route";
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        RouteConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        _ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(RouteConfig::build(self)?))
+    }
+
+    fn example() -> &'static str {
+        r#"
+default_action = "forward"
+default_branch = "all"
+
+[[rules]]
+name = "chest"
+modality = ["CR", "DX"]
+model = "cxr"
+"#
     }
 }
 

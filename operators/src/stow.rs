@@ -26,10 +26,10 @@ use futures::StreamExt;
 use radstream_schemas::ErrorClass;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::OperatorObserver;
-use crate::http_retry::{describe_transport_error, exchange, in_range, RetryPolicy, RetrySettings, SecretSource};
+use crate::contract::OperatorObserver;
+use crate::http_retry::{describe_transport_error, exchange, in_range, RetrySettings, SecretSource};
 use crate::recent::RecentSet;
 use crate::{BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
@@ -52,7 +52,7 @@ const ACCEPTED_KEPT: usize = 4096;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configuration of the `stow` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StowConfig {
     /// DICOMweb base URL of the PACS, for example `http://127.0.0.1:8042/dicom-web`; instances
@@ -97,7 +97,7 @@ fn default_concurrency() -> usize {
 
 /// How the sink authenticates to the PACS. Secrets come from an environment variable or a file,
 /// never from the configuration itself; exactly one source per secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StowAuth {
     /// No `Authorization` header.
@@ -339,7 +339,7 @@ pub struct StowSink {
     authorization: Option<HeaderValue>,
     auth_kind: &'static str,
     concurrency: usize,
-    retry: RetryPolicy,
+    retry: crate::contract::backoff::Backoff,
     observer: Arc<dyn OperatorObserver>,
     /// Result objects the PACS accepted lately, by SOPInstanceUID: a result UID names one
     /// content (a new revision gets a new UID), so one the PACS holds is not sent again.
@@ -520,6 +520,53 @@ impl Operator for StowSink {
 
     fn is_sink(&self) -> bool {
         true
+    }
+}
+
+impl crate::contract::OperatorSpec for StowConfig {
+    const KIND: &'static str = "stow";
+    const IS_SINK: bool = true;
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        StowConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(StowConfig::build(self, ctx)?))
+    }
+
+    fn readiness(&self) -> Option<Arc<dyn crate::contract::ReadinessProbe>> {
+        let sink = StowConfig::build(self, &crate::contract::BuildContext::default()).ok()?;
+        Some(Arc::new(StowReadiness(sink)))
+    }
+
+    fn example() -> &'static str {
+        r#"
+url = "http://127.0.0.1:9/dicomweb"
+max_attempts = 1
+
+[auth]
+kind = "bearer"
+token_env = "RADSTREAM_TEST_SECRET"
+"#
+    }
+}
+
+/// The STOW sink's readiness probe: a QIDO-RS query with the sink's own settings
+/// ([`StowSink::probe`]).
+struct StowReadiness(StowSink);
+
+#[async_trait]
+impl crate::contract::ReadinessProbe for StowReadiness {
+    fn name(&self) -> &str {
+        "stow (DICOMweb PACS)"
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        self.0.probe().await
     }
 }
 

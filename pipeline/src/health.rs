@@ -1,11 +1,12 @@
 //! Destination probes behind `/readyz`: every few seconds each sink's destination is asked
-//! whether it answers (for STOW-RS, a QIDO-RS query with the sink's own credentials).
+//! whether it answers, through the sink's own readiness probe (for STOW-RS, a QIDO-RS query with
+//! the sink's own credentials; for a FHIR server, its CapabilityStatement).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use radstream_operators::{BuildContext, OperatorConfig};
+use radstream_operators::ReadinessProbe;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -16,15 +17,9 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Starts the probe task; readiness turns false while any destination fails its probe.
 pub fn spawn_probes(config: &Config, readiness: Arc<Readiness>) {
-    let sinks: Vec<_> = config
-        .operators
-        .iter()
-        .filter_map(|o| match o {
-            OperatorConfig::Stow(c) => c.build(&BuildContext::default()).ok(),
-            _ => None,
-        })
-        .collect();
-    if sinks.is_empty() {
+    let probes: Vec<Arc<dyn ReadinessProbe>> =
+        config.operators.iter().filter(|o| o.is_sink()).filter_map(|o| o.readiness()).collect();
+    if probes.is_empty() {
         readiness.destinations_ok.store(true, Ordering::Relaxed);
         return;
     }
@@ -32,16 +27,16 @@ pub fn spawn_probes(config: &Config, readiness: Arc<Readiness>) {
         let mut was_ok = None;
         loop {
             let mut ok = true;
-            for sink in &sinks {
-                if let Err(reason) = sink.probe().await {
+            for probe in &probes {
+                if let Err(reason) = probe.probe().await {
                     ok = false;
                     if was_ok != Some(false) {
-                        warn!(%reason, "PACS probe failed: not ready");
+                        warn!(destination = probe.name(), %reason, "destination probe failed: not ready");
                     }
                 }
             }
             if ok && was_ok != Some(true) {
-                info!("PACS reachable");
+                info!(destinations = probes.len(), "destinations reachable");
             }
             readiness.destinations_ok.store(ok, Ordering::Relaxed);
             was_ok = Some(ok);

@@ -15,7 +15,16 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use crate::instance_event::ObjectLocation;
-use crate::wire::{json_error, CreatedObject, DecodeError};
+use crate::wire::error::{json_error, DecodeError};
+
+/// One object an S3 event notification reports as created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedObject {
+    /// Where the object is; the key is already URL-decoded.
+    pub location: ObjectLocation,
+    /// The notification's `eventTime`, in milliseconds since the Unix epoch (UTC).
+    pub event_time_ms: i64,
+}
 
 /// The event AWS sends once when a notification configuration is created; it has no records.
 const AWS_TEST_EVENT: &str = "s3:TestEvent";

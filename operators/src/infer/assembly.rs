@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use dicom_dictionary_std::tags;
 use radstream_kernels::SliceGeometry;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Tensor;
 use crate::{element_text, ConfigError, Envelope};
@@ -49,7 +49,7 @@ fn default_max_retained() -> usize {
 
 /// When a series is complete, and how much is kept. The `[operators.series]` table of an
 /// `infer` operator whose model takes whole series.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesConfig {
     /// A series whose expected count is unknown (or not reached) is run once no instance of it

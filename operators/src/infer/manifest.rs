@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::contract::results::{Code, CodeSystem};
 use crate::preprocess::PreprocessSpec;
 use crate::ConfigError;
 
@@ -115,39 +116,6 @@ pub struct FindingSpec {
     /// Whether a finding must reach a radiologist at once (critical result notification).
     #[serde(default)]
     pub critical: bool,
-}
-
-/// A coded concept: coding scheme, code value, code meaning.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Code {
-    /// The coding scheme.
-    pub system: CodeSystem,
-    /// The code value, e.g. `1386000` (SNOMED CT) or `RID4700` (RadLex).
-    pub value: String,
-    /// The code meaning.
-    pub meaning: String,
-}
-
-/// Coding schemes, by their DICOM Coding Scheme Designator (PS3.16 Section 8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-pub enum CodeSystem {
-    /// SNOMED CT (`SCT`).
-    #[serde(rename = "SCT")]
-    SnomedCt,
-    /// RadLex (`RADLEX`).
-    #[serde(rename = "RADLEX")]
-    RadLex,
-}
-
-impl CodeSystem {
-    /// The Coding Scheme Designator.
-    pub fn designator(self) -> &'static str {
-        match self {
-            Self::SnomedCt => "SCT",
-            Self::RadLex => "RADLEX",
-        }
-    }
 }
 
 /// The manifest as written; `input` is a table that becomes a spec once its name is filled in.

@@ -2,12 +2,17 @@
 //! (`testdata/make_tiny.py`): `mask = sigmoid(2x - 1)`, `score = mean(mask)`,
 //! `flag = [score, 1 - score]`, on `[N, 1, 8, 8]`.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
-use radstream_schemas::ObjectLocation;
+use radstream_schemas::{ErrorClass, ObjectLocation, Priority};
 
 use super::manifest::sha256_hex;
 use super::manifest::tests::{testdata, tiny_hash, tiny_manifest};
 use super::*;
+use crate::contract::{Envelope, Operator, Outcome, Processed};
+use crate::preprocess::Tensor;
 use crate::RetryHint;
 
 const PER: usize = 64;
@@ -461,7 +466,7 @@ async fn a_late_instance_of_an_evicted_series_and_unfit_slices_are_dead_lettered
 async fn envelopes_routed_to_another_model_pass_untouched_and_queue_delay_is_reported() {
     #[derive(Default)]
     struct Delays(std::sync::Mutex<Vec<(String, f64)>>);
-    impl crate::config::OperatorObserver for Delays {
+    impl crate::contract::OperatorObserver for Delays {
         fn destination_request(&self, _: &str, _: &'static str, _: f64) {}
         fn destination_retry(&self, _: &str) {}
         fn model_queue_delay(&self, model: &str, seconds: f64) {
@@ -495,6 +500,8 @@ async fn envelopes_routed_to_another_model_pass_untouched_and_queue_delay_is_rep
 
 #[cfg(feature = "onnxruntime")]
 mod onnxruntime {
+    use std::path::{Path, PathBuf};
+
     use super::*;
     use crate::preprocess::device::DeviceChoice;
 

@@ -1,5 +1,7 @@
 use std::time::Instant;
 
+use dicom_core::Tag;
+
 use radstream_schemas::{InstanceEvent, ObjectLocation, Priority};
 
 use super::*;

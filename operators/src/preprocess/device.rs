@@ -12,12 +12,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use radstream_kernels::{Preprocess, PreprocessError, StoredSample};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::OperatorObserver;
+use crate::contract::OperatorObserver;
 
 /// Which device the operator may use (`device` in its config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// The GPU when one can be started, else the CPU (the default).

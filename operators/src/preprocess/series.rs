@@ -12,10 +12,10 @@
 
 use radstream_kernels::{order_slices, SliceGeometry, SliceOrder};
 
-use super::decode::{DecodedImage, Samples};
 use super::device::ComputeDevice;
 use super::spec::{frame_layout, plan_for, PlanError, PreprocessSpec};
-use crate::config::OperatorObserver;
+use crate::contract::OperatorObserver;
+use crate::dicom::decode::{DecodedImage, Samples};
 
 /// The preprocessed volume of one series.
 #[derive(Debug, Clone, PartialEq)]

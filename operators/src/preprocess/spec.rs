@@ -14,9 +14,9 @@ use radstream_kernels::{
     VoiFunction, Window,
 };
 use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::decode::{DecodedImage, Samples};
+use crate::dicom::decode::{DecodedImage, Samples};
 use crate::ConfigError;
 
 /// Largest side a spec may ask for: far beyond any model input, small enough that a tensor's
@@ -34,7 +34,7 @@ const MAX_SIDE: usize = 16_384;
 /// normalization = { kind = "min_max", min = 0, max = 1 }
 /// channels = 1
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreprocessSpec {
     /// The model's name, for logs and output names.
@@ -68,7 +68,7 @@ fn unit_range() -> [f64; 2] {
 }
 
 /// What one model input is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
     /// One 2D image: each frame of an instance becomes one image of the batch.
@@ -89,7 +89,7 @@ pub enum WindowSpec {
 }
 
 /// A fixed window, in rescaled units (Hounsfield units for CT).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedWindow {
     /// Window Center.
@@ -102,7 +102,7 @@ pub struct FixedWindow {
 }
 
 /// VOI LUT Function (0028,1056) of a fixed window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowFunction {
     /// LINEAR, PS3.3 C.11.2.1.2.1.
@@ -120,6 +120,16 @@ impl From<WindowFunction> for VoiFunction {
             WindowFunction::Linear => VoiFunction::Linear,
             WindowFunction::LinearExact => VoiFunction::LinearExact,
             WindowFunction::Sigmoid => VoiFunction::Sigmoid,
+        }
+    }
+}
+
+// The inverse of the deserializer below, so that a config round-trips through TOML.
+impl Serialize for WindowSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WindowSpec::Fixed(window) => window.serialize(serializer),
+            WindowSpec::FromImage => serializer.serialize_str("from_image"),
         }
     }
 }
@@ -154,7 +164,7 @@ impl<'de> Deserialize<'de> for WindowSpec {
 }
 
 /// Intensity normalization after the window, by `kind`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum NormalizationSpec {
     /// Values left as the window made them.
@@ -181,7 +191,7 @@ pub enum NormalizationSpec {
 }
 
 /// One number for all channels, or one per channel.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum PerChannel {
     /// The same for every channel.

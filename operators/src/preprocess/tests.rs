@@ -7,8 +7,8 @@ use dicom_dictionary_std::uids;
 use radstream_kernels::{Normalization, VoiFunction};
 use radstream_schemas::ObjectLocation;
 
-use super::decode::FrameParams;
 use super::*;
+use crate::dicom::decode::FrameParams;
 use crate::RetryHint;
 
 const CT_HEAD: &str = include_str!("../../../models/ct-head-bleed.preprocess.toml");

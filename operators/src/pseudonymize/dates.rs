@@ -1,7 +1,7 @@
 //! Date shifting for Retain Longitudinal Temporal Information with Modified Dates: every date
 //! of a patient moves by the same whole number of days, so intervals survive.
 
-use crate::calendar::{civil_from_days, days_from_civil};
+use crate::dicom::calendar::{civil_from_days, days_from_civil};
 
 fn digits(s: &[u8]) -> Option<i64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
@@ -23,7 +23,7 @@ fn shift_date(date: &[u8], days: i64) -> Option<[u8; 8]> {
     if !(0..=9999).contains(&y) {
         return None;
     }
-    let s = format!("{y:04}{m:02}{d:02}");
+    let s = crate::dicom::datetime::da(y, m, d);
     let mut out = [0u8; 8];
     out.copy_from_slice(s.as_bytes());
     Some(out)

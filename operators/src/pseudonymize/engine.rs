@@ -14,18 +14,7 @@ use super::dates;
 use super::keys::DeidKey;
 use super::links::{LinkRecord, LinkedAttribute};
 use super::profile::{column, BasicAction, OptionAction, ProfileOption, ProfileOptions, ProfileTable, Row, EDITION};
-use super::raw::{find, put, trim, Element, Part10, Value};
-
-/// A Part-10 object that could not be de-identified. Names a byte offset and a problem, never a
-/// value from the file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a de-identifiable DICOM file{}: {problem}", offset.map(|o| format!(" (at byte {o})")).unwrap_or_default())]
-pub struct DeidError {
-    /// Byte offset in the input where the problem was found.
-    pub offset: Option<u64>,
-    /// What is wrong.
-    pub problem: String,
-}
+use super::raw::{find, put, trim, DeidError, Element, Part10, Value};
 
 /// Whether pixel data may hold burned-in text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,10 +262,7 @@ impl Deidentifier {
     /// The keyed pseudonym of a UID: `2.25.` and the decimal value of 128 bits of
     /// HMAC-SHA256(key, uid).
     pub fn pseudonymize_uid(&self, uid: &[u8]) -> String {
-        let mac = self.key.mac(&[b"uid", uid]);
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&mac[..16]);
-        format!("2.25.{}", u128::from_be_bytes(first))
+        crate::dicom::uids::uid_from_digest(&self.key.mac(&[b"uid", uid]))
     }
 
     /// The keyed pseudonym of a patient (issuer and ID): `RS` and 16 hex digits.

@@ -14,7 +14,21 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 
-use super::engine::DeidError;
+use crate::dicom::tag_numbers::{
+    FILE_META_GROUP_LENGTH, ITEM, ITEM_END, PIXEL_DATA, SEQUENCE_END as SEQ_END, TRANSFER_SYNTAX_UID,
+    UNDEFINED_LENGTH as UNDEFINED,
+};
+
+/// A Part-10 object that could not be de-identified. Names a byte offset and a problem, never a
+/// value from the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a de-identifiable DICOM file{}: {problem}", offset.map(|o| format!(" (at byte {o})")).unwrap_or_default())]
+pub struct DeidError {
+    /// Byte offset in the input where the problem was found.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub problem: String,
+}
 
 /// Deepest sequence nesting accepted (real objects rarely exceed 6).
 const MAX_DEPTH: usize = 32;
@@ -23,11 +37,6 @@ const MAX_DEPTH: usize = 32;
 const MAX_INFLATED: usize = 512 << 20;
 /// Values at least this long are shared with the input instead of copied.
 const SHARE_AT: usize = 16 * 1024;
-const UNDEFINED: u32 = 0xFFFF_FFFF;
-const ITEM: u32 = 0xFFFE_E000;
-const ITEM_END: u32 = 0xFFFE_E00D;
-const SEQ_END: u32 = 0xFFFE_E0DD;
-const PIXEL_DATA: u32 = 0x7FE0_0010;
 
 /// How the data set is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +167,7 @@ impl Part10 {
             meta.push(el);
             pos = next;
         }
-        let ts = meta.iter().find(|e| e.tag == 0x0002_0010).map(|e| trim(e.bytes(input)).to_vec());
+        let ts = meta.iter().find(|e| e.tag == TRANSFER_SYNTAX_UID).map(|e| trim(e.bytes(input)).to_vec());
         let (mut encoding, deflated) = match ts.as_deref() {
             Some(b"1.2.840.10008.1.2") => (Encoding::ImplicitLe, false),
             Some(b"1.2.840.10008.1.2.2") => (Encoding::ExplicitBe, false),
@@ -210,11 +219,11 @@ impl Part10 {
     /// Writes the object: preamble, meta group (with a recomputed group length), data set.
     pub fn write(&self) -> Vec<Bytes> {
         let mut meta = Writer::new(&self.source, Encoding::ExplicitLe, 512);
-        let meta_body: Vec<&Element> = self.meta.iter().filter(|e| e.tag != 0x0002_0000).collect();
+        let meta_body: Vec<&Element> = self.meta.iter().filter(|e| e.tag != FILE_META_GROUP_LENGTH).collect();
         let len: usize = meta_body.iter().map(|e| encoded_len(e, Encoding::ExplicitLe, &self.source)).sum();
         meta.out.extend_from_slice(&self.preamble);
         meta.out.extend_from_slice(b"DICM");
-        meta.element(&Element::new(0x0002_0000, VR::UL, (len as u32).to_le_bytes().to_vec()));
+        meta.element(&Element::new(FILE_META_GROUP_LENGTH, VR::UL, (len as u32).to_le_bytes().to_vec()));
         for e in meta_body {
             meta.element(e);
         }

@@ -11,8 +11,8 @@ use dicom_dictionary_std::tags;
 use radstream_schemas::{AuditEvent, AuditOutcome, ErrorClass, ObjectLocation};
 
 use super::*;
+use crate::contract::services::{ObjectWriter, ServiceError, TableFollower, TopicWriter};
 use crate::relink::{LinkIndex, Relink};
-use crate::services::{ObjectWriter, ServiceError, TableFollower, TopicWriter};
 use crate::{element_text, Envelope, Operator, Outcome, RetryHint};
 
 #[derive(Default)]
@@ -185,7 +185,7 @@ async fn relink_restores_the_original_identifiers() {
     let index = Arc::new(LinkIndex::default());
     for (topic, key, value) in recorder.records.lock().unwrap().iter() {
         if topic == "links" {
-            crate::services::TableSubscriber::apply(&*index, key.as_bytes(), Some(value));
+            crate::contract::services::TableSubscriber::apply(&*index, key.as_bytes(), Some(value));
         }
     }
     let mut relink = Relink::with_index(index, Arc::new(CaughtUp), "links");

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 use super::sr::InstanceRef;
 use super::uids::tracking_uid;
-use crate::infer::{Code, CodeSystem, InferenceResult, ModelIdentity};
+use crate::contract::{Code, CodeSystem, InferenceResult, ModelIdentity};
 
 /// Changes every derived UUID when bumped: only for a change of what a UUID identifies.
 const DOMAIN: &str = "radstream fhir uuid v1";
@@ -454,10 +454,7 @@ fn check_patient(patient: PatientRef<'_>) -> Result<(), FhirError> {
 
 /// An R4 `instant` (`YYYY-MM-DDThh:mm:ss.sssZ`) of a Unix time in milliseconds.
 fn fhir_instant(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = crate::calendar::civil_from_days(days);
-    let (h, m, s) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
+    let (year, month, day, h, m, s) = crate::dicom::datetime::utc_fields(ms);
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
 }
 

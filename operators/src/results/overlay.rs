@@ -36,12 +36,13 @@ use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 
-use super::elements::{code_item, copy_if_present, copy_or_empty, long_string, sequence, text, utc_date_time, Concept};
 use super::seg::MaskShape;
 use super::uids::{result_uid, ObjectKind, UidRole};
+use crate::contract::ModelIdentity;
+use crate::dicom::datetime::utc_date_time;
+use crate::dicom::decode::{self, DecodeError, DecodedImage, FrameParams, Samples};
+use crate::dicom::elements::{code_item, copy_if_present, copy_or_empty, long_string, sequence, text, Concept};
 use crate::element_text;
-use crate::infer::ModelIdentity;
-use crate::preprocess::decode::{self, DecodeError, DecodedImage, FrameParams, Samples};
 
 /// Manufacturer (0008,0070) and Secondary Capture Device Manufacturer of the overlays.
 const MANUFACTURER: &str = super::sr::MANUFACTURER;

@@ -35,10 +35,12 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 
-use super::elements::{code_item, copy_if_present, copy_or_empty, long_string, sequence, text, utc_date_time, Concept};
 use super::uids::{result_uid, ObjectKind, UidRole};
+use crate::contract::{Code, Finding, ModelIdentity};
+use crate::dicom::datetime::utc_date_time;
+use crate::dicom::elements::{code_item, copy_if_present, copy_or_empty, long_string, sequence, text, Concept};
 use crate::element_text;
-use crate::infer::{Code, Finding, FindingSpec, ModelIdentity};
+use crate::infer::manifest::FindingSpec;
 
 /// Manufacturer (0008,0070) of the segmentations.
 const MANUFACTURER: &str = super::sr::MANUFACTURER;

@@ -38,12 +38,11 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::mem::InMemElement;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 
-use super::elements::{
-    code_item as code, copy_if_present, copy_or_empty, long_string, sequence, text, utc_date_time, Concept,
-};
 use super::uids::{device_observer_uid, result_uid, tracking_uid, ObjectKind, UidRole};
+use crate::contract::{Finding, InferenceResult};
+use crate::dicom::datetime::utc_date_time;
+use crate::dicom::elements::{code_item as code, copy_if_present, copy_or_empty, long_string, sequence, text, Concept};
 use crate::element_text;
-use crate::infer::{Finding, InferenceResult};
 
 /// Manufacturer (0008,0070) of the documents and of the device observer.
 pub const MANUFACTURER: &str = "radstream";

@@ -24,15 +24,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dicom_dictionary_std::tags;
 use radstream_schemas::ErrorClass;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::overlay::{build_overlay, OverlayFinding, OverlaySource};
 use super::seg::{build_seg, MaskShape, SegError, SegSource, SegmentConcept};
 use super::sr::{build_sr, InstanceRef};
-use crate::infer::InferenceResult;
-use crate::{element_text, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
+use crate::contract::{InferenceResult, ResultKind, ResultObject, ResultSet};
+use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The drop rule of a result without findings under `negatives = "drop"`.
 pub const NO_FINDINGS_RULE: &str = "no_findings";
@@ -41,7 +40,7 @@ pub const NO_FINDINGS_RULE: &str = "no_findings";
 const SERIES_CACHE: usize = 64;
 
 /// Configuration of the `results` operator.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultsConfig {
     /// Make the TID 1500 structured report.
@@ -63,7 +62,7 @@ fn yes() -> bool {
 }
 
 /// What a result without findings becomes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Negatives {
     /// A structured report that says "Negative" (when `sr` is on).
@@ -94,60 +93,8 @@ impl ResultsConfig {
         Ok(ResultsStep {
             config: self.clone(),
             series: VecDeque::new(),
-            observer: Arc::new(crate::config::NoopObserver),
+            observer: Arc::new(crate::contract::NoopObserver),
         })
-    }
-}
-
-/// What a result object is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultKind {
-    /// A TID 1500 structured report.
-    Sr,
-    /// A segmentation.
-    Seg,
-    /// A secondary capture with the result burned in.
-    Overlay,
-}
-
-impl ResultKind {
-    /// `sr`, `seg` or `overlay`: bounded, safe as a metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sr => "sr",
-            Self::Seg => "seg",
-            Self::Overlay => "overlay",
-        }
-    }
-}
-
-/// One result object, ready to store.
-#[derive(Debug, Clone)]
-pub struct ResultObject {
-    /// What it is.
-    pub kind: ResultKind,
-    /// Its SOPInstanceUID.
-    pub sop_instance_uid: String,
-    /// Its SeriesInstanceUID.
-    pub series_instance_uid: String,
-    /// The Part-10 bytes.
-    pub bytes: Bytes,
-}
-
-/// The result objects of one instance, or of the series it belongs to.
-#[derive(Debug, Clone)]
-pub struct ResultSet {
-    /// The objects, report first.
-    pub objects: Vec<ResultObject>,
-    /// SeriesInstanceUID and revision for a result of a whole series, so that sinks deliver
-    /// the series' objects once for all its instances.
-    pub series: Option<(String, u32)>,
-}
-
-impl ResultSet {
-    /// The structured report's SOPInstanceUID, when there is one.
-    pub fn sr_sop_instance_uid(&self) -> Option<&str> {
-        self.objects.iter().find(|o| o.kind == ResultKind::Sr).map(|o| o.sop_instance_uid.as_str())
     }
 }
 
@@ -156,12 +103,12 @@ pub struct ResultsStep {
     config: ResultsConfig,
     /// Built series reports, newest last: `(series UID, revision, model SHA-256)`.
     series: VecDeque<(SeriesKey, Arc<Vec<ResultObject>>)>,
-    observer: Arc<dyn crate::config::OperatorObserver>,
+    observer: Arc<dyn crate::contract::OperatorObserver>,
 }
 
 impl ResultsStep {
     /// Reports the objects it builds to `observer` (`radstream_result_objects_total`).
-    pub fn with_observer(mut self, observer: Arc<dyn crate::config::OperatorObserver>) -> Self {
+    pub fn with_observer(mut self, observer: Arc<dyn crate::contract::OperatorObserver>) -> Self {
         self.observer = observer;
         self
     }
@@ -342,9 +289,9 @@ fn build_own(
     Ok(objects)
 }
 
-fn sr_failed(envelope: &Envelope, e: super::SrError) -> BuildError {
+fn sr_failed(envelope: &Envelope, e: super::sr::SrError) -> BuildError {
     let class = match e {
-        super::SrError::MissingAttribute(_) => ErrorClass::MalformedDicom,
+        super::sr::SrError::MissingAttribute(_) => ErrorClass::MalformedDicom,
         _ => ErrorClass::Internal,
     };
     (class, format!("{}: the structured report cannot be made: {e}", envelope.object_key()))
@@ -354,49 +301,8 @@ fn seg_failed(envelope: &Envelope, e: SegError) -> BuildError {
     (ErrorClass::MalformedDicom, format!("{}: the segmentation cannot be made: {e}", envelope.object_key()))
 }
 
-/// The content time of the objects made of a result: the event's time for a result of one
-/// instance, the series' date and time (else the event's) for a result of a whole series, so
-/// that every instance of the series gives the same objects. Never the clock: a replay gives
-/// the same bytes.
-pub fn content_time_ms(envelope: &Envelope, result: &InferenceResult) -> i64 {
-    match result.series {
-        Some(_) => series_time_ms(envelope).unwrap_or(envelope.event.event_time_ms),
-        None => envelope.event.event_time_ms,
-    }
-}
-
-/// SeriesDate and SeriesTime (else the study's) as Unix milliseconds, read as UTC: the same for
-/// every instance of a series, so its report has one content time whichever instance built it.
-fn series_time_ms(envelope: &Envelope) -> Option<i64> {
-    let pair = |date, time| Some((element_text(&envelope.header, date)?, element_text(&envelope.header, time)));
-    let (date, time) =
-        pair(tags::SERIES_DATE, tags::SERIES_TIME).or_else(|| pair(tags::STUDY_DATE, tags::STUDY_TIME))?;
-    dicom_date_time_ms(&date, time.as_deref().unwrap_or(""))
-}
-
-/// A DA (`YYYYMMDD`) and TM (`HH[MM[SS[.F]]]`) as Unix milliseconds, UTC.
-fn dicom_date_time_ms(date: &str, time: &str) -> Option<i64> {
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if date.len() != 8 || !digits(date) {
-        return None;
-    }
-    let (y, m, d): (i64, i64, i64) = (date[..4].parse().ok()?, date[4..6].parse().ok()?, date[6..].parse().ok()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let (whole, fraction) = time.split_once('.').unwrap_or((time, ""));
-    if !digits(whole) || whole.len() % 2 == 1 || whole.len() > 6 || !digits(fraction) {
-        return None;
-    }
-    let field = |i: usize| whole.get(i..i + 2).map_or(Some(0), |s| s.parse::<i64>().ok());
-    let (hh, mm, ss) = (field(0)?, field(2)?, field(4)?);
-    if hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let ms = format!("{:0<3}", &fraction[..fraction.len().min(3)]).parse::<i64>().ok()?;
-    let days = crate::calendar::days_from_civil(y, m as u32, d as u32);
-    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000 + ms)
-}
+/// Compatibility: moved to [`crate::contract::envelope::content_time_ms`].
+pub use crate::contract::envelope::content_time_ms;
 
 #[async_trait]
 impl Operator for ResultsStep {
@@ -433,6 +339,27 @@ impl Operator for ResultsStep {
             done.push(Processed { envelope, outcome });
         }
         done
+    }
+}
+
+impl crate::contract::OperatorSpec for ResultsConfig {
+    const KIND: &'static str = "results";
+
+    fn validate(&self) -> Result<(), crate::contract::ConfigError> {
+        ResultsConfig::validate(self)
+    }
+
+    fn build(
+        &self,
+        ctx: &crate::contract::BuildContext,
+    ) -> Result<Box<dyn crate::contract::Operator>, crate::contract::ConfigError> {
+        Ok(Box::new(ResultsConfig::build(self)?.with_observer(Arc::clone(&ctx.observer))))
+    }
+
+    fn example() -> &'static str {
+        r#"
+negatives = "drop"
+"#
     }
 }
 

@@ -10,9 +10,8 @@
 //! The fields are hashed length-prefixed, so no choice of names can make two different inputs
 //! hash the same bytes.
 
-use sha2::{Digest, Sha256};
-
-use crate::infer::ModelIdentity;
+use crate::contract::results::ModelIdentity;
+use crate::dicom::uids::uid_of_fields as uid_of;
 
 /// Changes every derived UID when bumped: only for a change of what a UID identifies.
 const DOMAIN: &str = "radstream results uid v1";
@@ -78,20 +77,6 @@ pub fn device_observer_uid(model: &ModelIdentity) -> String {
 /// object `sop_instance_uid`.
 pub fn tracking_uid(sop_instance_uid: &str, index: usize, model: &ModelIdentity) -> String {
     result_uid(UidRole::Tracking, ObjectKind::Sr, &format!("{sop_instance_uid}/{index}"), model)
-}
-
-/// `2.25.` and the first 128 bits of SHA-256 over the length-prefixed fields (PS3.5 B.2): at
-/// most 44 characters, no leading zero.
-fn uid_of(fields: &[&str]) -> String {
-    let mut hash = Sha256::new();
-    for field in fields {
-        hash.update((field.len() as u64).to_be_bytes());
-        hash.update(field.as_bytes());
-    }
-    let digest = hash.finalize();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&digest[..16]);
-    format!("2.25.{}", u128::from_be_bytes(first))
 }
 
 #[cfg(test)]

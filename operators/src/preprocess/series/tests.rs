@@ -1,7 +1,7 @@
-use super::super::decode::FrameParams;
 use super::super::spec::{FixedWindow, InputKind, NormalizationSpec, WindowFunction, WindowSpec};
 use super::*;
-use crate::config::NoopObserver;
+use crate::contract::NoopObserver;
+use crate::dicom::decode::FrameParams;
 
 fn spec() -> PreprocessSpec {
     PreprocessSpec {

@@ -1,16 +1,5 @@
 use super::*;
 
-#[test]
-fn dicom_dates_and_times_become_unix_milliseconds() {
-    assert_eq!(dicom_date_time_ms("19700101", ""), Some(0));
-    assert_eq!(dicom_date_time_ms("20261128", "071530.25"), Some(1_795_850_130_250));
-    assert_eq!(dicom_date_time_ms("20000229", "12"), Some(951_825_600_000));
-    assert_eq!(dicom_date_time_ms("2026112", "1200"), None);
-    assert_eq!(dicom_date_time_ms("20261328", ""), None);
-    assert_eq!(dicom_date_time_ms("20261128", "25"), None);
-    assert_eq!(dicom_date_time_ms("20261128", "1:00"), None);
-}
-
 use dicom_dictionary_std::uids;
 use dicom_object::FileMetaTableBuilder;
 use radstream_schemas::{ObjectLocation, SeriesRecord};
