@@ -454,6 +454,7 @@ impl Config {
         if k.session_timeout_ms < 1_000 {
             return Err(ConfigError::new("kafka.session_timeout_ms", "must be at least 1000"));
         }
+        crate::kafka::settings::check_extras(&k.consumer, &k.producer)?;
         let o = &self.objects;
         match o.kind {
             ObjectStoreKind::Local if o.root.is_none() => {

@@ -23,9 +23,10 @@ use radstream_operators::infer::ModelManifest;
 
 use crate::config::Config;
 use crate::folder_pacs::FolderPacs;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::publish::{self, PublishOptions};
-use crate::runtime::{self, RunStats};
+use crate::runtime::pipeline;
+use crate::runtime::stats::RunStats;
 use crate::synth::{self, SynthOptions};
 
 /// Options of `radstream demo`.
@@ -269,10 +270,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         demo_config(&brokers, &objects_root, &model_files, &pacs_url, &out.join("fhir"), &opts.metrics_listen)?;
 
     let metrics = Metrics::new();
-    let readiness = Arc::new(crate::http::Readiness::default());
+    let readiness = Arc::new(crate::observe::http::Readiness::default());
     readiness.destinations_ok.store(true, Ordering::Relaxed);
     if !config.metrics.listen.is_empty() {
-        match crate::http::serve(&config.metrics.listen, metrics.clone(), readiness).await {
+        match crate::observe::http::serve(&config.metrics.listen, metrics.clone(), readiness).await {
             Ok(addr) => eprintln!("radstream demo: metrics at http://{addr}/metrics"),
             Err(e) => eprintln!("radstream demo: metrics endpoint not started ({}: {e})", config.metrics.listen),
         }
@@ -280,7 +281,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
 
     let stats = Arc::new(RunStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let run = tokio::spawn(runtime::run(config.clone(), metrics.clone(), stats.clone(), stop_rx));
+    let run = tokio::spawn(pipeline::run(config.clone(), metrics.clone(), stats.clone(), stop_rx));
     // Publish only once the worker owns its partitions, so latencies show the pipeline, not the
     // consumer group's join.
     let joined = Instant::now() + Duration::from_secs(60);

@@ -2,23 +2,22 @@
 //! acknowledgement, object fetch, the operator chain, outputs, metrics and health, and the
 //! tools behind the `radstream` binary (demo, synthetic studies, publishing).
 
-pub mod acks;
+pub mod cli;
 pub mod config;
-pub mod deid_cmd;
 pub mod demo;
-pub mod dlq_cmd;
 pub mod files;
 pub mod folder_pacs;
 pub mod health;
-pub mod http;
-pub mod infer_cmd;
 pub mod kafka;
 pub mod lake;
 pub mod loadgen;
-pub mod metrics;
 pub mod objects;
-pub mod preprocess_cmd;
+pub mod observe;
 pub mod publish;
 pub mod runtime;
 pub mod services;
 pub mod synth;
+
+// `health` still names the endpoints by their old path, `crate::http`, until it moves into
+// `observe` too.
+pub use observe::http;

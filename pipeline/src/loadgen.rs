@@ -21,7 +21,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::Semaphore;
 
 use crate::config::{KafkaConfig, ObjectsConfig};
-use crate::kafka::producer_config;
+use crate::kafka::config::producer_config;
 use crate::objects::ObjectFetcher;
 use crate::publish::{event_for, send_event, PublishOptions};
 use crate::synth::{self, SynthOptions};

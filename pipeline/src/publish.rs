@@ -7,14 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use radstream_operators::{event_from_header, parse_header};
 use radstream_schemas::wire::{self, SchemaSet};
 use radstream_schemas::{EventFormat, InstanceEvent, ObjectLocation, Priority};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::{KafkaConfig, ObjectsConfig};
-use crate::kafka::producer_config;
+use crate::kafka::config::producer_config;
 use crate::objects::ObjectFetcher;
-use crate::runtime::{event_from_header, parse_header};
 
 /// What to publish and where.
 #[derive(Debug, Clone)]
@@ -40,33 +40,9 @@ pub struct Published {
     pub event: InstanceEvent,
 }
 
-/// Lists `.dcm` files (or every file) under each path, sorted, relative paths kept for keys.
-pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    for root in paths {
-        if root.is_file() {
-            let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            out.push((root.clone(), name));
-            continue;
-        }
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            // The path in the error: "No such file or directory" alone does not say which.
-            let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
-            for entry in std::fs::read_dir(&dir).map_err(named)? {
-                let path = entry.map_err(named)?.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                    out.push((path, rel));
-                }
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
+/// Every file under each path, sorted, relative paths kept for keys (the walker every command
+/// over folders uses, at the path the end-to-end tests know).
+pub use crate::files::collect_files;
 
 /// Builds the event for a Part-10 object at `location` from its header.
 pub fn event_for(bytes: &[u8], location: ObjectLocation, opts: &PublishOptions) -> anyhow::Result<InstanceEvent> {

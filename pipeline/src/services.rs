@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::config::{KafkaConfig, ObjectsConfig};
-use crate::kafka::producer_config;
+use crate::kafka::config::{producer_config, table_consumer};
 use crate::objects::ObjectFetcher;
 
 /// Longest a send waits for room in the producer's queue; delivery itself is bounded by the
@@ -148,22 +148,7 @@ impl KafkaTableReader {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let unique = format!("radstream-table-{}-{n}-{:016x}", std::process::id(), fastrand::u64(..));
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            // Brokers that hold a fetch for the whole wait (tansu 0.6.0) would otherwise delay
-            // every catch-up by librdkafka's default 500 ms.
-            .set("fetch.wait.max.ms", "10")
-            .set("client.id", &unique);
-        for (k, v) in &self.consumer_extra {
-            c.set(k, v);
-        }
-        // What makes this a table reader, whatever the extra properties say: no group offsets
-        // are read or written, so every reader starts from the beginning.
-        c.set("group.id", &unique)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
-        c
+        table_consumer(&self.brokers, &self.consumer_extra, &unique)
     }
 }
 

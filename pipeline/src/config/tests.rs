@@ -100,3 +100,24 @@ fn errors_name_the_key() {
     let err = load(&BASE.replace("url = ", "url = 5 #"), &[]).unwrap_err();
     assert!(matches!(err, LoadError::Invalid(_)), "{err}");
 }
+
+#[test]
+fn extra_kafka_properties_that_contradict_at_least_once_are_rejected() {
+    let text = BASE.replace(
+        "input_topic = \"dicom.instances\"",
+        "input_topic = \"dicom.instances\"\n        producer = { \"acks\" = \"1\" }",
+    );
+    let e = load(&text, &[]).unwrap_err().to_string();
+    assert!(e.contains("kafka.producer.\"acks\""), "{e}");
+    let text = BASE.replace(
+        "input_topic = \"dicom.instances\"",
+        "input_topic = \"dicom.instances\"\n        consumer = { \"enable.auto.commit\" = \"false\" }",
+    );
+    let e = load(&text, &[]).unwrap_err().to_string();
+    assert!(e.contains("kafka.consumer.\"enable.auto.commit\""), "{e}");
+    let text = BASE.replace(
+        "input_topic = \"dicom.instances\"",
+        "input_topic = \"dicom.instances\"\n        consumer = { \"security.protocol\" = \"SSL\" }",
+    );
+    assert!(load(&text, &[]).is_ok());
+}

@@ -7,10 +7,12 @@ use dicom_dictionary_std::{tags, uids, StandardDataDictionary};
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
 
+use super::options::{SynthInstance, SynthOptions};
 use super::pixels::{self, ImageSpec};
-use super::plan::{BodyPart, Contrast, Modality, Plane, SeriesPlan, StudyPlan};
+use super::plan::{Modality, SeriesPlan, StudyPlan};
+use super::rng::{stream_rng, Stream};
+use super::scan::{BodyPart, Contrast, Plane};
 use super::uid::{synth_uid, UidKind, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME};
-use super::{stream_rng, Stream, SynthInstance, SynthOptions};
 
 /// Odd group holding the vendor-style private block.
 pub const PRIVATE_GROUP: u16 = 0x0009;

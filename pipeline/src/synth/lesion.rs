@@ -25,8 +25,8 @@
 //! slice the bleed spans shows at least 80 % of its radius.
 
 use super::pixels::{self, Disc};
-use super::plan::{BodyPart, Plane};
-use super::{stream_rng, Stream};
+use super::rng::{stream_rng, Stream};
+use super::scan::{BodyPart, Plane};
 
 /// What kind of lesion was planted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -56,7 +56,7 @@ pub struct LesionDisc {
 /// Where the lesions of a run are, and which studies are clean, without reading a file.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroundTruth {
-    /// The run's [`SynthOptions::seed`](super::SynthOptions::seed).
+    /// The run's `SynthOptions::seed`.
     pub seed: u64,
     /// Rows and columns of every image of the run.
     pub image_side: u16,

@@ -6,7 +6,7 @@
 //! realistic value ranges, and cost little enough that benchmarks measure the
 //! pipeline rather than the generator.
 
-use super::plan::{BodyPart, Contrast, Plane};
+use super::scan::{BodyPart, Contrast, Plane};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tissue {

@@ -5,8 +5,10 @@
 use dicom_dictionary_std::uids;
 
 use super::lesion::{self, LesionPlan};
+use super::options::SynthOptions;
+use super::rng::{stream_rng, Stream};
+pub(super) use super::scan::{BodyPart, Contrast, Plane};
 use super::uid::{synth_uid, UidKind};
-use super::{stream_rng, Stream, SynthOptions};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Modality {
@@ -48,51 +50,6 @@ impl Modality {
             Modality::Mr => &MR_EQUIPMENT,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum BodyPart {
-    Head,
-    Chest,
-    Abdomen,
-    Knee,
-}
-
-impl BodyPart {
-    /// The BodyPartExamined defined term.
-    pub(super) fn code(self) -> &'static str {
-        match self {
-            BodyPart::Head => "HEAD",
-            BodyPart::Chest => "CHEST",
-            BodyPart::Abdomen => "ABDOMEN",
-            BodyPart::Knee => "KNEE",
-        }
-    }
-}
-
-/// How an image is cut through (or projected across) the body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Plane {
-    Axial,
-    Sagittal,
-    Coronal,
-    /// A frontal projection: CR PA/AP views and the CT localizer.
-    Frontal,
-    /// A lateral projection: CR lateral views.
-    Lateral,
-}
-
-/// What the pixel values mean, which decides the value of each tissue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Contrast {
-    /// Hounsfield units.
-    Ct,
-    /// Projection radiograph, attenuating tissue bright.
-    Xray,
-    MrT1,
-    MrT2,
-    MrPd,
-    MrFlair,
 }
 
 /// MR acquisition parameters of one series.

@@ -7,7 +7,7 @@
 //! random `2.25.<uuid>` UIDs that real systems produce, so nothing downstream can
 //! come to rely on their order.
 
-use super::SynthError;
+use super::error::SynthError;
 
 /// Implementation Class UID written in the file meta of every synthetic file.
 ///

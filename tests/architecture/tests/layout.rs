@@ -19,14 +19,17 @@ fn no_crate_has_an_import_circle() {
     let mut report = Vec::new();
     let roots = crate_roots(&workspace()).unwrap();
     assert!(roots.len() > 10, "found only {} crate roots", roots.len());
-    for root in roots {
-        let tree = CrateTree::load(&root).unwrap();
+    let (mut modules, mut imports) = (0, 0);
+    for root in &roots {
+        let tree = CrateTree::load(root).unwrap();
         for (file, name) in &tree.missing {
             report.push(format!("{}: `mod {name};` has no file", relative(file)));
         }
         let graph = ImportGraph::build(&tree);
+        modules += tree.modules.len();
+        imports += graph.edges.iter().map(|e| (e.from, e.to)).collect::<std::collections::BTreeSet<_>>().len();
         for cycle in cycles(&graph) {
-            report.push(format!("circle of {} modules in the crate of {}:", cycle.members.len(), relative(&root)));
+            report.push(format!("circle of {} modules in the crate of {}:", cycle.members.len(), relative(root)));
             // One line per imported module, with the first few names that tie them.
             let mut ties: std::collections::BTreeMap<(usize, usize), Vec<&str>> = Default::default();
             for edge in &cycle.edges {
@@ -43,6 +46,7 @@ fn no_crate_has_an_import_circle() {
             }
         }
     }
+    println!("{} crates, {modules} module files, {imports} imports between them", roots.len());
     assert!(report.is_empty(), "\n{}", report.join("\n"));
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use futures::stream::{self, StreamExt};
 use radstream_pipeline::config::{Config, ObjectStoreKind};
-use radstream_pipeline::metrics::Metrics;
+use radstream_pipeline::observe::metrics::Metrics;
 use radstream_pipeline::publish::{self, PublishOptions, Published};
 use radstream_pipeline::runtime::{self, RunStats};
 use radstream_pipeline::synth::{self, SynthOptions};

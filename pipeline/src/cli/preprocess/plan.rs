@@ -1,4 +1,4 @@
-//! `radstream preprocess`: a model's preprocessing over files and folders, off the stream, to
+//! `radstream preprocess`'s work: a model's preprocessing over files and folders, off the stream, to
 //! check what the model will see. Files of a modality the spec does not list are skipped, as
 //! the `preprocess` operator drops them.
 //!
@@ -22,7 +22,6 @@ use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use dicom_dictionary_std::tags;
@@ -34,8 +33,8 @@ use radstream_operators::preprocess::{
 };
 use radstream_operators::{element_text, parse_header};
 
-use crate::deid_cmd::UsageError;
-use crate::publish::collect_files;
+use crate::cli::common::{plan_inputs, usage, with_suffix, InputFile, UsageError};
+use crate::files::{on_threads, worker_threads};
 
 /// `radstream preprocess`, as given on the command line.
 #[derive(Debug, Clone)]
@@ -52,23 +51,13 @@ pub struct PreprocessCommand {
     pub inputs: Vec<PathBuf>,
 }
 
-/// One input file and the name of its outputs below `--out`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreprocessInput {
-    /// The file as found.
-    pub source: PathBuf,
-    /// Its outputs' path below `--out` without extension: the file's name (a `.dcm` extension
-    /// dropped) for a file argument, its path below the folder for a folder argument.
-    pub stem: PathBuf,
-}
-
 /// A checked run: the spec valid, the inputs listed, output names distinct.
 #[derive(Debug)]
 pub struct PreprocessPlan {
     spec: PreprocessSpec,
     out: PathBuf,
     threads: usize,
-    inputs: Vec<PreprocessInput>,
+    inputs: Vec<InputFile>,
     device: ComputeDevice,
 }
 
@@ -106,81 +95,25 @@ pub struct PreprocessReport {
     outcomes: Vec<(PathBuf, FileOutcome)>,
 }
 
-fn usage(message: impl Into<String>) -> UsageError {
-    UsageError(message.into())
-}
-
 impl PreprocessCommand {
     /// Checks the spec, lists the inputs and names the outputs. Creates nothing.
     pub fn plan(&self) -> Result<PreprocessPlan, UsageError> {
         let spec = PreprocessSpec::load(&self.model).map_err(|e| usage(e.to_string()))?;
         let inputs = plan_inputs(&self.inputs, &self.out, "npy")?;
-        let available = std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1);
-        let threads = self.jobs.map_or(available, NonZeroUsize::get).min(inputs.len()).max(1);
+        let threads = worker_threads(self.jobs, inputs.len());
         let device = ComputeDevice::select(self.device, &NoopObserver, &spec.name);
         Ok(PreprocessPlan { spec, out: self.out.clone(), threads, inputs, device })
     }
 }
 
-/// Checks `--out` against the inputs, lists the files below them and names each one's outputs
-/// (see [`PreprocessInput::stem`]), sorted by source path; `ext` is the extension named when two
-/// inputs would get the same output name. Creates nothing.
-pub(crate) fn plan_inputs(inputs: &[PathBuf], out_arg: &Path, ext: &str) -> Result<Vec<PreprocessInput>, UsageError> {
-    if out_arg.is_file() {
-        return Err(usage(format!("--out {} is a file; give a folder", out_arg.display())));
-    }
-    let out = std::path::absolute(out_arg).map_err(|e| usage(format!("--out {}: {e}", out_arg.display())))?;
-    for input in inputs {
-        if !input.exists() {
-            return Err(usage(format!("{}: no such file or folder", input.display())));
-        }
-        let absolute = std::path::absolute(input).map_err(|e| usage(format!("{}: {e}", input.display())))?;
-        if input.is_dir() && out.starts_with(&absolute) {
-            return Err(usage(format!(
-                "--out {} is inside the input folder {}: a later run would read its outputs as inputs",
-                out_arg.display(),
-                input.display()
-            )));
-        }
-    }
-    let files = collect_files(inputs).map_err(|e| usage(format!("listing the inputs: {e}")))?;
-    if files.is_empty() {
-        return Err(usage("no files found under the inputs"));
-    }
-    let mut listed: Vec<PreprocessInput> =
-        files.into_iter().map(|(source, relative)| PreprocessInput { source, stem: stem(&relative) }).collect();
-    listed.sort_by(|a, b| a.stem.cmp(&b.stem));
-    for pair in listed.windows(2) {
-        if pair[0].stem == pair[1].stem {
-            return Err(usage(format!(
-                "{} and {} would both be written as {}.{ext}: give them in separate runs",
-                pair[0].source.display(),
-                pair[1].source.display(),
-                out_arg.join(&pair[0].stem).display()
-            )));
-        }
-    }
-    listed.sort_by(|a, b| a.source.cmp(&b.source));
-    Ok(listed)
-}
-
-/// The output stem of a relative input path: `a/b/x.dcm` → `a/b/x`.
-fn stem(relative: &str) -> PathBuf {
-    let path = PathBuf::from(relative);
-    match path.extension() {
-        Some(ext) if ext.eq_ignore_ascii_case("dcm") => path.with_extension(""),
-        _ => path,
-    }
-}
-
 impl PreprocessPlan {
     /// The inputs, sorted by path.
-    pub fn inputs(&self) -> &[PreprocessInput] {
+    pub fn inputs(&self) -> &[InputFile] {
         &self.inputs
     }
 
     /// Preprocesses every input on the plan's threads, calling `progress` after each file.
-    pub fn execute(&self, progress: impl Fn(&PreprocessInput, &FileOutcome) + Sync) -> PreprocessReport {
+    pub fn execute(&self, progress: impl Fn(&InputFile, &FileOutcome) + Sync) -> PreprocessReport {
         let outcomes = match self.spec.input {
             InputKind::Slice => self.each_file(|input| self.one(input), &progress),
             InputKind::Series => {
@@ -213,10 +146,10 @@ impl PreprocessPlan {
     /// Runs `work` on every input on the plan's threads; outcomes in input order.
     fn each_file(
         &self,
-        work: impl Fn(&PreprocessInput) -> Result<FileOutcome, String> + Sync,
-        progress: &(impl Fn(&PreprocessInput, &FileOutcome) + Sync),
+        work: impl Fn(&InputFile) -> Result<FileOutcome, String> + Sync,
+        progress: &(impl Fn(&InputFile, &FileOutcome) + Sync),
     ) -> Vec<FileOutcome> {
-        let outcomes = on_threads(&self.inputs, self.threads, |input| {
+        let outcomes = on_threads(&self.inputs, self.threads, |_, input| {
             let outcome = work(input).unwrap_or_else(|reason| FileOutcome::Failed { reason });
             progress(input, &outcome);
             outcome
@@ -225,7 +158,7 @@ impl PreprocessPlan {
     }
 
     /// One file of a series, decoded, or skipped for its modality.
-    fn read_slice(&self, input: &PreprocessInput) -> Result<SliceRead, String> {
+    fn read_slice(&self, input: &InputFile) -> Result<SliceRead, String> {
         let bytes = std::fs::read(&input.source).map_err(|e| format!("cannot read: {e}"))?;
         let header = parse_header(&bytes)?;
         let modality = element_text(&header, tags::MODALITY).unwrap_or_default();
@@ -325,7 +258,7 @@ impl PreprocessPlan {
 
     /// One input: read, check the modality, decode, preprocess, write the tensor and the
     /// previews.
-    fn one(&self, input: &PreprocessInput) -> Result<FileOutcome, String> {
+    fn one(&self, input: &InputFile) -> Result<FileOutcome, String> {
         let bytes = std::fs::read(&input.source).map_err(|e| format!("cannot read: {e}"))?;
         let header = parse_header(&bytes)?;
         let modality = element_text(&header, tags::MODALITY).unwrap_or_default();
@@ -360,28 +293,6 @@ impl PreprocessPlan {
     }
 }
 
-/// Runs `work` on every item on `threads` threads; results in item order (`None` only where a
-/// thread died before finishing its item).
-pub(crate) fn on_threads<I: Sync, T: Send>(
-    items: &[I],
-    threads: usize,
-    work: impl Fn(&I) -> T + Sync,
-) -> Vec<Option<T>> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new(items.iter().map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let result = work(item);
-                results.lock().expect("results lock")[i] = Some(result);
-            });
-        }
-    });
-    results.into_inner().expect("results lock")
-}
-
 /// What reading one file of a series gave.
 enum SliceRead {
     /// Decoded, with its SeriesInstanceUID.
@@ -402,13 +313,6 @@ fn volume_name(first_stem: &Path, taken: &[PathBuf]) -> PathBuf {
         n += 1;
     }
     name
-}
-
-/// `base` with `suffix` appended to its last component (`x` → `x.npy`).
-pub(crate) fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
-    let mut name = base.as_os_str().to_os_string();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 impl PreprocessReport {
@@ -467,29 +371,3 @@ impl PreprocessReport {
         }
     }
 }
-
-/// Runs `radstream preprocess`: plans, preprocesses with a progress bar when stderr is a
-/// terminal, prints a line per failed file and the summary. Exit status 0 when every file was
-/// written or skipped, 1 when any failed, 2 for a usage problem.
-pub fn run(command: &PreprocessCommand) -> ExitCode {
-    let plan = match command.plan() {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let report = crate::files::with_files_progress(
-        plan.inputs().len(),
-        |outcome: &FileOutcome| matches!(outcome, FileOutcome::Failed { .. }),
-        |done| plan.execute(|_, outcome| done(outcome)),
-    );
-    for failure in report.failures() {
-        eprintln!("{failure}");
-    }
-    println!("{}", report.summary());
-    report.exit_code()
-}
-
-#[cfg(test)]
-mod tests;

@@ -20,14 +20,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use base64::Engine;
 use radstream_schemas::{DeadLetter, ErrorClass};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
-use crate::kafka::producer_config;
+use crate::kafka::config::{dlq_consumer, producer_config};
 
 /// Which dead letters a command takes.
 #[derive(Debug, Clone, Default)]
@@ -77,15 +76,7 @@ pub struct DlqRead {
 /// Reads the dead-letter topic up to its current end.
 pub fn read(kafka: &KafkaConfig, filter: &DlqFilter, timeout: Duration) -> anyhow::Result<DlqRead> {
     let topic = &kafka.dead_letter_topic;
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", format!("radstream-dlq-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
-    for (k, v) in &kafka.consumer {
-        config.set(k, v);
-    }
+    let config = dlq_consumer(kafka);
     let consumer: BaseConsumer = config.create().context("creating a Kafka consumer")?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)

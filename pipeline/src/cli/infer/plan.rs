@@ -1,4 +1,4 @@
-//! `radstream infer`: a model (named by its manifest, `models/*.model.toml`) over files and
+//! `radstream infer`'s work: a model (named by its manifest, `models/*.model.toml`) over files and
 //! folders, off the stream: the manifest's preprocessing, then the model. Prints a findings
 //! table and writes a `<name>.findings.json` per model input under `--out`. Files of a modality
 //! the manifest's input does not list are skipped, as the `preprocess` operator drops them.
@@ -48,8 +48,8 @@ use radstream_operators::preprocess::{
 use radstream_operators::{element_text, parse_header};
 use radstream_schemas::SeriesRecord;
 
-use crate::deid_cmd::UsageError;
-use crate::preprocess_cmd::{on_threads, plan_inputs, with_suffix, PreprocessInput};
+use crate::cli::common::{plan_inputs, with_suffix, InputFile, UsageError};
+use crate::files::{collect_files, on_threads, worker_threads};
 
 /// Images per model run.
 const MAX_BATCH: usize = 8;
@@ -80,7 +80,7 @@ pub struct InferPlan {
     model: LoadedModel,
     out: PathBuf,
     threads: usize,
-    inputs: Vec<PreprocessInput>,
+    inputs: Vec<InputFile>,
     device: ComputeDevice,
 }
 
@@ -172,8 +172,7 @@ impl InferCommand {
         } else {
             plan_inputs(&self.inputs, &self.out, "findings.json")?
         };
-        let available = std::thread::available_parallelism().map(NonZeroUsize::get).unwrap_or(1);
-        let threads = self.jobs.map_or(available, NonZeroUsize::get).min(inputs.len()).max(1);
+        let threads = worker_threads(self.jobs, inputs.len());
         let device = ComputeDevice::select(self.device, &NoopObserver, &model.manifest().name);
         Ok(InferPlan { model, out: self.out.clone(), threads, inputs, device })
     }
@@ -181,7 +180,7 @@ impl InferCommand {
 
 impl InferPlan {
     /// The inputs, sorted by path.
-    pub fn inputs(&self) -> &[PreprocessInput] {
+    pub fn inputs(&self) -> &[InputFile] {
         &self.inputs
     }
 
@@ -192,10 +191,10 @@ impl InferPlan {
 
     /// Runs every input on the plan's threads, calling `progress` after each file (for a 3D
     /// model, a file of a series once its series has run).
-    pub fn execute(&self, progress: impl Fn(&PreprocessInput, &InferOutcome) + Sync) -> InferReport {
+    pub fn execute(&self, progress: impl Fn(&InputFile, &InferOutcome) + Sync) -> InferReport {
         let (outcomes, series) = match self.model.manifest().input.input {
             InputKind::Slice => {
-                let outcomes = on_threads(&self.inputs, self.threads, |input| {
+                let outcomes = on_threads(&self.inputs, self.threads, |_, input| {
                     let outcome = self.one(input).unwrap_or_else(|reason| InferOutcome::Failed { reason });
                     progress(input, &outcome);
                     outcome
@@ -225,11 +224,11 @@ impl InferPlan {
     /// on the plan's threads.
     fn execute_series(
         &self,
-        progress: &(impl Fn(&PreprocessInput, &InferOutcome) + Sync),
+        progress: &(impl Fn(&InputFile, &InferOutcome) + Sync),
     ) -> (Vec<Option<InferOutcome>>, Vec<SeriesFindings>) {
         // Headers only: the pixels are decoded per series below, so that at most a few series'
         // images are held at once.
-        let read = on_threads(&self.inputs, self.threads, |input| {
+        let read = on_threads(&self.inputs, self.threads, |_, input| {
             let member = self.read_member(input);
             match &member {
                 Ok(Ok(_)) => {}
@@ -258,7 +257,7 @@ impl InferPlan {
         }
         // Threads over series; what is left over decodes a series' files in parallel.
         let inner = (self.threads / groups.len().max(1)).max(1);
-        let runs = on_threads(&groups, self.threads.min(groups.len()), |group| {
+        let runs = on_threads(&groups, self.threads.min(groups.len()), |_, group| {
             let run = self.one_series(group, inner);
             let outcome = member_outcome(group, &run);
             for &i in &group.members {
@@ -282,7 +281,7 @@ impl InferPlan {
 
     /// One file's header (3D models): its series, or its final outcome (skipped for its
     /// modality).
-    fn read_member(&self, input: &PreprocessInput) -> Result<Result<Member, InferOutcome>, String> {
+    fn read_member(&self, input: &InputFile) -> Result<Result<Member, InferOutcome>, String> {
         let bytes = std::fs::read(&input.source).map_err(|e| format!("cannot read: {e}"))?;
         let header = parse_header(&bytes)?;
         let modality = element_text(&header, tags::MODALITY).unwrap_or_default();
@@ -347,8 +346,8 @@ impl InferPlan {
     /// model, write the findings.
     fn one_series(&self, group: &SeriesGroup, threads: usize) -> Result<SeriesFindings, String> {
         let spec = &self.model.manifest().input;
-        let files: Vec<PreprocessInput> = group.members.iter().map(|&i| self.inputs[i].clone()).collect();
-        let decoded = on_threads(&files, threads, |input| -> Result<DecodedImage, String> {
+        let files: Vec<InputFile> = group.members.iter().map(|&i| self.inputs[i].clone()).collect();
+        let decoded = on_threads(&files, threads, |_, input| -> Result<DecodedImage, String> {
             let bytes = std::fs::read(&input.source).map_err(|e| format!("cannot read: {e}"))?;
             decode(&bytes).map_err(|e| format!("cannot decode pixel data: {e}"))
         });
@@ -432,7 +431,7 @@ impl InferPlan {
 
     /// One input of a 2D model: read, check the modality, preprocess, run the model, write the
     /// findings.
-    fn one(&self, input: &PreprocessInput) -> Result<InferOutcome, String> {
+    fn one(&self, input: &InputFile) -> Result<InferOutcome, String> {
         let spec = &self.model.manifest().input;
         let bytes = std::fs::read(&input.source).map_err(|e| format!("cannot read: {e}"))?;
         let header = parse_header(&bytes)?;
@@ -484,11 +483,11 @@ impl InferPlan {
 /// The files of a 3D model's INPUTs, sorted by path, each once. The checks on `--out` and the
 /// inputs are [`plan_inputs`]'s, one INPUT at a time: here a file's own name does not name an
 /// output, so two series folders may hold files of the same name.
-fn list_series_files(inputs: &[PathBuf], out: &Path) -> Result<Vec<PreprocessInput>, UsageError> {
-    let mut listed: Vec<PreprocessInput> = Vec::new();
+fn list_series_files(inputs: &[PathBuf], out: &Path) -> Result<Vec<InputFile>, UsageError> {
+    let mut listed: Vec<InputFile> = Vec::new();
     for input in inputs {
         let empty = input.is_dir()
-            && crate::publish::collect_files(std::slice::from_ref(input))
+            && collect_files(std::slice::from_ref(input))
                 .map_err(|e| UsageError(format!("listing the inputs: {e}")))?
                 .is_empty();
         if !empty {
@@ -516,7 +515,7 @@ fn member_outcome(group: &SeriesGroup, run: &Result<SeriesFindings, String>) -> 
 /// A series' output name: the folder its first file is in, below `--out` as that file's own
 /// outputs would be; the folder's name when the file lies directly in an INPUT folder or was
 /// given by itself (`series` when it has none); `-2`, `-3`, ... when taken.
-fn series_name(first: &PreprocessInput, taken: &[PathBuf]) -> PathBuf {
+fn series_name(first: &InputFile, taken: &[PathBuf]) -> PathBuf {
     let below = first.stem.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
     let base = below.unwrap_or_else(|| {
         std::path::absolute(&first.source)
@@ -663,33 +662,6 @@ impl InferReport {
             ExitCode::SUCCESS
         }
     }
-}
-
-/// Runs `radstream infer`: plans, runs with a progress bar when stderr is a terminal, prints a
-/// line per failed file, the findings table and the summary. Exit status 0 when every file ran
-/// (alone or in its series) or was skipped, 1 when any failed, 2 for a usage problem (bad
-/// manifest, a model file whose hash is not the manifest's, missing input; nothing written).
-pub fn run(command: &InferCommand) -> ExitCode {
-    let plan = match command.plan() {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let identity = plan.model().identity();
-    tracing::info!(model = %identity.name, version = %identity.version, sha256 = %identity.sha256, "infer: model loaded");
-    let report = crate::files::with_files_progress(
-        plan.inputs().len(),
-        |outcome: &InferOutcome| matches!(outcome, InferOutcome::Failed { .. }),
-        |done| plan.execute(|_, outcome| done(outcome)),
-    );
-    for failure in report.failures() {
-        eprintln!("{failure}");
-    }
-    print!("{}", report.table(plan.model()));
-    println!("{}", report.summary());
-    report.exit_code()
 }
 
 #[cfg(test)]

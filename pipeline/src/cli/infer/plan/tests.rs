@@ -1,7 +1,7 @@
 use super::*;
 
-fn input(source: &str, stem: &str) -> PreprocessInput {
-    PreprocessInput { source: PathBuf::from(source), stem: PathBuf::from(stem) }
+fn input(source: &str, stem: &str) -> InputFile {
+    InputFile { source: PathBuf::from(source), stem: PathBuf::from(stem) }
 }
 
 #[test]

@@ -1,0 +1,155 @@
+//! Starts the pipeline: builds the operator chain, connects the stages, reads until shutdown,
+//! then drains and commits.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use radstream_operators::{BuildContext, Envelope, Operator};
+use radstream_schemas::wire::SchemaSet;
+use rdkafka::consumer::{CommitMode, Consumer};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::kafka::outputs::Outputs;
+use crate::kafka::source::consumer;
+use crate::observe::metrics::Metrics;
+use crate::runtime::acks::AckTracker;
+use crate::runtime::error::{check_routed_models, RuntimeError};
+use crate::runtime::fetch::fetch_stage;
+use crate::runtime::finish::finisher;
+use crate::runtime::shared::{Completion, FetchItem, Shared};
+use crate::runtime::source::consume;
+use crate::runtime::stage::operator_stage;
+use crate::runtime::stats::RunStats;
+use crate::services::{KafkaTableReader, KafkaTopicWriter, StoreObjectWriter};
+
+/// Runs the pipeline until `shutdown` turns true, then drains in-flight work (up to
+/// `runtime.drain_deadline_secs`), commits stored offsets and returns.
+pub async fn run(
+    config: Config,
+    metrics: Metrics,
+    stats: Arc<RunStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RuntimeError> {
+    // The table reader stops its consumers when dropped, at the end of this function.
+    let ctx = BuildContext {
+        observer: Arc::new(metrics.clone()),
+        topics: Some(Arc::new(KafkaTopicWriter::new(&config.kafka)?)),
+        objects: Some(Arc::new(StoreObjectWriter::new(config.objects.clone()))),
+        tables: Some(Arc::new(KafkaTableReader::new(&config.kafka))),
+    };
+    // One Vec of operator instances per stage (several when the stage runs several tasks).
+    let mut stages: Vec<(&'static str, Vec<Box<dyn Operator>>)> = Vec::new();
+    for (index, c) in config.operators.iter().enumerate() {
+        let tasks = config.runtime.tasks_for(c.kind(), c.is_sink());
+        let instances = (0..tasks)
+            .map(|_| c.build(&ctx))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| RuntimeError::Operator { index, kind: c.kind(), source })?;
+        stages.push((c.kind(), instances));
+    }
+    let served: Vec<String> = stages.iter().flat_map(|(_, ops)| ops.iter().flat_map(|op| op.models())).collect();
+    check_routed_models(&config.operators, &served)?;
+    for (kind, ops) in &stages {
+        if let Some(held) = ops.iter().filter_map(|op| op.holds_at_most()).max() {
+            if config.runtime.max_in_flight <= held {
+                warn!(
+                    operator = kind,
+                    holds_at_most = held,
+                    max_in_flight = config.runtime.max_in_flight,
+                    "runtime.max_in_flight is not above what the operator may hold (a series model's \
+                     series.max_held_instances): a series larger than max_in_flight completes only by its quiet \
+                     time, in two runs; raise runtime.max_in_flight"
+                );
+            }
+        }
+    }
+
+    let mut schemas = SchemaSet::new();
+    if let Some(path) = &config.kafka.schema_file {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| RuntimeError::Schema(format!("{}: {e}", path.display())))?;
+        let schema =
+            SchemaSet::parse_schema(&text).map_err(|e| RuntimeError::Schema(format!("{}: {e}", path.display())))?;
+        schemas = SchemaSet::with_default(schema);
+    }
+
+    let tracker = Arc::new(Mutex::new(AckTracker::default()));
+    let consumer = Arc::new(consumer(&config.kafka, tracker.clone(), metrics.clone())?);
+    consumer.subscribe(&[&config.kafka.input_topic])?;
+    let outputs = Outputs::new(&config.kafka)?;
+    info!(
+        topic = %config.kafka.input_topic,
+        group = %config.kafka.group_id,
+        operators = ?config.operators.iter().map(|o| o.kind()).collect::<Vec<_>>(),
+        "pipeline started"
+    );
+
+    let rt = config.runtime.clone();
+    let shared = Arc::new(Shared {
+        config,
+        metrics,
+        stats,
+        tracker,
+        in_flight: Mutex::new(HashMap::new()),
+        consumer: consumer.clone(),
+        outputs: outputs.clone(),
+    });
+
+    let (completion_tx, completion_rx) = mpsc::unbounded_channel::<Completion>();
+    let (fetch_tx, fetch_rx) = mpsc::channel::<FetchItem>(rt.channel_capacity);
+    let mut stage_inputs = Vec::new();
+    let mut stage_outputs = Vec::new();
+    for _ in 0..stages.len() {
+        let (tx, rx) = mpsc::channel::<Envelope>(rt.channel_capacity);
+        stage_inputs.push(rx);
+        stage_outputs.push(tx);
+    }
+
+    let mut tasks = Vec::new();
+    let first_stage = stage_outputs[0].clone();
+    tasks.push(tokio::spawn(fetch_stage(shared.clone(), fetch_rx, first_stage, completion_tx.clone())));
+    let mut next_senders: Vec<Option<mpsc::Sender<Envelope>>> = stage_outputs.into_iter().skip(1).map(Some).collect();
+    next_senders.push(None);
+    for (((kind, instances), rx), next) in stages.into_iter().zip(stage_inputs).zip(next_senders) {
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for op in instances {
+            let stage = operator_stage(shared.clone(), kind, op, rx.clone(), next.clone(), completion_tx.clone());
+            tasks.push(tokio::spawn(stage));
+        }
+    }
+    let finisher = tokio::spawn(finisher(shared.clone(), completion_rx));
+
+    consume(shared.clone(), &mut shutdown, fetch_tx, completion_tx, schemas).await;
+
+    let deadline = Duration::from_secs(rt.drain_deadline_secs);
+    let in_flight = shared.in_flight.lock().expect("in-flight lock").len();
+    info!(in_flight, deadline_secs = rt.drain_deadline_secs, "draining in-flight work");
+    let drained = tokio::time::timeout(deadline, async {
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = finisher.await;
+    })
+    .await;
+    if drained.is_err() {
+        let left = shared.in_flight.lock().expect("in-flight lock").len();
+        warn!(left, "drain deadline passed; unfinished instances stay uncommitted and will be re-read");
+    }
+    outputs.flush(Duration::from_secs(10));
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => info!("offsets committed"),
+        Err(e) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::NoOffset) => {}
+        Err(e) => warn!(error = %e, "final offset commit failed; uncommitted work will be re-read"),
+    }
+    info!(
+        delivered = shared.stats.delivered.load(Ordering::Relaxed),
+        dropped = shared.stats.dropped.load(Ordering::Relaxed),
+        dead_lettered = shared.stats.dead_lettered.load(Ordering::Relaxed),
+        "pipeline stopped"
+    );
+    Ok(())
+}
