@@ -5,7 +5,7 @@
 //! * [`envelope`]: the [`Envelope`] that carries one instance through the chain.
 //! * [`error`]: operator failures with a retry hint, and configuration problems.
 //! * [`build`]: what an operator may use while it is built ([`BuildContext`]).
-//! * [`observer`]: the observations operators report to the runtime's metrics.
+//! * [`observer`]: the metrics operators record ([`OperatorMetric`]) through one [`Recorder`].
 //! * [`services`]: the side outputs the runtime lends (topics, objects, compacted tables).
 //! * [`batching`]: how a stage gathers batches.
 //! * [`results`]: what a model said ([`InferenceResult`]) and the result objects made of it
@@ -29,7 +29,7 @@ pub use batching::{Batching, Gatherer};
 pub use build::BuildContext;
 pub use envelope::Envelope;
 pub use error::{ConfigError, OperatorError, RetryHint};
-pub use observer::{NoopObserver, OperatorObserver};
+pub use observer::{MemoryRecorder, MetricValue, NoopRecorder, OperatorMetric, Recorder, Recording};
 pub use operator::{Operator, Outcome, Processed};
 pub use results::{Code, CodeSystem, Finding, InferenceResult, ModelIdentity, ResultKind, ResultObject, ResultSet};
 pub use spec::{OperatorSpec, ReadinessProbe};

@@ -151,7 +151,7 @@ impl ExportSink {
         let uids = instance_uids(envelope)?;
         let key = format!("{}{}/{}/{}.dcm", self.prefix, uids.study, uids.series, uids.sop);
         self.objects
-            .put(&self.bucket, &key, vec![envelope.object.clone()])
+            .put(&self.bucket, &key, vec![envelope.object().clone()])
             .await
             .map_err(|e| service_failure(ErrorClass::ObjectStore, envelope, "writing", e))?;
         if let Some((topic, topics)) = &self.announce {
@@ -167,12 +167,12 @@ impl ExportSink {
 
     /// The event that describes the written object, from its header.
     fn announcement(&self, envelope: &Envelope, uids: InstanceUids, key: String) -> InstanceEvent {
-        let header = &envelope.header;
+        let header = envelope.header();
         InstanceEvent {
             object: ObjectLocation {
                 bucket: self.bucket.clone(),
                 key,
-                size: Some(envelope.object.len() as i64),
+                size: Some(envelope.object().len() as i64),
                 etag: None,
             },
             study_instance_uid: uids.study,
@@ -195,7 +195,7 @@ impl ExportSink {
 /// segments of the key.
 fn instance_uids(envelope: &Envelope) -> Result<InstanceUids, OperatorError> {
     let uid = |tag, name: &str| {
-        element_text(&envelope.header, tag).filter(|uid| is_uid(uid)).ok_or_else(|| {
+        element_text(envelope.header(), tag).filter(|uid| is_uid(uid)).ok_or_else(|| {
             OperatorError::dead_letter(
                 ErrorClass::MalformedDicom,
                 format!(

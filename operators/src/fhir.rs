@@ -148,7 +148,7 @@ impl FhirSink {
                     .into(),
             )
         })?;
-        let header = &envelope.header;
+        let header = envelope.header();
         let study = element_text(header, tags::STUDY_INSTANCE_UID)
             .ok_or_else(|| fail(ErrorClass::MalformedDicom, "the header has no StudyInstanceUID".into()))?;
         let series = element_text(header, tags::SERIES_INSTANCE_UID)
@@ -271,7 +271,7 @@ impl crate::contract::OperatorSpec for FhirConfig {
     }
 
     fn readiness(&self) -> Option<Arc<dyn crate::contract::ReadinessProbe>> {
-        let poster = self.server.as_ref()?.build(Arc::new(crate::contract::NoopObserver)).ok()?;
+        let poster = self.server.as_ref()?.build(Arc::new(crate::contract::NoopRecorder)).ok()?;
         Some(Arc::new(FhirReadiness(poster)))
     }
 

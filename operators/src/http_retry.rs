@@ -119,12 +119,9 @@ impl RetrySettings {
 
     /// The retry policy they make.
     pub(crate) fn policy(&self) -> Backoff {
-        Backoff {
-            max_attempts: self.max_attempts,
-            deadline: Duration::from_secs(self.retry_deadline_secs),
-            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
-            max_backoff: Duration::from_millis(self.max_backoff_ms),
-        }
+        Backoff::new(Duration::from_millis(self.initial_backoff_ms), Duration::from_millis(self.max_backoff_ms))
+            .with_max_attempts(self.max_attempts)
+            .with_deadline(Duration::from_secs(self.retry_deadline_secs))
     }
 }
 

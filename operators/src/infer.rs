@@ -2,7 +2,7 @@
 //! operator attached, and attaches the result ([`Envelope::results`](crate::Envelope::results)).
 //!
 //! **Batching, per model.** The operator gives the runtime its own batching policy
-//! ([`crate::batching`]): a batch is handed over when `max_batch` envelopes are queued, or when
+//! ([`crate::contract::batching`]): a batch is handed over when `max_batch` envelopes are queued, or when
 //! the oldest has waited `max_delay_ms`, whichever comes first, gathered across partitions and
 //! studies, STAT-priority envelopes first. The operator cuts the batch's images into runs of at
 //! most `max_batch` images ([`plan_runs`]; a multi-frame instance may span two runs) and runs
@@ -20,10 +20,10 @@
 //! forwarded untouched; the runtime checks at start that every model a rule names has an
 //! `infer` operator.
 //!
-//! **Result.** Each forwarded envelope carries an [`InferenceResult`]: the model's name, version
-//! and SHA-256 (so every downstream result and audit record can say which model said it), a
-//! score per frame for each of the manifest's findings, and the findings whose score reached
-//! their threshold. It is shared (`Arc`) because SR/SEG writers and the FHIR sink only read it.
+//! **Result.** Each forwarded envelope carries an
+//! [`InferenceResult`](crate::contract::InferenceResult): the model's name, version and SHA-256
+//! (so every downstream result and audit record can say which model said it), a score per frame
+//! for each of the manifest's findings, and the findings whose score reached their threshold. It is shared (`Arc`) because SR/SEG writers and the FHIR sink only read it.
 //!
 //! Outcomes:
 //! * forwarded with its result, findings or none;
@@ -75,8 +75,6 @@ pub use self::model::{
 };
 pub use self::operator::{Infer, DUPLICATE_DROP_RULE};
 pub use self::runs::{plan_runs, stack_series, RunPart, StackedSeries};
-/// Compatibility: the model result types moved to [`crate::contract::results`].
-pub use crate::contract::results::{Code, CodeSystem, Finding, InferenceResult, ModelIdentity};
 
 #[cfg(test)]
 mod tests;

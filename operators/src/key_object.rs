@@ -99,7 +99,7 @@ struct KeyObject {
 impl KeyObjectGenerator {
     /// Builds the key object for one envelope's instance.
     fn key_object(&self, envelope: &Envelope) -> Result<KeyObject, OperatorError> {
-        let source = &envelope.header;
+        let source = envelope.header();
         let required = |tag, name: &str| {
             element_text(source, tag).ok_or_else(|| {
                 OperatorError::dead_letter(

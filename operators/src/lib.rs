@@ -41,20 +41,3 @@ pub use contract::{
 pub use dicom::{element_text, event_from_header, parse_header};
 pub use radstream_schemas::ErrorClass;
 pub use registry::OperatorConfig;
-
-/// Compatibility: the batching policy moved to [`contract::batching`].
-pub use contract::batching;
-/// Compatibility: the services traits moved to [`contract::services`].
-pub use contract::services;
-/// Compatibility: the calendar moved to [`dicom::calendar`].
-pub use dicom::calendar;
-
-/// Compatibility: the observer moved to [`contract::observer`].
-pub mod config {
-    pub use crate::contract::{NoopObserver, OperatorObserver};
-}
-
-/// Compatibility: the header parse moved to [`dicom::header`].
-pub mod envelope {
-    pub use crate::dicom::{event_from_header, parse_header};
-}

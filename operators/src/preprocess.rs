@@ -29,8 +29,6 @@
 //! starts, on the CPU otherwise ([`device`]); the operator says which, and why, once when it
 //! is built.
 
-/// Compatibility: the pixel decoder moved to [`crate::dicom::decode`].
-pub use crate::dicom::decode;
 pub mod device;
 pub mod npy;
 pub mod png;
@@ -49,8 +47,8 @@ pub use spec::{plan_for, InputKind, NormalizationSpec, PlanError, PreprocessSpec
 
 pub use self::device::{ComputeDevice, DeviceChoice};
 pub use self::series::{preprocess_series, SeriesTensor};
-use crate::contract::{BuildContext, NoopObserver, OperatorObserver};
-use crate::dicom::decode::{DecodedImage, Samples};
+use crate::contract::{BuildContext, NoopRecorder, Recorder};
+use crate::dicom::decode::{self, DecodedImage, Samples};
 use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The drop rule of instances whose modality the spec does not list.
@@ -114,7 +112,7 @@ impl PreprocessConfig {
 pub struct Preprocessor {
     spec: Arc<PreprocessSpec>,
     device: Arc<ComputeDevice>,
-    observer: Arc<dyn OperatorObserver>,
+    observer: Arc<dyn Recorder>,
 }
 
 impl std::fmt::Debug for Preprocessor {
@@ -126,7 +124,7 @@ impl std::fmt::Debug for Preprocessor {
 impl Preprocessor {
     /// An operator for `spec` (already validated) on the CPU.
     pub fn new(spec: PreprocessSpec) -> Self {
-        Self { spec: Arc::new(spec), device: Arc::new(ComputeDevice::cpu()), observer: Arc::new(NoopObserver) }
+        Self { spec: Arc::new(spec), device: Arc::new(ComputeDevice::cpu()), observer: Arc::new(NoopRecorder) }
     }
 
     /// Where it computes: `"cuda"` or `"cpu"`.
@@ -170,13 +168,13 @@ impl PreprocessFailure {
 
 /// Decodes a Part-10 object and preprocesses every frame on the CPU: `[frames, C, H, W]`.
 pub fn preprocess_object(spec: &PreprocessSpec, object: &[u8]) -> Result<Tensor, PreprocessFailure> {
-    preprocess_object_on(&ComputeDevice::cpu(), &NoopObserver, spec, object)
+    preprocess_object_on(&ComputeDevice::cpu(), &NoopRecorder, spec, object)
 }
 
-/// [`preprocess_object`] on `device`; `observer` hears if the GPU has to be given up.
+/// [`preprocess_object`] on `device`; `observer` records it if the GPU has to be given up.
 pub fn preprocess_object_on(
     device: &ComputeDevice,
-    observer: &dyn OperatorObserver,
+    observer: &dyn Recorder,
     spec: &PreprocessSpec,
     object: &[u8],
 ) -> Result<Tensor, PreprocessFailure> {
@@ -191,13 +189,13 @@ pub fn preprocess_object_on(
 /// Preprocesses every frame of a decoded image on the CPU, each with its own plan:
 /// `[frames, C, H, W]`.
 pub fn preprocess_image(spec: &PreprocessSpec, image: &DecodedImage) -> Result<Tensor, PlanError> {
-    preprocess_image_on(&ComputeDevice::cpu(), &NoopObserver, spec, image)
+    preprocess_image_on(&ComputeDevice::cpu(), &NoopRecorder, spec, image)
 }
 
 /// [`preprocess_image`] on `device`.
 pub fn preprocess_image_on(
     device: &ComputeDevice,
-    observer: &dyn OperatorObserver,
+    observer: &dyn Recorder,
     spec: &PreprocessSpec,
     image: &DecodedImage,
 ) -> Result<Tensor, PlanError> {
@@ -211,7 +209,7 @@ pub fn preprocess_image_on(
 /// (`[frames, C, H, W]`) and where each lies, for series assembly to stack.
 pub fn preprocess_slices_on(
     device: &ComputeDevice,
-    observer: &dyn OperatorObserver,
+    observer: &dyn Recorder,
     spec: &PreprocessSpec,
     object: &[u8],
 ) -> Result<(Tensor, Vec<radstream_kernels::SliceGeometry>), PreprocessFailure> {
@@ -231,7 +229,7 @@ pub fn preprocess_slices_on(
 
 fn frames_on(
     device: &ComputeDevice,
-    observer: &dyn OperatorObserver,
+    observer: &dyn Recorder,
     spec: &PreprocessSpec,
     image: &DecodedImage,
 ) -> Result<Tensor, PlanError> {
@@ -270,7 +268,7 @@ impl Operator for Preprocessor {
                 done.push(Processed { envelope, outcome: Outcome::Drop { rule: MODALITY_DROP_RULE.into() } });
                 continue;
             }
-            let (spec, object) = (Arc::clone(&self.spec), envelope.object.clone());
+            let (spec, object) = (Arc::clone(&self.spec), envelope.object().clone());
             let (device, observer) = (Arc::clone(&self.device), Arc::clone(&self.observer));
             let task = tokio::task::spawn_blocking(move || {
                 if spec.input == InputKind::Series {

@@ -313,7 +313,7 @@ impl Operator for Pseudonymize {
     async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
         let deid = self.deid.clone();
         let rules = self.policy.rules.clone();
-        let objects: Vec<Bytes> = batch.iter().map(|e| e.object.clone()).collect();
+        let objects: Vec<Bytes> = batch.iter().map(|e| e.object().clone()).collect();
         // The rewrite is CPU work: off the async executor.
         let steps = tokio::task::spawn_blocking(move || {
             objects

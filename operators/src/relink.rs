@@ -141,7 +141,7 @@ impl Relink {
     /// objects.
     async fn relink_one(&self, envelope: &mut Envelope) -> Result<(), OperatorError> {
         let key = envelope.object_key();
-        let bytes = self.relink_object(&envelope.object, &key).await?;
+        let bytes = self.relink_object(envelope.object(), &key).await?;
         let header = parse_header(&bytes).map_err(|e| {
             OperatorError::dead_letter(
                 ErrorClass::Internal,

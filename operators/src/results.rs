@@ -32,8 +32,3 @@ pub use fhir::{build_fhir_bundle, FhirBundle, FhirError, PatientRef, SourceResul
 pub use seg::{build_seg, MaskShape, SegDocument, SegError, SegSource, SegmentConcept};
 pub use sr::{build_sr, InstanceRef, SrDocument, SrError};
 pub use step::{Negatives, ResultsConfig, ResultsStep};
-
-/// Compatibility: these moved to [`crate::contract::results`].
-pub use crate::contract::results::{ResultKind, ResultObject, ResultSet};
-/// Compatibility: the FHIR poster moved to [`crate::fhir::post`], beside the sink that uses it.
-pub use crate::fhir::post as fhir_post;

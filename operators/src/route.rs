@@ -309,7 +309,7 @@ impl Operator for Router {
         batch
             .into_iter()
             .map(|mut envelope| {
-                let attrs = RouteAttributes::from_header(&envelope.header, envelope.event.source.as_deref());
+                let attrs = RouteAttributes::from_header(envelope.header(), envelope.event.source.as_deref());
                 let decision = self.decide(&attrs);
                 match decision.action {
                     RouteAction::Forward => {

@@ -28,7 +28,7 @@ use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use crate::contract::OperatorObserver;
+use crate::contract::{OperatorMetric, Recorder};
 use crate::http_retry::{describe_transport_error, exchange, in_range, RetrySettings, SecretSource};
 use crate::recent::RecentSet;
 use crate::{BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
@@ -340,7 +340,7 @@ pub struct StowSink {
     auth_kind: &'static str,
     concurrency: usize,
     retry: crate::contract::backoff::Backoff,
-    observer: Arc<dyn OperatorObserver>,
+    observer: Arc<dyn Recorder>,
     /// Result objects the PACS accepted lately, by SOPInstanceUID: a result UID names one
     /// content (a new revision gets a new UID), so one the PACS holds is not sent again.
     accepted: RecentSet,
@@ -402,7 +402,7 @@ impl StowSink {
         let Some(outputs) = &envelope.outputs else {
             let name =
                 InstanceName { object_key: envelope.object_key(), sop_instance_uid: &envelope.event.sop_instance_uid };
-            return self.store(&name, &envelope.object).await;
+            return self.store(&name, envelope.object()).await;
         };
         // The objects of one instance go at once (the PACS files each on its own); the first
         // failure, after its retries, is the instance's.
@@ -466,7 +466,7 @@ impl StowSink {
                 next_delay_ms = delay.as_millis() as u64,
                 "STOW-RS attempt failed; will retry"
             );
-            self.observer.destination_retry(DESTINATION);
+            self.observer.record(OperatorMetric::DestinationRetries, &[DESTINATION], 1.0);
             tokio::time::sleep(delay).await;
         }
     }
@@ -497,7 +497,8 @@ impl StowSink {
     }
 
     fn observe(&self, sent: Instant, status_class: &'static str) {
-        self.observer.destination_request(DESTINATION, status_class, sent.elapsed().as_secs_f64());
+        self.observer.record(OperatorMetric::DestinationRequests, &[DESTINATION, status_class], 1.0);
+        self.observer.record(OperatorMetric::DestinationRequestDuration, &[DESTINATION], sent.elapsed().as_secs_f64());
     }
 }
 

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use radstream_operators::contract::Backoff;
 use radstream_schemas::{ErrorClass, ObjectLocation};
 
 use crate::config::{ObjectStoreKind, ObjectsConfig};
@@ -24,6 +25,27 @@ pub struct FetchError {
     pub class: ErrorClass,
     /// What went wrong and what to do.
     pub reason: String,
+}
+
+/// The retry policy of one object-store request: `max_retries` retries after the first try,
+/// within one request timeout per try, waits from 100 ms doubling to 15 s (`object_store`'s own
+/// defaults, kept).
+fn request_retry(max_retries: usize, timeout: Duration) -> Backoff {
+    let attempts = u32::try_from(max_retries).unwrap_or(u32::MAX).saturating_add(1);
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(15))
+        .with_max_attempts(attempts)
+        .with_deadline(timeout.saturating_mul(attempts))
+}
+
+/// `object_store` runs the retry loop of its requests itself (it knows which answers to retry);
+/// it takes the numbers from our policy. Its waits are jittered its own way, between the
+/// initial backoff and the doubled previous wait.
+fn store_retry(policy: Backoff) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig { init_backoff: policy.initial_backoff, max_backoff: policy.max_backoff, base: 2.0 },
+        max_retries: policy.max_attempts.saturating_sub(1) as usize,
+        retry_timeout: policy.deadline,
+    }
 }
 
 /// Fetches Part-10 objects named by events.
@@ -81,11 +103,7 @@ impl ObjectFetcher {
                     .with_region(region)
                     .with_virtual_hosted_style_request(!c.path_style)
                     .with_client_options(ClientOptions::new().with_timeout(timeout).with_connect_timeout(timeout))
-                    .with_retry(RetryConfig {
-                        max_retries: c.max_retries,
-                        retry_timeout: timeout * (c.max_retries as u32 + 1),
-                        ..Default::default()
-                    });
+                    .with_retry(store_retry(request_retry(c.max_retries, timeout)));
                 if let Some(endpoint) = &c.endpoint {
                     builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
                 }

@@ -26,7 +26,7 @@ pub mod stats;
 pub use error::RuntimeError;
 pub use pipeline::run;
 /// Operators that rewrite an object parse their output with the same function.
-pub use radstream_operators::envelope::{event_from_header, parse_header};
+pub use radstream_operators::{event_from_header, parse_header};
 pub use stats::RunStats;
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! What the runtime lends operators (`radstream_operators::services`): Kafka topics to produce
+//! What the runtime lends operators (`radstream_operators::contract::services`): Kafka topics to produce
 //! side outputs to, the object store to write objects to, and readers of compacted topics.
 //!
 //! Operators see only the traits; these are their Kafka and `object_store` implementations.
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use radstream_operators::services::{
+use radstream_operators::contract::services::{
     ObjectWriter, ServiceError, TableFollower, TableReader, TableSubscriber, TopicWriter,
 };
 use rdkafka::config::ClientConfig;

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use radstream_operators::preprocess::decode::{decode, Samples};
+use radstream_operators::dicom::decode::{decode, Samples};
 
 /// Largest absolute difference allowed for lossy syntaxes, for 8 stored bits; scaled by
 /// 2^(BitsStored - 8) above that. Two JPEG decoders may round the IDCT and upsample chroma

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use radstream_operators::config::OperatorObserver;
-use radstream_operators::infer::{Code, CodeSystem, Finding, InferenceResult, ModelIdentity};
+use radstream_operators::contract::{Code, CodeSystem, Finding, InferenceResult, ModelIdentity};
+use radstream_operators::contract::{OperatorMetric, Recorder};
+use radstream_operators::fhir::post::{FhirPostConfig, FhirPoster};
 use radstream_operators::results::fhir::PatientRef;
-use radstream_operators::results::fhir_post::{FhirPostConfig, FhirPoster};
 use radstream_operators::results::{build_fhir_bundle, FhirBundle, InstanceRef, SourceResult, StudyResults};
 use radstream_operators::ErrorClass;
 use serde_json::Value;
@@ -52,14 +52,17 @@ struct RecordingObserver {
     retries: Mutex<u32>,
 }
 
-impl OperatorObserver for RecordingObserver {
-    fn destination_request(&self, destination: &str, status_class: &'static str, _seconds: f64) {
-        assert_eq!(destination, "fhir");
-        self.requests.lock().unwrap().push(status_class);
-    }
-    fn destination_retry(&self, destination: &str) {
-        assert_eq!(destination, "fhir");
-        *self.retries.lock().unwrap() += 1;
+impl Recorder for RecordingObserver {
+    fn record(&self, metric: OperatorMetric, labels: &[&str], _value: f64) {
+        assert_eq!(labels.first(), Some(&"fhir"), "{metric:?}");
+        match metric {
+            OperatorMetric::DestinationRequests => {
+                let class = ["2xx", "4xx", "5xx", "error"].into_iter().find(|c| Some(c) == labels.get(1));
+                self.requests.lock().unwrap().push(class.unwrap_or("unexpected"));
+            }
+            OperatorMetric::DestinationRetries => *self.retries.lock().unwrap() += 1,
+            _ => {}
+        }
     }
 }
 
@@ -287,7 +290,7 @@ async fn a_replayed_bundle_updates_in_place() -> Result<()> {
     let again = poster.post(&bundle.to_json(), &name).await?;
     assert_one_of_each(&server, &bundle, &study_uid).await?;
     // The same resources, updated (200) rather than created (201) the second time.
-    let ids = |outcome: &radstream_operators::results::fhir_post::TransactionOutcome| -> Vec<String> {
+    let ids = |outcome: &radstream_operators::fhir::post::TransactionOutcome| -> Vec<String> {
         outcome
             .entries
             .iter()

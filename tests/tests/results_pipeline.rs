@@ -87,8 +87,8 @@ retry_deadline_secs = 60
     let planted_study = planted.values().next().unwrap().study_instance_uid.clone();
     ensure!(planted.values().all(|i| i.study_instance_uid == planted_study), "one planted study expected");
     let read = |i: &synth::SynthInstance| std::fs::read(files.join(&i.relative_path));
-    let header = radstream_operators::envelope::parse_header(&read(planted.values().next().unwrap())?)
-        .map_err(anyhow::Error::msg)?;
+    let header =
+        radstream_operators::parse_header(&read(planted.values().next().unwrap())?).map_err(anyhow::Error::msg)?;
     let patient_id = element_text(&header, tags::PATIENT_ID).context("synth wrote no PatientID")?;
 
     // The PACS holds the original study before the results come.
@@ -302,8 +302,7 @@ type = "results"
         let mut refs = BTreeSet::new();
         for object in a.iter().filter(|o| o.class == class) {
             let file = dir.path().join(format!("{}.dcm", object.sop));
-            let header =
-                radstream_operators::envelope::parse_header(&std::fs::read(&file)?).map_err(anyhow::Error::msg)?;
+            let header = radstream_operators::parse_header(&std::fs::read(&file)?).map_err(anyhow::Error::msg)?;
             let patient = element_text(&header, tags::PATIENT_ID).unwrap_or_default();
             refs.extend(read_back(&file, &patient, study_a)?.intersection(&planted).cloned());
         }
@@ -333,7 +332,7 @@ async fn stowed_result_objects_come_back_by_wado_rs_byte_for_byte() -> Result<()
     };
     let mut envelope = radstream_operators::Envelope::from_part10(1, location, slice.bytes.clone().into())
         .map_err(anyhow::Error::msg)?;
-    let tensor = radstream_operators::preprocess::preprocess_object(&model.manifest().input, &envelope.object)
+    let tensor = radstream_operators::preprocess::preprocess_object(&model.manifest().input, envelope.object())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     envelope.results = Some(std::sync::Arc::new(model.infer(&tensor, 8)?));
 

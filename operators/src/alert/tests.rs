@@ -4,7 +4,7 @@ use bytes::Bytes;
 use radstream_schemas::ObjectLocation;
 
 use super::*;
-use crate::infer::{Code, CodeSystem, Finding, InferenceResult, ModelIdentity};
+use crate::contract::{Code, CodeSystem, Finding, InferenceResult, ModelIdentity};
 use crate::RetryHint;
 
 #[derive(Default)]

@@ -1,6 +1,7 @@
 //! The one retry timing of the tree: exponential backoff with full jitter, a cap, an attempt
-//! limit and a deadline. Every retry loop asks [`Backoff::next_delay`] whether to try again and
-//! how long to wait first, so that they all give up and spread out the same way.
+//! limit and a deadline. Every retry loop asks [`Backoff::next_delay`] (or, where it keeps its
+//! own give-up rule, [`Backoff::delay`]) how long to wait first, so that they all give up and
+//! spread out the same way.
 
 use std::time::Duration;
 
@@ -15,25 +16,37 @@ pub struct Backoff {
     pub initial_backoff: Duration,
     /// The largest ceiling, and the most a server's `Retry-After` can make us wait.
     pub max_backoff: Duration,
+    /// Wait a random time up to the ceiling (true, the default) or the ceiling itself. Loops
+    /// whose callers do not fail together (one producer retrying its own send) may wait the
+    /// ceiling so that their waits are predictable; the rest want the spread.
+    pub jitter: bool,
 }
 
 impl Backoff {
     /// Waits from `initial_backoff` doubling up to `max_backoff`, with no attempt limit and no
     /// deadline (set them with [`with_max_attempts`](Self::with_max_attempts) and
     /// [`with_deadline`](Self::with_deadline)).
-    pub fn new(initial_backoff: Duration, max_backoff: Duration) -> Self {
-        Self { max_attempts: 0, deadline: Duration::MAX, initial_backoff, max_backoff }
+    ///
+    /// `const` so that a retry loop's policy can be a named constant beside it.
+    pub const fn new(initial_backoff: Duration, max_backoff: Duration) -> Self {
+        Self { max_attempts: 0, deadline: Duration::MAX, initial_backoff, max_backoff, jitter: true }
     }
 
     /// Gives up after `max_attempts` attempts (0: no limit).
-    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+    pub const fn with_max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts;
         self
     }
 
     /// Gives up once `deadline` has passed since the first attempt began.
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+    pub const fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// Waits the ceiling itself rather than a random time up to it (see [`jitter`](Self::jitter)).
+    pub const fn without_jitter(mut self) -> Self {
+        self.jitter = false;
         self
     }
 
@@ -55,11 +68,15 @@ impl Backoff {
     }
 
     /// The delay before retry number `retry`: full jitter (uniform in 0..=ceiling) so that
-    /// callers failing together do not retry together, but never sooner than `retry_after`
-    /// (itself capped by the maximum backoff).
+    /// callers failing together do not retry together, or the ceiling without jitter; never
+    /// sooner than `retry_after` (itself capped by the maximum backoff).
     pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        let ceiling = u64::try_from(self.ceiling(retry).as_millis()).unwrap_or(u64::MAX);
-        let jittered = Duration::from_millis(fastrand::u64(0..=ceiling));
+        let jittered = if self.jitter {
+            let ceiling = u64::try_from(self.ceiling(retry).as_millis()).unwrap_or(u64::MAX);
+            Duration::from_millis(fastrand::u64(0..=ceiling))
+        } else {
+            self.ceiling(retry)
+        };
         match retry_after {
             Some(after) => jittered.max(after.min(self.max_backoff)),
             None => jittered,

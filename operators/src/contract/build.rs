@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use super::observer::{NoopObserver, OperatorObserver};
+use super::observer::{NoopRecorder, Recorder};
 use super::services::{ObjectWriter, TableReader, TopicWriter};
 
 /// What an operator may use while it is built.
 #[derive(Clone)]
 pub struct BuildContext {
-    /// Where operators report their observations.
-    pub observer: Arc<dyn OperatorObserver>,
+    /// Where operators record their metrics (see [`super::observer`]): the runtime's metrics,
+    /// or nothing.
+    pub observer: Arc<dyn Recorder>,
     /// Kafka topics for side outputs; `None` where the operator runs without a broker (the
     /// `deid` command, unit tests).
     pub topics: Option<Arc<dyn TopicWriter>>,
@@ -21,7 +22,7 @@ pub struct BuildContext {
 
 impl Default for BuildContext {
     fn default() -> Self {
-        Self { observer: Arc::new(NoopObserver), topics: None, objects: None, tables: None }
+        Self { observer: Arc::new(NoopRecorder), topics: None, objects: None, tables: None }
     }
 }
 

@@ -21,12 +21,12 @@ pub struct Envelope {
     /// The event that announced the instance, completed from the object header when the source
     /// only knew the object key (S3 notifications).
     pub event: InstanceEvent,
-    /// The whole Part-10 object as fetched. Operators that rewrite the object replace it with
-    /// [`replace_object`](Envelope::replace_object), which keeps `header` in step.
-    pub object: Bytes,
-    /// The parsed header of `object`: file meta and the data set up to (not including) Pixel
-    /// Data, which is never decoded here.
-    pub header: FileDicomObject<InMemDicomObject>,
+    /// The whole Part-10 object as fetched ([`object`](Envelope::object)). Private so that it
+    /// changes only with `header`, through [`replace_object`](Envelope::replace_object).
+    object: Bytes,
+    /// The parsed header of `object` ([`header`](Envelope::header)): file meta and the data set
+    /// up to (not including) Pixel Data, which is never decoded here.
+    header: FileDicomObject<InMemDicomObject>,
     /// Branch chosen by routing (for example the model name), if routed.
     pub branch: Option<String>,
     /// The model a routing rule chose for the instance (the manifest's `name`); `None` when no
@@ -57,26 +57,50 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// An envelope for a whole Part-10 object, its event built from the header (routine
-    /// priority, no source, time 0): for tools and tests that have a file rather than an event.
-    pub fn from_part10(ticket: u64, location: ObjectLocation, object: Bytes) -> Result<Envelope, String> {
-        let header = parse_header(&object)?;
-        let event = event_from_header(&header, location, 0, Priority::Routine, None)?;
-        Ok(Envelope {
+    /// An envelope of `object`, whose parsed header is `header`, announced by `event` and read
+    /// from the source at `received_at` (also its `queued_at` until the runtime hands it over):
+    /// not routed, no model chosen, nothing attached by an operator yet, no stage times.
+    pub fn new(
+        ticket: u64,
+        event: InstanceEvent,
+        object: Bytes,
+        header: FileDicomObject<InMemDicomObject>,
+        received_at: Instant,
+    ) -> Envelope {
+        Envelope {
             ticket,
             event,
             object,
             header,
             branch: None,
             model: None,
-            received_at: Instant::now(),
-            queued_at: Instant::now(),
+            received_at,
+            queued_at: received_at,
             tensor: None,
             results: None,
             geometry: None,
             outputs: None,
             stage_ms: Vec::new(),
-        })
+        }
+    }
+
+    /// An envelope for a whole Part-10 object, its event built from the header (routine
+    /// priority, no source, time 0): for tools and tests that have a file rather than an event.
+    pub fn from_part10(ticket: u64, location: ObjectLocation, object: Bytes) -> Result<Envelope, String> {
+        let header = parse_header(&object)?;
+        let event = event_from_header(&header, location, 0, Priority::Routine, None)?;
+        Ok(Envelope::new(ticket, event, object, header, Instant::now()))
+    }
+
+    /// The whole Part-10 object, as fetched or as an operator last rewrote it.
+    pub fn object(&self) -> &Bytes {
+        &self.object
+    }
+
+    /// The parsed header of [`object`](Envelope::object): file meta and the data set up to
+    /// (not including) Pixel Data.
+    pub fn header(&self) -> &FileDicomObject<InMemDicomObject> {
+        &self.header
     }
 
     /// Replaces the object with `object`, whose header is `header` (the caller has parsed it,
@@ -107,7 +131,7 @@ pub fn content_time_ms(envelope: &Envelope, result: &InferenceResult) -> i64 {
 /// SeriesDate and SeriesTime (else the study's) as Unix milliseconds, read as UTC: the same for
 /// every instance of a series, so its report has one content time whichever instance built it.
 fn series_time_ms(envelope: &Envelope) -> Option<i64> {
-    let pair = |date, time| Some((element_text(&envelope.header, date)?, element_text(&envelope.header, time)));
+    let pair = |date, time| Some((element_text(envelope.header(), date)?, element_text(envelope.header(), time)));
     let (date, time) =
         pair(tags::SERIES_DATE, tags::SERIES_TIME).or_else(|| pair(tags::STUDY_DATE, tags::STUDY_TIME))?;
     unix_ms_of_date_time(&date, time.as_deref().unwrap_or(""))

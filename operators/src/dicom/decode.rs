@@ -20,8 +20,6 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
 mod color;
-#[cfg(test)]
-mod htj2k_tests;
 mod image;
 mod jpeg;
 mod jpeg12;

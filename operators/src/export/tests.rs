@@ -108,7 +108,7 @@ async fn export_writes_by_uids_announces_and_forwards() {
         "bucket": "exports", "prefix": "ai/", "announce_topic": "radstream.exported"
     }));
     let batch: Vec<Envelope> = (1..=3).map(envelope).collect();
-    let sizes: Vec<usize> = batch.iter().map(|e| e.object.len()).collect();
+    let sizes: Vec<usize> = batch.iter().map(|e| e.object().len()).collect();
     let processed = f.sink.process_batch(batch).await;
     assert_eq!(processed.len(), 3);
     assert!(processed.iter().all(|p| matches!(p.outcome, Outcome::Forward)));
@@ -181,7 +181,10 @@ async fn announce_failures_are_output_topic_errors() {
 async fn a_header_without_uids_is_dead_lettered() {
     let mut f = fixture(serde_json::json!({ "bucket": "exports" }));
     let mut e = envelope(1);
-    e.header.remove_element(tags::SERIES_INSTANCE_UID);
+    // Only the parsed header loses the UID: the sink reads the UIDs from the header.
+    let mut header = e.header().clone();
+    header.remove_element(tags::SERIES_INSTANCE_UID);
+    e.replace_object(e.object().clone(), header);
     let processed = f.sink.process_batch(vec![e]).await;
     let error = failure(&processed[0]);
     assert_eq!((error.class, error.retry), (ErrorClass::MalformedDicom, RetryHint::DeadLetter));

@@ -30,7 +30,7 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::contract::OperatorObserver;
+use crate::contract::{OperatorMetric, Recorder};
 use crate::http_retry::{describe_transport_error, exchange, RetrySettings, SecretSource};
 use crate::{ConfigError, OperatorError};
 
@@ -147,7 +147,7 @@ impl FhirPostConfig {
     }
 
     /// Reads the token and builds the poster.
-    pub fn build(&self, observer: Arc<dyn OperatorObserver>) -> Result<FhirPoster, ConfigError> {
+    pub fn build(&self, observer: Arc<dyn Recorder>) -> Result<FhirPoster, ConfigError> {
         self.validate()?;
         let base_url = self.base_url()?;
         let timeout = Duration::from_secs(self.timeout_secs);
@@ -255,7 +255,7 @@ pub struct FhirPoster {
     authorization: Option<HeaderValue>,
     auth_kind: &'static str,
     retry: crate::contract::backoff::Backoff,
-    observer: Arc<dyn OperatorObserver>,
+    observer: Arc<dyn Recorder>,
 }
 
 impl std::fmt::Debug for FhirPoster {
@@ -348,7 +348,7 @@ impl FhirPoster {
                 next_delay_ms = delay.as_millis() as u64,
                 "FHIR transaction attempt failed; will retry"
             );
-            self.observer.destination_retry(DESTINATION);
+            self.observer.record(OperatorMetric::DestinationRetries, &[DESTINATION], 1.0);
             tokio::time::sleep(delay).await;
         }
     }
@@ -376,7 +376,8 @@ impl FhirPoster {
     }
 
     fn observe(&self, sent: Instant, status_class: &'static str) {
-        self.observer.destination_request(DESTINATION, status_class, sent.elapsed().as_secs_f64());
+        self.observer.record(OperatorMetric::DestinationRequests, &[DESTINATION, status_class], 1.0);
+        self.observer.record(OperatorMetric::DestinationRequestDuration, &[DESTINATION], sent.elapsed().as_secs_f64());
     }
 }
 

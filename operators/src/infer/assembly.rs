@@ -221,7 +221,7 @@ pub fn expected_count(envelope: &Envelope) -> Option<usize> {
     let from_header = || {
         [tags::NUMBER_OF_SERIES_RELATED_INSTANCES, tags::IMAGES_IN_ACQUISITION]
             .into_iter()
-            .find_map(|tag| element_text(&envelope.header, tag)?.parse::<usize>().ok())
+            .find_map(|tag| element_text(envelope.header(), tag)?.parse::<usize>().ok())
     };
     from_event.or_else(from_header).filter(|&n| n > 0)
 }

@@ -10,7 +10,9 @@ use radstream_schemas::{ErrorClass, Priority};
 use super::assembly::{self, Assembler, SeriesConfig, SeriesRun};
 use super::model::{ImageRun, LoadedModel, VolumeRun};
 use super::runs::{plan_runs, stack_series};
-use crate::contract::{Batching, Envelope, InferenceResult, Operator, OperatorError, Outcome, Processed};
+use crate::contract::{
+    Batching, Envelope, InferenceResult, Operator, OperatorError, OperatorMetric, Outcome, Processed, Recorder,
+};
 use crate::preprocess::Tensor;
 
 /// The default `max_delay_ms`: no wait for a batch to fill.
@@ -26,7 +28,7 @@ pub struct Infer {
     pub(super) model: Arc<LoadedModel>,
     pub(super) max_batch: usize,
     pub(super) max_delay: Duration,
-    pub(super) observer: Arc<dyn crate::contract::OperatorObserver>,
+    pub(super) observer: Arc<dyn Recorder>,
     /// Models of whole series: the series being gathered.
     pub(super) assembler: Option<Assembler>,
     /// The held count last reported to the observer.
@@ -62,7 +64,7 @@ impl Infer {
             model,
             max_batch: max_batch.max(1),
             max_delay: Duration::from_secs_f64(default_max_delay_ms() / 1e3),
-            observer: Arc::new(crate::contract::NoopObserver),
+            observer: Arc::new(crate::contract::NoopRecorder),
             assembler,
             reported_held: 0,
         }
@@ -82,11 +84,11 @@ impl Infer {
         self
     }
 
-    /// Reports each model run (images, model time) to `observer`: the runtime's metrics; and
-    /// where the model computes (`radstream_compute_backend{operator="infer"}`).
-    pub fn with_observer(mut self, observer: Arc<dyn crate::contract::OperatorObserver>) -> Self {
+    /// Records each model run (images, model time) in `observer`, the runtime's metrics, and
+    /// where the model computes ([`OperatorMetric::ComputeBackend`] with operator `infer`).
+    pub fn with_observer(mut self, observer: Arc<dyn Recorder>) -> Self {
         let (device, reason, _) = self.model.backend.placement();
-        observer.compute_backend("infer", device, reason, 1);
+        observer.record(OperatorMetric::ComputeBackend, &["infer", device, reason], 1.0);
         self.observer = observer;
         self
     }
@@ -99,7 +101,8 @@ impl Infer {
     fn report_held(&mut self) {
         let held = self.assembler.as_ref().map_or(0, Assembler::held);
         if held != self.reported_held {
-            self.observer.series_held(&self.model.identity.name, held as i64 - self.reported_held as i64);
+            let change = held as f64 - self.reported_held as f64;
+            self.observer.record(OperatorMetric::SeriesHeld, &[self.model.identity.name.as_str()], change);
             self.reported_held = held;
         }
     }
@@ -154,7 +157,7 @@ impl Infer {
             });
             let outcome = match task.await {
                 Ok(Ok((run_scores, images, seconds))) => {
-                    self.observer.model_run(&self.model.identity.name, images, seconds);
+                    record_model_run(self.observer.as_ref(), &self.model.identity.name, images, seconds);
                     Ok(run_scores)
                 }
                 Ok(Err(e)) => Err(e.to_string()),
@@ -230,7 +233,7 @@ impl Infer {
     async fn run_series(&mut self, run: SeriesRun) -> Vec<Processed> {
         let name = self.model.identity.name.clone();
         let reason = if run.is_rerun() { "late_instance" } else { run.reason.as_str() };
-        self.observer.series_run(&name, reason);
+        self.observer.record(OperatorMetric::SeriesRuns, &[name.as_str(), reason], 1.0);
         let slices = run.slices.clone();
         let model = Arc::clone(&self.model);
         let task = tokio::task::spawn_blocking(move || {
@@ -258,7 +261,7 @@ impl Infer {
         let SeriesRun { key, revision, slices, envelopes, expected, reason: why, .. } = run;
         match outcome {
             Ok((scores, per_slice, masks, slice_instance, irregular_spacing, seconds)) => {
-                self.observer.model_run(&name, slice_instance.len(), seconds);
+                record_model_run(self.observer.as_ref(), &name, slice_instance.len(), seconds);
                 let threshold = self.model.manifest.findings.first().map(|f| f.threshold);
                 let mut flagged_instances: Vec<String> = Vec::new();
                 if let (Some(per_slice), Some(threshold)) = (&per_slice, threshold) {
@@ -334,6 +337,12 @@ impl Infer {
     }
 }
 
+/// One model run of `images` images that took the model `seconds`: both histograms, by model.
+fn record_model_run(observer: &dyn Recorder, model: &str, images: usize, seconds: f64) {
+    observer.record(OperatorMetric::ModelBatchImages, &[model], images as f64);
+    observer.record(OperatorMetric::ModelRunDuration, &[model], seconds);
+}
+
 fn log_result(envelope: &Envelope, result: &InferenceResult) {
     tracing::info!(
         object = %envelope.object_key(),
@@ -358,7 +367,8 @@ impl Operator for Infer {
         let mut done: Vec<Processed> = others.into_iter().map(Processed::forward).collect();
         let now = std::time::Instant::now();
         for envelope in &mine {
-            self.observer.model_queue_delay(name, now.saturating_duration_since(envelope.queued_at).as_secs_f64());
+            let waited = now.saturating_duration_since(envelope.queued_at).as_secs_f64();
+            self.observer.record(OperatorMetric::ModelQueueDelay, &[name], waited);
         }
         if self.assembler.is_some() {
             done.extend(self.add_to_series(mine).await);

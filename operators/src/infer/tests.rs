@@ -11,7 +11,7 @@ use radstream_schemas::{ErrorClass, ObjectLocation, Priority};
 use super::manifest::sha256_hex;
 use super::manifest::tests::{testdata, tiny_hash, tiny_manifest};
 use super::*;
-use crate::contract::{Envelope, Operator, Outcome, Processed};
+use crate::contract::{Envelope, ModelIdentity, Operator, Outcome, Processed};
 use crate::preprocess::Tensor;
 use crate::RetryHint;
 
@@ -464,17 +464,8 @@ async fn a_late_instance_of_an_evicted_series_and_unfit_slices_are_dead_lettered
 
 #[tokio::test]
 async fn envelopes_routed_to_another_model_pass_untouched_and_queue_delay_is_reported() {
-    #[derive(Default)]
-    struct Delays(std::sync::Mutex<Vec<(String, f64)>>);
-    impl crate::contract::OperatorObserver for Delays {
-        fn destination_request(&self, _: &str, _: &'static str, _: f64) {}
-        fn destination_retry(&self, _: &str) {}
-        fn model_queue_delay(&self, model: &str, seconds: f64) {
-            self.0.lock().unwrap().push((model.into(), seconds));
-        }
-    }
-    let delays = Arc::new(Delays::default());
-    let mut op = Infer::new(Arc::new(loaded()), 8).with_observer(delays.clone());
+    let recorder = Arc::new(crate::contract::MemoryRecorder::default());
+    let mut op = Infer::new(Arc::new(loaded()), 8).with_observer(recorder.clone());
     assert_eq!(op.models(), vec!["tiny".to_string()]);
     assert_eq!(op.batching().unwrap().max_items, 8);
     let mut other = envelope(1, None, Priority::Routine);
@@ -488,10 +479,16 @@ async fn envelopes_routed_to_another_model_pass_untouched_and_queue_delay_is_rep
         assert!(matches!(p.outcome, Outcome::Forward));
         assert_eq!(p.envelope.results.is_some(), p.envelope.ticket == 2);
     }
-    let delays = delays.0.lock().unwrap();
+    let delays = recorder.of(crate::contract::OperatorMetric::ModelQueueDelay);
     assert_eq!(delays.len(), 1, "only the model's own envelopes waited for it");
-    assert_eq!(delays[0].0, "tiny");
-    assert!(delays[0].1 >= 0.03, "{}", delays[0].1);
+    assert_eq!(delays[0].labels, ["tiny"]);
+    assert!(delays[0].value >= 0.03, "{}", delays[0].value);
+    let images = recorder.of(crate::contract::OperatorMetric::ModelBatchImages);
+    assert_eq!(images.iter().map(|r| (r.labels.join(","), r.value)).collect::<Vec<_>>(), [("tiny".to_string(), 1.0)]);
+    assert_eq!(recorder.of(crate::contract::OperatorMetric::ModelRunDuration).len(), 1);
+    let backend = recorder.of(crate::contract::OperatorMetric::ComputeBackend);
+    assert_eq!(backend.len(), 1, "said once, when the operator got its recorder");
+    assert_eq!((backend[0].labels[0].as_str(), backend[0].value), ("infer", 1.0));
 }
 
 // --- The ONNX Runtime backend against tract, on pip's onnxruntime (CPU): RADSTREAM_ONNXRUNTIME_LIB

@@ -39,34 +39,23 @@ fn source_header() -> FileDicomObject<InMemDicomObject> {
 fn envelope(header: FileDicomObject<InMemDicomObject>) -> Envelope {
     let mut object = Vec::new();
     header.write_all(&mut object).unwrap();
-    Envelope {
-        ticket: 1,
-        event: InstanceEvent {
-            object: ObjectLocation { bucket: "incoming".into(), key: "in/1.dcm".into(), size: None, etag: None },
-            study_instance_uid: STUDY.into(),
-            series_instance_uid: SERIES.into(),
-            sop_instance_uid: SOP.into(),
-            sop_class_uid: uids::CT_IMAGE_STORAGE.into(),
-            modality: "CT".into(),
-            body_part_examined: Some("HEAD".into()),
-            instance_number: Some(17),
-            expected_series_instances: Some(40),
-            priority: Priority::Stat,
-            source: None,
-            event_time_ms: 1_706_695_200_000,
-        },
-        object: Bytes::from(object),
-        header,
-        branch: Some("head-ct".into()),
-        received_at: Instant::now(),
-        queued_at: Instant::now(),
-        tensor: None,
-        results: None,
-        model: None,
-        geometry: None,
-        outputs: None,
-        stage_ms: Vec::new(),
-    }
+    let event = InstanceEvent {
+        object: ObjectLocation { bucket: "incoming".into(), key: "in/1.dcm".into(), size: None, etag: None },
+        study_instance_uid: STUDY.into(),
+        series_instance_uid: SERIES.into(),
+        sop_instance_uid: SOP.into(),
+        sop_class_uid: uids::CT_IMAGE_STORAGE.into(),
+        modality: "CT".into(),
+        body_part_examined: Some("HEAD".into()),
+        instance_number: Some(17),
+        expected_series_instances: Some(40),
+        priority: Priority::Stat,
+        source: None,
+        event_time_ms: 1_706_695_200_000,
+    };
+    let mut envelope = Envelope::new(1, event, Bytes::from(object), header, Instant::now());
+    envelope.branch = Some("head-ct".into());
+    envelope
 }
 
 async fn run(header: FileDicomObject<InMemDicomObject>) -> Processed {
@@ -89,8 +78,8 @@ async fn key_object_references_the_source_and_is_deterministic() {
     let processed = run(source_header()).await;
     assert!(matches!(processed.outcome, Outcome::Forward), "{:?}", processed.outcome);
     let e = processed.envelope;
-    let ko = parse_header(&e.object).unwrap();
-    assert_eq!(txt(&e.header, tags::SOP_INSTANCE_UID), txt(&ko, tags::SOP_INSTANCE_UID), "header is the new one");
+    let ko = parse_header(e.object()).unwrap();
+    assert_eq!(txt(e.header(), tags::SOP_INSTANCE_UID), txt(&ko, tags::SOP_INSTANCE_UID), "header is the new one");
     assert_eq!(ko.meta().media_storage_sop_class_uid(), uids::KEY_OBJECT_SELECTION_DOCUMENT_STORAGE);
     assert_eq!(ko.meta().transfer_syntax(), uids::EXPLICIT_VR_LITTLE_ENDIAN);
 
@@ -142,7 +131,7 @@ async fn key_object_references_the_source_and_is_deterministic() {
     assert_eq!(e.branch.as_deref(), Some("head-ct"));
 
     let again = run(source_header()).await.envelope;
-    assert_eq!(again.object, e.object, "a replay gives the same bytes");
+    assert_eq!(again.object(), e.object(), "a replay gives the same bytes");
 }
 
 #[tokio::test]
@@ -153,9 +142,9 @@ async fn without_dates_the_event_time_is_used() {
     }
     let e = run(header).await.envelope;
     // 1_706_695_200_000 ms is 2024-01-31T10:00:00Z.
-    assert_eq!(txt(&e.header, tags::CONTENT_DATE).as_deref(), Some("20240131"));
-    assert_eq!(txt(&e.header, tags::CONTENT_TIME).as_deref(), Some("100000"));
-    assert!(e.header.element(tags::STUDY_DATE).is_ok(), "Type 2 study date is present, empty");
+    assert_eq!(txt(e.header(), tags::CONTENT_DATE).as_deref(), Some("20240131"));
+    assert_eq!(txt(e.header(), tags::CONTENT_TIME).as_deref(), Some("100000"));
+    assert!(e.header().element(tags::STUDY_DATE).is_ok(), "Type 2 study date is present, empty");
 }
 
 #[tokio::test]
@@ -213,7 +202,7 @@ async fn dciodvfy_finds_no_errors() {
     for (name, header) in [("full", source_header()), ("bare", bare)] {
         let e = run(header).await.envelope;
         let path = std::env::temp_dir().join(format!("radstream-key-object-{name}-{}.dcm", std::process::id()));
-        std::fs::write(&path, &e.object).unwrap();
+        std::fs::write(&path, e.object()).unwrap();
         let output = std::process::Command::new(dciodvfy).arg(&path).output().unwrap();
         let _ = std::fs::remove_file(&path);
         let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

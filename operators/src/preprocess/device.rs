@@ -4,7 +4,7 @@
 //!
 //! Choosing never fails: a missing driver, a missing NVRTC, no device or a failed start all end
 //! on the CPU, said once in the log (with the reason) and in the metric
-//! `radstream_compute_backend` (see [`OperatorObserver::compute_backend`]). A GPU
+//! `radstream_compute_backend` (see [`OperatorMetric::ComputeBackend`]). A GPU
 //! that fails later, on one frame, is not trusted again: that frame and every one after it run
 //! on the CPU, again said once.
 
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use radstream_kernels::{Preprocess, PreprocessError, StoredSample};
 use serde::{Deserialize, Serialize};
 
-use crate::contract::OperatorObserver;
+use crate::contract::{OperatorMetric, Recorder};
 
 /// Which device the operator may use (`device` in its config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -86,9 +86,9 @@ impl ComputeDevice {
     }
 
     /// Picks the device for `choice` and reports the choice once: a log line and
-    /// [`OperatorObserver::compute_backend`]. `context` names what it serves in the log
+    /// [`OperatorMetric::ComputeBackend`]. `context` names what it serves in the log
     /// (a model name; never anything about a patient).
-    pub fn select(choice: DeviceChoice, observer: &dyn OperatorObserver, context: &str) -> Self {
+    pub fn select(choice: DeviceChoice, observer: &dyn Recorder, context: &str) -> Self {
         let mut device = Self::cpu();
         device.context = context.to_string();
         let reason = match choice {
@@ -106,7 +106,7 @@ impl ComputeDevice {
             }
             BackendReason::GpuUnavailable | BackendReason::GpuFailed => {}
         }
-        observer.compute_backend("preprocess", backend, reason.as_str(), 1);
+        observer.record(OperatorMetric::ComputeBackend, &["preprocess", backend, reason.as_str()], 1.0);
         device
     }
 
@@ -163,7 +163,7 @@ impl ComputeDevice {
         rows: usize,
         columns: usize,
         out: &mut [f32],
-        observer: &dyn OperatorObserver,
+        observer: &dyn Recorder,
     ) -> Result<(), PreprocessError> {
         #[cfg(feature = "cuda")]
         if let Some(gpu) = self.cuda.as_ref().filter(|_| !self.gpu_failed.load(Ordering::Relaxed)) {
@@ -185,8 +185,10 @@ impl ComputeDevice {
                         tracing::error!(backend = "cpu", reason = BackendReason::GpuFailed.as_str(),
                             model = %self.context, error = %message,
                             "preprocess: the GPU failed; this and every later frame run on the CPU");
-                        observer.compute_backend("preprocess", "cuda", BackendReason::GpuStarted.as_str(), -1);
-                        observer.compute_backend("preprocess", "cpu", BackendReason::GpuFailed.as_str(), 1);
+                        let started = ["preprocess", "cuda", BackendReason::GpuStarted.as_str()];
+                        observer.record(OperatorMetric::ComputeBackend, &started, -1.0);
+                        let failed = ["preprocess", "cpu", BackendReason::GpuFailed.as_str()];
+                        observer.record(OperatorMetric::ComputeBackend, &failed, 1.0);
                     }
                 }
                 Err(other) => return Err(other),

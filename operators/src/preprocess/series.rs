@@ -14,7 +14,7 @@ use radstream_kernels::{order_slices, SliceGeometry, SliceOrder};
 
 use super::device::ComputeDevice;
 use super::spec::{frame_layout, plan_for, PlanError, PreprocessSpec};
-use crate::contract::OperatorObserver;
+use crate::contract::Recorder;
 use crate::dicom::decode::{DecodedImage, Samples};
 
 /// The preprocessed volume of one series.
@@ -37,7 +37,7 @@ pub struct SeriesTensor {
 /// Preprocesses every frame of `images` (one series) with the spec's 2D plan and stacks them.
 pub fn preprocess_series(
     device: &ComputeDevice,
-    observer: &dyn OperatorObserver,
+    observer: &dyn Recorder,
     spec: &PreprocessSpec,
     images: &[DecodedImage],
 ) -> Result<SeriesTensor, PlanError> {

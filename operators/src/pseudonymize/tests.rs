@@ -101,9 +101,9 @@ async fn forwards_pseudonymized_instances_after_link_and_audit() {
     let mut done = op.process_batch(vec![envelope(Some("NO"), "CT")]).await;
     let p = done.pop().unwrap();
     assert!(matches!(p.outcome, Outcome::Forward), "{:?}", p.outcome);
-    let sop = element_text(&p.envelope.header, tags::SOP_INSTANCE_UID).unwrap();
+    let sop = element_text(p.envelope.header(), tags::SOP_INSTANCE_UID).unwrap();
     assert!(sop.starts_with("2.25."));
-    assert!(!p.envelope.object.windows(5).any(|w| w == b"MRN77"));
+    assert!(!p.envelope.object().windows(5).any(|w| w == b"MRN77"));
     let records = recorder.records.lock().unwrap().clone();
     assert_eq!(records[0].0, "links");
     assert_eq!(records[0].1, sop, "links are keyed by the pseudonymized SOPInstanceUID");
@@ -155,7 +155,9 @@ async fn unreadable_objects_are_dead_lettered_and_audited() {
     let recorder = Arc::new(Recorder::default());
     let mut op = config(&key, "").build(&context(&recorder)).unwrap();
     let mut e = envelope(None, "CT");
-    e.object = e.object.slice(0..e.object.len() - 7);
+    // A truncated object under its intact header: the parse of the whole object must fail.
+    let (truncated, header) = (e.object().slice(0..e.object().len() - 7), e.header().clone());
+    e.replace_object(truncated, header);
     let p = op.process_batch(vec![e]).await.pop().unwrap();
     let Outcome::Fail(err) = &p.outcome else { panic!("{:?}", p.outcome) };
     assert_eq!(err.class, ErrorClass::MalformedDicom);
@@ -191,7 +193,7 @@ async fn relink_restores_the_original_identifiers() {
     let mut relink = Relink::with_index(index, Arc::new(CaughtUp), "links");
     let p = relink.process_batch(vec![pseudonymized]).await.pop().unwrap();
     assert!(matches!(p.outcome, Outcome::Forward), "{:?}", p.outcome);
-    let h = &p.envelope.header;
+    let h = p.envelope.header();
     assert_eq!(element_text(h, tags::SOP_INSTANCE_UID).as_deref(), Some("1.2.3.9.1"));
     assert_eq!(element_text(h, tags::STUDY_INSTANCE_UID).as_deref(), Some("1.2.3.9"));
     assert_eq!(element_text(h, tags::PATIENT_ID).as_deref(), Some("MRN77"));

@@ -5,7 +5,7 @@
 //!
 //! What goes in:
 //!
-//! * **Pixels.** The source frame, decoded by [`crate::preprocess::decode`], through the
+//! * **Pixels.** The source frame, decoded by [`crate::dicom::decode`], through the
 //!   modality rescale (slope, intercept) and a display window: the source's first
 //!   WindowCenter/WindowWidth (with its VOILUTFunction) where it has one, else the frame's
 //!   minimum to maximum; MONOCHROME1 is inverted so that the result looks as the source does.

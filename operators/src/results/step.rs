@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use super::overlay::{build_overlay, OverlayFinding, OverlaySource};
 use super::seg::{build_seg, MaskShape, SegError, SegSource, SegmentConcept};
 use super::sr::{build_sr, InstanceRef};
-use crate::contract::{InferenceResult, ResultKind, ResultObject, ResultSet};
+use crate::contract::envelope::content_time_ms;
+use crate::contract::{InferenceResult, OperatorMetric, ResultKind, ResultObject, ResultSet};
 use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The drop rule of a result without findings under `negatives = "drop"`.
@@ -93,7 +94,7 @@ impl ResultsConfig {
         Ok(ResultsStep {
             config: self.clone(),
             series: VecDeque::new(),
-            observer: Arc::new(crate::contract::NoopObserver),
+            observer: Arc::new(crate::contract::NoopRecorder),
         })
     }
 }
@@ -103,12 +104,12 @@ pub struct ResultsStep {
     config: ResultsConfig,
     /// Built series reports, newest last: `(series UID, revision, model SHA-256)`.
     series: VecDeque<(SeriesKey, Arc<Vec<ResultObject>>)>,
-    observer: Arc<dyn crate::contract::OperatorObserver>,
+    observer: Arc<dyn crate::contract::Recorder>,
 }
 
 impl ResultsStep {
-    /// Reports the objects it builds to `observer` (`radstream_result_objects_total`).
-    pub fn with_observer(mut self, observer: Arc<dyn crate::contract::OperatorObserver>) -> Self {
+    /// Records the objects it builds in `observer` ([`OperatorMetric::ResultObjects`]).
+    pub fn with_observer(mut self, observer: Arc<dyn crate::contract::Recorder>) -> Self {
         self.observer = observer;
         self
     }
@@ -180,7 +181,7 @@ impl ResultsStep {
         }
         let fresh_report = if cached_hit { 0 } else { shared.as_ref().map_or(0, |r| r.len()) };
         for object in own.iter().chain(shared.iter().flat_map(|r| r.iter()).take(fresh_report)) {
-            self.observer.result_objects(object.kind.as_str(), 1);
+            self.observer.record(OperatorMetric::ResultObjects, &[object.kind.as_str()], 1.0);
         }
         let objects = shared.iter().flat_map(|report| report.iter().cloned()).chain(own).collect();
         (envelope, Ok(Some(Arc::new(ResultSet { objects, series }))))
@@ -203,7 +204,7 @@ fn build_series_report(
             .map(|sop| InstanceRef { sop_class_uid: class.clone(), sop_instance_uid: sop.clone() })
             .collect();
         let time = content_time_ms(envelope, result);
-        let sr = build_sr(&envelope.header, result, &flagged, time).map_err(|e| sr_failed(envelope, e))?;
+        let sr = build_sr(envelope.header(), result, &flagged, time).map_err(|e| sr_failed(envelope, e))?;
         objects.push(ResultObject {
             kind: ResultKind::Sr,
             bytes: Bytes::from(sr.to_bytes().map_err(|e| sr_failed(envelope, e))?),
@@ -226,7 +227,7 @@ fn build_own(
     let time = content_time_ms(envelope, result);
     let mut objects = Vec::new();
     if config.sr && with_sr {
-        let sr = build_sr(&envelope.header, result, &[], time).map_err(|e| sr_failed(envelope, e))?;
+        let sr = build_sr(envelope.header(), result, &[], time).map_err(|e| sr_failed(envelope, e))?;
         objects.push(ResultObject {
             kind: ResultKind::Sr,
             bytes: Bytes::from(sr.to_bytes().map_err(|e| sr_failed(envelope, e))?),
@@ -243,7 +244,7 @@ fn build_own(
     if let (true, Some((masks, shape)), Some(first)) = (config.seg, masks, result.findings.first()) {
         let sources: Vec<SegSource<'_>> = frames
             .iter()
-            .filter_map(|&frame| masks.get(frame).map(|mask| SegSource { header: &envelope.header, frame, mask }))
+            .filter_map(|&frame| masks.get(frame).map(|mask| SegSource { header: envelope.header(), frame, mask }))
             .collect();
         match build_seg(&sources, shape, first.threshold, SegmentConcept::from(first), &result.model, time) {
             Ok(seg) => objects.push(ResultObject {
@@ -271,7 +272,7 @@ fn build_own(
                 .map(|f| OverlayFinding { label: &f.label, score: f.score, threshold: f.threshold })
                 .collect();
             let mask = masks.and_then(|(masks, shape)| masks.get(frame).map(|m| (&m[..], shape)));
-            let source = OverlaySource { header: &envelope.header, object: &envelope.object, frame };
+            let source = OverlaySource { header: envelope.header(), object: envelope.object(), frame };
             let overlay = build_overlay(&source, mask, &findings, &result.model, time).map_err(|e| {
                 (ErrorClass::UndecodablePixels, format!("{}: the overlay cannot be made: {e}", envelope.object_key()))
             })?;
@@ -300,9 +301,6 @@ fn sr_failed(envelope: &Envelope, e: super::sr::SrError) -> BuildError {
 fn seg_failed(envelope: &Envelope, e: SegError) -> BuildError {
     (ErrorClass::MalformedDicom, format!("{}: the segmentation cannot be made: {e}", envelope.object_key()))
 }
-
-/// Compatibility: moved to [`crate::contract::envelope::content_time_ms`].
-pub use crate::contract::envelope::content_time_ms;
 
 #[async_trait]
 impl Operator for ResultsStep {

@@ -125,15 +125,23 @@ struct RecordingObserver {
     retries: AtomicUsize,
 }
 
-impl OperatorObserver for RecordingObserver {
-    fn destination_request(&self, destination: &str, status_class: &'static str, seconds: f64) {
-        assert_eq!(destination, "pacs");
-        assert!(seconds >= 0.0);
-        self.requests.lock().unwrap().push(status_class);
-    }
-    fn destination_retry(&self, destination: &str) {
-        assert_eq!(destination, "pacs");
-        self.retries.fetch_add(1, Ordering::SeqCst);
+impl Recorder for RecordingObserver {
+    fn record(&self, metric: OperatorMetric, labels: &[&str], value: f64) {
+        assert_eq!(labels.len(), metric.labels().len(), "{metric:?}");
+        assert_eq!(labels[0], "pacs", "{metric:?}");
+        match metric {
+            OperatorMetric::DestinationRequests => {
+                assert_eq!(value, 1.0);
+                let class = ["2xx", "4xx", "5xx", "error"].into_iter().find(|c| *c == labels[1]);
+                self.requests.lock().unwrap().push(class.unwrap_or("unexpected"));
+            }
+            OperatorMetric::DestinationRequestDuration => assert!(value >= 0.0),
+            OperatorMetric::DestinationRetries => {
+                assert_eq!(value, 1.0);
+                self.retries.fetch_add(1, Ordering::SeqCst);
+            }
+            other => panic!("STOW-RS recorded {other:?}"),
+        }
     }
 }
 
@@ -176,28 +184,28 @@ async fn stow_posts_one_well_formed_multipart_part() {
     let parts = multipart::split_parts(&request.body, &boundary).unwrap();
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].content_type(), Some("application/dicom"));
-    assert_eq!(parts[0].body, &processed.envelope.object[..]);
+    assert_eq!(parts[0].body, &processed.envelope.object()[..]);
     assert_eq!(*observer.requests.lock().unwrap(), ["2xx"]);
     assert_eq!(observer.retries.load(Ordering::SeqCst), 0);
 }
 
-fn with_outputs(mut envelope: Envelope, objects: &[(crate::results::ResultKind, &str)]) -> Envelope {
+fn with_outputs(mut envelope: Envelope, objects: &[(crate::contract::ResultKind, &str)]) -> Envelope {
     let objects = objects
         .iter()
-        .map(|&(kind, uid)| crate::results::ResultObject {
+        .map(|&(kind, uid)| crate::contract::ResultObject {
             kind,
             sop_instance_uid: uid.into(),
             series_instance_uid: "2.25.1".into(),
             bytes: Bytes::from(format!("object {uid}")),
         })
         .collect();
-    envelope.outputs = Some(Arc::new(crate::results::ResultSet { objects, series: None }));
+    envelope.outputs = Some(Arc::new(crate::contract::ResultSet { objects, series: None }));
     envelope
 }
 
 #[tokio::test]
 async fn stow_stores_the_result_objects_instead_of_the_instance_and_each_shared_one_once() {
-    use crate::results::ResultKind::{Overlay, Seg, Sr};
+    use crate::contract::ResultKind::{Overlay, Seg, Sr};
     let pacs = FakePacs::start(Duration::ZERO, |_| (200, String::new())).await;
     let mut sink = StowConfig::new(&pacs.base_url).build(&BuildContext::default()).unwrap();
     // Two instances of a series: the series' SR is carried by both, each has its own SEG.
@@ -222,7 +230,7 @@ async fn stow_stores_the_result_objects_instead_of_the_instance_and_each_shared_
 
 #[tokio::test]
 async fn stow_dead_letters_an_instance_whose_result_object_is_rejected_and_names_the_object() {
-    use crate::results::ResultKind::{Seg, Sr};
+    use crate::contract::ResultKind::{Seg, Sr};
     let pacs = FakePacs::start(Duration::ZERO, |_| (400, String::new())).await;
     let mut sink = StowConfig::new(&pacs.base_url).build(&BuildContext::default()).unwrap();
     let done = sink.process_batch(vec![with_outputs(envelope(1, SOP_UID), &[(Sr, "2.25.10"), (Seg, "2.25.11")])]).await;

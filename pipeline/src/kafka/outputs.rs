@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use radstream_operators::contract::Backoff;
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
@@ -9,6 +10,11 @@ use tracing::warn;
 
 use crate::config::KafkaConfig;
 use crate::kafka::config::producer_config;
+
+/// The waits between tries of a dead letter or outcome: 100 ms doubling to 10 s, with no attempt
+/// limit or deadline (the event cannot be committed before its record is durable). No jitter:
+/// one producer retries its own sends, and librdkafka already spreads its reconnects.
+const SEND_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10)).without_jitter();
 
 /// Produces dead letters and outcomes.
 #[derive(Clone)]
@@ -34,8 +40,9 @@ impl Outputs {
     /// succeeds: an event may only be committed once its dead letter or outcome is durable.
     pub async fn send_json<T: Serialize>(&self, topic: &str, key: Option<&str>, record: &T) {
         let payload = serde_json::to_vec(record).expect("records serialize to JSON");
-        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0u32;
         loop {
+            attempt = attempt.saturating_add(1);
             let mut rec = FutureRecord::<str, [u8]>::to(topic).payload(&payload);
             if let Some(key) = key {
                 rec = rec.key(key);
@@ -43,9 +50,10 @@ impl Outputs {
             match self.producer.send(rec, Duration::from_secs(30)).await {
                 Ok(_) => return,
                 Err((e, _)) => {
+                    // Never gives up (see SEND_RETRY), so only the wait is asked, not whether to retry.
+                    let delay = SEND_RETRY.delay(attempt, None);
                     warn!(topic, error = %e, retry_in_ms = delay.as_millis() as u64, "producing to an output topic failed; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
         }
@@ -59,3 +67,6 @@ impl Outputs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use radstream_operators::contract::Backoff;
 use radstream_schemas::records::Feedback;
 use radstream_schemas::OutcomeEvent;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -40,8 +41,18 @@ struct Lake {
     read: BTreeMap<(String, i32), i64>,
     /// After a failed upload, when to try again.
     retry_at: Option<Instant>,
-    backoff: Duration,
+    /// Failed uploads in a row, for the wait before the next ([`UPLOAD_RETRY`]).
+    upload_failures: u32,
 }
+
+/// The wait before trying a failed lake upload again: 1 s doubling to 60 s, with no attempt limit
+/// (the rows stay buffered and uncommitted until written). No jitter: the lake retries its own
+/// files, not a request many callers share.
+const UPLOAD_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).without_jitter();
+
+/// The wait before reading the lake's topics again after a consumer error: 500 ms, however many
+/// in a row (librdkafka reconnects on its own; the wait only keeps a lasting error from spinning).
+const RECV_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_millis(500)).without_jitter();
 
 /// Runs the lake of `config` until `shutdown` completes, then writes what it holds, commits
 /// and returns.
@@ -72,8 +83,9 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
         buffer: LakeBuffer::default(),
         read: BTreeMap::new(),
         retry_at: None,
-        backoff: Duration::from_secs(1),
+        upload_failures: 0,
     };
+    let mut recv_errors = 0u32;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -81,6 +93,7 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
             _ = &mut shutdown => break,
             message = lake.consumer.recv() => match message {
                 Ok(m) => {
+                    recv_errors = 0;
                     let m = m.detach();
                     lake.take(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default());
                     if lake.buffer.rows() >= lake.lake.flush_rows {
@@ -89,7 +102,8 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
                 }
                 Err(e) => {
                     warn!(error = %e, "reading the lake's topics failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    recv_errors = recv_errors.saturating_add(1);
+                    tokio::time::sleep(RECV_RETRY.delay(recv_errors, None)).await;
                 }
             },
             _ = tick.tick() => {
@@ -166,9 +180,10 @@ impl Lake {
                         info!(key = %file.key, rows = file.rows, bytes = file.bytes.len(), "lake file written");
                     }
                     Err(e) if e.retryable => {
-                        warn!(key = %file.key, error = %e, retry_in_s = self.backoff.as_secs(), "writing a lake file failed; keeping the rows");
-                        self.retry_at = Some(Instant::now() + self.backoff);
-                        self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+                        self.upload_failures = self.upload_failures.saturating_add(1);
+                        let wait = UPLOAD_RETRY.delay(self.upload_failures, None);
+                        warn!(key = %file.key, error = %e, retry_in_s = wait.as_secs(), "writing a lake file failed; keeping the rows");
+                        self.retry_at = Some(Instant::now() + wait);
                         return Ok(());
                     }
                     Err(e) => return Err(LakeError::Upload(e)),
@@ -178,7 +193,7 @@ impl Lake {
             self.metrics.buffered.set(0);
         }
         self.retry_at = None;
-        self.backoff = Duration::from_secs(1);
+        self.upload_failures = 0;
         if !self.read.is_empty() {
             let mut offsets = TopicPartitionList::new();
             for ((topic, partition), next) in &self.read {
@@ -196,3 +211,6 @@ impl Lake {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! The lake's rows: one per processed instance and one per verdict, with every UID
 //! pseudonymized as the `pseudonymize` operator does, and the partition values of their files.
 
-use radstream_operators::calendar::civil_from_days;
+use radstream_operators::dicom::calendar::civil_from_days;
 use radstream_operators::pseudonymize::{DeidKey, Deidentifier, KeyError, ProfileOptions};
 use radstream_schemas::records::Feedback;
 use radstream_schemas::{FindingRecord, OutcomeEvent, StageLatency};

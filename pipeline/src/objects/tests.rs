@@ -23,3 +23,14 @@ async fn local_store_fetches_and_classifies() {
     let (bytes, _) = fetcher.fetch(&loc("a/one.dcm")).await.unwrap();
     assert_eq!(&bytes[..], b"0123456789");
 }
+
+#[test]
+fn the_store_retry_keeps_object_stores_defaults_and_our_limits() {
+    let retry = store_retry(request_retry(5, Duration::from_secs(30)));
+    let defaults = BackoffConfig::default();
+    assert_eq!(retry.max_retries, 5);
+    assert_eq!(retry.retry_timeout, Duration::from_secs(180), "one request timeout per try");
+    assert_eq!((retry.backoff.init_backoff, retry.backoff.max_backoff), (defaults.init_backoff, defaults.max_backoff));
+    assert_eq!(retry.backoff.base, defaults.base);
+    assert_eq!(store_retry(request_retry(0, Duration::from_secs(1))).max_retries, 0, "no retries: one try");
+}

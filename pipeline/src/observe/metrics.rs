@@ -2,11 +2,19 @@
 //! one place: [`ALL`] lists each with its type, help text and labels, the registration below
 //! takes them from there, and `docs/metrics.md` is rendered from it (a test keeps it in step).
 //!
+//! Operators record their metrics through the contract's one [`Recorder`] method, naming an
+//! [`OperatorMetric`]; the row that says `.recorded_by(OperatorMetric::…)` is that metric
+//! ([`def_of`]), and [`Metrics`]' one implementation records the value as the row's kind asks.
+//! Adding a metric to an operator is one variant there and one row here (see
+//! `radstream_operators::contract::observer`): [`Metrics::new`] registers such a row from the
+//! table, and needs a line only for a histogram whose buckets are not the latency ones.
+//!
 //! Names follow Prometheus conventions: the `radstream_` prefix, base units (`_seconds`,
 //! `_bytes`) and `_total` for counters. Labels take bounded values only (operator kinds, outcome
 //! and error classes, rule names from config, partition numbers); never a UID or anything about
 //! a patient.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +23,7 @@ use prometheus::{
     exponential_buckets, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use radstream_operators::contract::{MetricValue, OperatorMetric, Recorder};
 use radstream_schemas::records::{Feedback, Verdict};
 
 use MetricKind::{Counter, Gauge, Histogram as Hist};
@@ -37,6 +46,16 @@ impl MetricKind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
             MetricKind::Histogram => "histogram",
+        }
+    }
+
+    /// The kind whose update is the contract's `value` use: a counter's increment, a gauge's
+    /// delta, a histogram's observation.
+    pub fn of_value(value: MetricValue) -> Self {
+        match value {
+            MetricValue::Increment => MetricKind::Counter,
+            MetricValue::Delta => MetricKind::Gauge,
+            MetricValue::Observation => MetricKind::Histogram,
         }
     }
 }
@@ -63,6 +82,16 @@ pub struct MetricDef {
     pub labels: &'static [&'static str],
     /// Who exports it.
     pub process: Process,
+    /// The contract's name for it where operators record it (through [`Recorder`]); `None`
+    /// where only the runtime does.
+    pub recorded_by_operators: Option<OperatorMetric>,
+}
+
+impl MetricDef {
+    /// This metric, recorded by operators as `metric`.
+    const fn recorded_by(self, metric: OperatorMetric) -> MetricDef {
+        MetricDef { recorded_by_operators: Some(metric), ..self }
+    }
 }
 
 const fn worker(
@@ -71,11 +100,11 @@ const fn worker(
     help: &'static str,
     labels: &'static [&'static str],
 ) -> MetricDef {
-    MetricDef { name, kind, help, labels, process: Process::Worker }
+    MetricDef { name, kind, help, labels, process: Process::Worker, recorded_by_operators: None }
 }
 
 const fn lake(name: &'static str, kind: MetricKind, help: &'static str, labels: &'static [&'static str]) -> MetricDef {
-    MetricDef { name, kind, help, labels, process: Process::Lake }
+    MetricDef { name, kind, help, labels, process: Process::Lake, recorded_by_operators: None }
 }
 
 /// Kafka messages read from the input topic.
@@ -147,15 +176,18 @@ pub const DESTINATION_REQUESTS: MetricDef = worker(
     Counter,
     "Requests to destinations by status class",
     &["destination", "status_class"],
-);
+)
+.recorded_by(OperatorMetric::DestinationRequests);
 
 /// Destination request latency.
 pub const DESTINATION_REQUEST_DURATION: MetricDef =
-    worker("radstream_destination_request_duration_seconds", Hist, "Destination request latency", &["destination"]);
+    worker("radstream_destination_request_duration_seconds", Hist, "Destination request latency", &["destination"])
+        .recorded_by(OperatorMetric::DestinationRequestDuration);
 
 /// Destination request retries.
 pub const DESTINATION_RETRIES: MetricDef =
-    worker("radstream_destination_retries_total", Counter, "Destination request retries", &["destination"]);
+    worker("radstream_destination_retries_total", Counter, "Destination request retries", &["destination"])
+        .recorded_by(OperatorMetric::DestinationRetries);
 
 /// Dead letters by stage/operator and error class.
 pub const DEAD_LETTERS: MetricDef = worker(
@@ -172,11 +204,13 @@ pub const COMPUTE_BACKEND: MetricDef = worker(
     Gauge,
     "Operator instances computing on a device, by the reason it was chosen",
     &["operator", "backend", "reason"],
-);
+)
+.recorded_by(OperatorMetric::ComputeBackend);
 
 /// Images per model run, by model.
 pub const MODEL_BATCH_IMAGES: MetricDef =
-    worker("radstream_model_batch_images", Hist, "Images per model run, by model", &["model"]);
+    worker("radstream_model_batch_images", Hist, "Images per model run, by model", &["model"])
+        .recorded_by(OperatorMetric::ModelBatchImages);
 
 /// Time of one model run (the model alone), by model.
 pub const MODEL_RUN_DURATION: MetricDef = worker(
@@ -184,7 +218,8 @@ pub const MODEL_RUN_DURATION: MetricDef = worker(
     Hist,
     "Time of one model run (the model alone), by model",
     &["model"],
-);
+)
+.recorded_by(OperatorMetric::ModelRunDuration);
 
 /// Time an envelope waited in a stage's queue before its operator took it, by operator.
 pub const OPERATOR_QUEUE_DELAY: MetricDef = worker(
@@ -196,11 +231,13 @@ pub const OPERATOR_QUEUE_DELAY: MetricDef = worker(
 
 /// Time an image waited for its model run (queue and batching), by model.
 pub const MODEL_QUEUE_DELAY: MetricDef =
-    worker("radstream_model_queue_delay_seconds", Hist, "Time an image waited for its model run, by model", &["model"]);
+    worker("radstream_model_queue_delay_seconds", Hist, "Time an image waited for its model run, by model", &["model"])
+        .recorded_by(OperatorMetric::ModelQueueDelay);
 
 /// Result objects the `results` step built, by kind (`sr`, `seg`, `overlay`).
 pub const RESULT_OBJECTS: MetricDef =
-    worker("radstream_result_objects_total", Counter, "Result objects built for the PACS, by kind", &["kind"]);
+    worker("radstream_result_objects_total", Counter, "Result objects built for the PACS, by kind", &["kind"])
+        .recorded_by(OperatorMetric::ResultObjects);
 
 /// Series runs of a 3D model, by model and why the series was run (`expected_count`,
 /// `quiet_time`, `capacity`, `late_instance`).
@@ -209,11 +246,13 @@ pub const SERIES_RUNS: MetricDef = worker(
     Counter,
     "Series runs of a 3D model, by why the series was run",
     &["model", "reason"],
-);
+)
+.recorded_by(OperatorMetric::SeriesRuns);
 
 /// Instances a series model holds while their series is incomplete, by model.
 pub const SERIES_HELD_INSTANCES: MetricDef =
-    worker("radstream_series_held_instances", Gauge, "Instances held while their series is incomplete", &["model"]);
+    worker("radstream_series_held_instances", Gauge, "Instances held while their series is incomplete", &["model"])
+        .recorded_by(OperatorMetric::SeriesHeld);
 
 /// 1, labelled with the version.
 pub const BUILD_INFO: MetricDef = worker("radstream_build_info", Gauge, "radstream build information", &["version"]);
@@ -283,11 +322,35 @@ pub const ALL: &[MetricDef] = &[
     MODEL_AGREEMENT,
 ];
 
+/// The row of the metric operators record as `metric`: the one in [`ALL`] linked to it with
+/// `.recorded_by`. `None` only for a variant without a row, which this file's tests rule out.
+pub fn def_of(metric: OperatorMetric) -> Option<&'static MetricDef> {
+    ALL.iter().find(|def| def.recorded_by_operators == Some(metric))
+}
+
+/// A registered labelled metric, of any kind, as [`Metrics`] records into it for operators.
+#[derive(Clone)]
+enum Handle {
+    Counter(IntCounterVec),
+    Gauge(IntGaugeVec),
+    FloatGauge(GaugeVec),
+    Histogram(HistogramVec),
+}
+
+/// Where [`Recorder::record`] puts one [`OperatorMetric`]: its row and its collector.
+#[derive(Clone)]
+struct Target {
+    def: &'static MetricDef,
+    handle: Handle,
+}
+
 /// Registers metrics built from their [`MetricDef`]. The definitions are constants, so a
 /// failure here is a bug in this file, found by its tests, never by input.
 #[derive(Default)]
 struct Registrar {
     registry: Registry,
+    /// Every labelled metric registered so far, by name, for [`Registrar::operator_targets`].
+    handles: RefCell<HashMap<&'static str, Handle>>,
 }
 
 impl Registrar {
@@ -307,8 +370,13 @@ impl Registrar {
         self.register(def, IntCounter::with_opts(Self::opts(def)))
     }
 
+    fn keep<M: Clone>(&self, def: &MetricDef, metric: M, handle: fn(M) -> Handle) -> M {
+        self.handles.borrow_mut().insert(def.name, handle(metric.clone()));
+        metric
+    }
+
     fn counter_vec(&self, def: &MetricDef) -> IntCounterVec {
-        self.register(def, IntCounterVec::new(Self::opts(def), def.labels))
+        self.keep(def, self.register(def, IntCounterVec::new(Self::opts(def), def.labels)), Handle::Counter)
     }
 
     fn gauge(&self, def: &MetricDef) -> IntGauge {
@@ -316,11 +384,11 @@ impl Registrar {
     }
 
     fn gauge_vec(&self, def: &MetricDef) -> IntGaugeVec {
-        self.register(def, IntGaugeVec::new(Self::opts(def), def.labels))
+        self.keep(def, self.register(def, IntGaugeVec::new(Self::opts(def), def.labels)), Handle::Gauge)
     }
 
     fn float_gauge_vec(&self, def: &MetricDef) -> GaugeVec {
-        self.register(def, GaugeVec::new(Self::opts(def), def.labels))
+        self.keep(def, self.register(def, GaugeVec::new(Self::opts(def), def.labels)), Handle::FloatGauge)
     }
 
     fn histogram(&self, def: &MetricDef, buckets: Vec<f64>) -> Histogram {
@@ -328,7 +396,29 @@ impl Registrar {
     }
 
     fn histogram_vec(&self, def: &MetricDef, buckets: Vec<f64>) -> HistogramVec {
-        self.register(def, HistogramVec::new(HistogramOpts::new(def.name, def.help).buckets(buckets), def.labels))
+        let opts = HistogramOpts::new(def.name, def.help).buckets(buckets);
+        self.keep(def, self.register(def, HistogramVec::new(opts, def.labels)), Handle::Histogram)
+    }
+
+    /// Where each metric operators record goes. The rows of [`ALL`] recorded by operators and
+    /// not registered yet are registered here by their kind (histograms with
+    /// [`latency_buckets`]), so that such a metric needs no code beyond its row.
+    fn operator_targets(&self, process: Process) -> HashMap<OperatorMetric, Target> {
+        let mut targets = HashMap::new();
+        for def in ALL.iter().filter(|def| def.process == process) {
+            let Some(metric) = def.recorded_by_operators else { continue };
+            let registered = self.handles.borrow().get(def.name).cloned();
+            let handle = match registered {
+                Some(handle) => handle,
+                None => match def.kind {
+                    Counter => Handle::Counter(self.counter_vec(def)),
+                    Gauge => Handle::Gauge(self.gauge_vec(def)),
+                    Hist => Handle::Histogram(self.histogram_vec(def, latency_buckets())),
+                },
+            };
+            targets.insert(metric, Target { def, handle });
+        }
+        targets
     }
 }
 
@@ -340,10 +430,13 @@ fn render(registry: &Registry) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// Handles to every metric, registered in one registry.
+/// Handles to every metric of the worker, registered in one registry: those the runtime
+/// records as fields, those operators record behind the [`Recorder`] implementation.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// The metrics operators record, by the contract's name.
+    recorded: Arc<HashMap<OperatorMetric, Target>>,
     /// See [`EVENTS_RECEIVED`].
     pub events_received: IntCounter,
     /// See [`OPERATOR_EVENTS`].
@@ -372,30 +465,10 @@ pub struct Metrics {
     pub object_fetch_duration: Histogram,
     /// See [`OBJECT_FETCH_BYTES`].
     pub object_fetch_bytes: IntCounter,
-    /// See [`DESTINATION_REQUESTS`].
-    pub destination_requests: IntCounterVec,
-    /// See [`DESTINATION_REQUEST_DURATION`].
-    pub destination_request_duration: HistogramVec,
-    /// See [`DESTINATION_RETRIES`].
-    pub destination_retries: IntCounterVec,
     /// See [`DEAD_LETTERS`].
     pub dead_letters: IntCounterVec,
-    /// See [`COMPUTE_BACKEND`].
-    pub compute_backend: IntGaugeVec,
-    /// See [`MODEL_BATCH_IMAGES`].
-    pub model_batch_images: HistogramVec,
-    /// See [`MODEL_RUN_DURATION`].
-    pub model_run_duration: HistogramVec,
     /// See [`OPERATOR_QUEUE_DELAY`].
     pub operator_queue_delay: HistogramVec,
-    /// See [`MODEL_QUEUE_DELAY`].
-    pub model_queue_delay: HistogramVec,
-    /// See [`SERIES_RUNS`].
-    pub series_runs: IntCounterVec,
-    /// See [`RESULT_OBJECTS`].
-    pub result_objects: IntCounterVec,
-    /// See [`SERIES_HELD_INSTANCES`].
-    pub series_held: IntGaugeVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -416,6 +489,10 @@ impl Metrics {
         let build_info = r.gauge_vec(&BUILD_INFO);
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let small = || vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+        // Metrics operators record whose buckets are not the default; the others are
+        // registered by `operator_targets`.
+        r.histogram_vec(&MODEL_BATCH_IMAGES, small());
+        r.histogram_vec(&MODEL_QUEUE_DELAY, queue_buckets());
         Self {
             events_received: r.counter(&EVENTS_RECEIVED),
             operator_events: r.counter_vec(&OPERATOR_EVENTS),
@@ -431,18 +508,9 @@ impl Metrics {
             offset_stores: r.counter_vec(&OFFSET_STORES),
             object_fetch_duration: r.histogram(&OBJECT_FETCH_DURATION, latency_buckets()),
             object_fetch_bytes: r.counter(&OBJECT_FETCH_BYTES),
-            destination_requests: r.counter_vec(&DESTINATION_REQUESTS),
-            destination_request_duration: r.histogram_vec(&DESTINATION_REQUEST_DURATION, latency_buckets()),
-            destination_retries: r.counter_vec(&DESTINATION_RETRIES),
             dead_letters: r.counter_vec(&DEAD_LETTERS),
-            compute_backend: r.gauge_vec(&COMPUTE_BACKEND),
-            model_batch_images: r.histogram_vec(&MODEL_BATCH_IMAGES, small()),
-            model_run_duration: r.histogram_vec(&MODEL_RUN_DURATION, latency_buckets()),
             operator_queue_delay: r.histogram_vec(&OPERATOR_QUEUE_DELAY, queue_buckets()),
-            model_queue_delay: r.histogram_vec(&MODEL_QUEUE_DELAY, queue_buckets()),
-            result_objects: r.counter_vec(&RESULT_OBJECTS),
-            series_runs: r.counter_vec(&SERIES_RUNS),
-            series_held: r.gauge_vec(&SERIES_HELD_INSTANCES),
+            recorded: Arc::new(r.operator_targets(Process::Worker)),
             registry: r.registry,
         }
     }
@@ -459,40 +527,56 @@ impl Default for Metrics {
     }
 }
 
-impl radstream_operators::config::OperatorObserver for Metrics {
-    fn destination_request(&self, destination: &str, status_class: &'static str, seconds: f64) {
-        self.destination_requests.with_label_values(&[destination, status_class]).inc();
-        self.destination_request_duration.with_label_values(&[destination]).observe(seconds);
+impl Recorder for Metrics {
+    /// Records into the collector of `metric`'s row as the row's kind asks: a counter adds the
+    /// increment, a gauge the delta, a histogram observes the value. A recording that does not
+    /// fit (a metric this process does not export, the wrong number of label values, a counter
+    /// going down, a value that is not a number) is dropped with a warning that names the
+    /// metric and nothing else: a metric never fails an instance, and label values stay out of
+    /// the log.
+    fn record(&self, metric: OperatorMetric, labels: &[&str], value: f64) {
+        let Some(Target { def, handle }) = self.recorded.get(&metric) else {
+            tracing::warn!(metric = ?metric, "an operator recorded a metric this process does not export; dropped");
+            return;
+        };
+        let recorded = match (def.kind, handle) {
+            (Counter, Handle::Counter(vec)) => match whole(value).and_then(|n| u64::try_from(n).ok()) {
+                Some(n) => vec.get_metric_with_label_values(labels).map(|c| c.inc_by(n)).map_err(|_| LABELS),
+                None => Err("a counter's increment must be a whole number, not negative"),
+            },
+            (Gauge, Handle::Gauge(vec)) => match whole(value) {
+                Some(n) => vec.get_metric_with_label_values(labels).map(|g| g.add(n)).map_err(|_| LABELS),
+                None => Err("a gauge's delta must be a whole number"),
+            },
+            (Gauge, Handle::FloatGauge(vec)) => finite(value)
+                .and_then(|v| vec.get_metric_with_label_values(labels).map(|g| g.add(v)).map_err(|_| LABELS)),
+            (Hist, Handle::Histogram(vec)) => finite(value)
+                .and_then(|v| vec.get_metric_with_label_values(labels).map(|h| h.observe(v)).map_err(|_| LABELS)),
+            _ => Err("the metric is registered as another kind than its definition says"),
+        };
+        if let Err(why) = recorded {
+            tracing::warn!(metric = def.name, why, "an operator's recording was dropped");
+        }
     }
+}
 
-    fn destination_retry(&self, destination: &str) {
-        self.destination_retries.with_label_values(&[destination]).inc();
-    }
+/// Why a recording with the wrong number of label values was dropped (the only error
+/// `get_metric_with_label_values` returns for a registered metric).
+const LABELS: &str = "the label values do not match the metric's labels";
 
-    fn compute_backend(&self, operator: &str, backend: &'static str, reason: &'static str, change: i64) {
-        self.compute_backend.with_label_values(&[operator, backend, reason]).add(change);
+/// `value`, if it is a number (a histogram's sum or a gauge would stay NaN or infinite for good).
+fn finite(value: f64) -> Result<f64, &'static str> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err("the value is not a finite number")
     }
+}
 
-    fn model_run(&self, model: &str, images: usize, seconds: f64) {
-        self.model_batch_images.with_label_values(&[model]).observe(images as f64);
-        self.model_run_duration.with_label_values(&[model]).observe(seconds);
-    }
-
-    fn model_queue_delay(&self, model: &str, seconds: f64) {
-        self.model_queue_delay.with_label_values(&[model]).observe(seconds);
-    }
-
-    fn series_run(&self, model: &str, reason: &'static str) {
-        self.series_runs.with_label_values(&[model, reason]).inc();
-    }
-
-    fn result_objects(&self, kind: &'static str, count: u64) {
-        self.result_objects.with_label_values(&[kind]).inc_by(count);
-    }
-
-    fn series_held(&self, model: &str, change: i64) {
-        self.series_held.with_label_values(&[model]).add(change);
-    }
+/// `value` as a whole number, if it is one (counters and integer gauges count whole things).
+fn whole(value: f64) -> Option<i64> {
+    let whole = value.is_finite() && value.fract() == 0.0 && value.abs() < i64::MAX as f64;
+    whole.then_some(value as i64)
 }
 
 /// The lake's metrics, in a registry of its own (the lake is its own process).

@@ -93,19 +93,5 @@ async fn fetch_and_parse(shared: &Shared, fetcher: &ObjectFetcher, item: FetchIt
         None => event_from_header(&header, item.location, item.event_time_ms, Priority::Routine, None)
             .map_err(|reason| ("parse", ErrorClass::MalformedDicom, reason))?,
     };
-    Ok(Envelope {
-        ticket: item.ticket,
-        event,
-        object,
-        header,
-        branch: None,
-        received_at: Instant::now(),
-        queued_at: Instant::now(),
-        tensor: None,
-        results: None,
-        model: None,
-        geometry: None,
-        outputs: None,
-        stage_ms: Vec::new(),
-    })
+    Ok(Envelope::new(item.ticket, event, object, header, Instant::now()))
 }

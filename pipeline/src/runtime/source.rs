@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use radstream_operators::contract::Backoff;
 use radstream_schemas::wire::{self, SchemaSet};
 use radstream_schemas::{ErrorClass, EventPayload, InstanceEvent, Priority};
 use rdkafka::message::Message;
@@ -27,6 +28,8 @@ pub(crate) async fn consume(
     let format = shared.config.kafka.format;
     let registry = shared.config.kafka.schema_registry_url.clone();
     let http = reqwest::Client::new();
+    // Consumer errors in a row, for the wait before reading again.
+    let mut recv_errors = 0u32;
     loop {
         if *shutdown.borrow() {
             break;
@@ -41,10 +44,14 @@ pub(crate) async fn consume(
             _ = shutdown.changed() => break,
         };
         let message = match message {
-            Ok(m) => m,
+            Ok(m) => {
+                recv_errors = 0;
+                m
+            }
             Err(e) => {
                 warn!(error = %e, "kafka consumer error; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                recv_errors = recv_errors.saturating_add(1);
+                tokio::time::sleep(RECV_RETRY.delay(recv_errors, None)).await;
                 continue;
             }
         };
@@ -166,14 +173,25 @@ pub(crate) async fn consume(
     info!("stopped reading the input topic");
 }
 
+/// The wait before reading the input topic again after a consumer error: 200 ms, however many
+/// in a row (librdkafka reconnects on its own; the wait only keeps a lasting error from spinning).
+const RECV_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(200)).without_jitter();
+
+/// Tries of a schema lookup: 4 in all, 200, 400 and 800 ms apart (no jitter: a worker looks each
+/// unknown id up once and keeps the schema); only a transport or server error is tried again.
+const SCHEMA_RETRY: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_millis(800)).with_max_attempts(4).without_jitter();
+
 async fn fetch_schema(http: &reqwest::Client, base: &str, id: u32) -> Result<apache_avro::Schema, String> {
     #[derive(serde::Deserialize)]
     struct SchemaById {
         schema: String,
     }
     let url = format!("{}/schemas/ids/{id}", base.trim_end_matches('/'));
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1..=4 {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         // Err((retryable, reason)): a missing id will not appear by asking again.
         let result: Result<apache_avro::Schema, (bool, String)> = async {
             let resp =
@@ -189,14 +207,13 @@ async fn fetch_schema(http: &reqwest::Client, base: &str, id: u32) -> Result<apa
         .await;
         match result {
             Ok(schema) => return Ok(schema),
-            Err((retryable, reason)) if !retryable || attempt == 4 => return Err(reason),
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
+            Err((false, reason)) => return Err(reason),
+            Err((true, reason)) => match SCHEMA_RETRY.next_delay(attempt, started.elapsed(), None) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(reason),
+            },
         }
     }
-    unreachable!("the loop returns on its last attempt")
 }
 
 #[cfg(test)]

@@ -3,12 +3,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use radstream_operators::batching::{gather, Step};
+use radstream_operators::contract::batching::{gather, Step};
+use radstream_operators::contract::Backoff;
 use radstream_operators::{Batching, Envelope, Gatherer, Operator, Outcome, Processed, RetryHint};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::runtime::shared::{stage_latencies, Completion, Finish, Shared};
+
+/// The wait before an operator's retry of a batch when the failure named none (`Retry { after:
+/// None }`): 200 ms doubling to 6.4 s. No jitter: the stage retries its own batch, the envelopes
+/// of a batch together; the attempt limit is the config's `runtime.operator_max_attempts`.
+const OPERATOR_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(6_400)).without_jitter();
 
 /// Runs one operator: gathers batches (its own batching policy, or the runtime's), routes each
 /// envelope by its outcome, retries what the operator marks retryable, dead-letters the rest.
@@ -136,7 +142,9 @@ impl StageRouter<'_> {
                     RetryHint::Retry { after } if attempt < rt.operator_max_attempts => {
                         self.count("retried", 1);
                         warn!(operator = kind, object = %p.envelope.object_key(), attempt, reason = %e.reason, "operator failed; retrying");
-                        retry_after = retry_after.max(after.unwrap_or(Duration::from_millis(100 << attempt.min(6))));
+                        // The operator's own wait, where it named one, wins whole (a server's
+                        // Retry-After is not cut to our cap).
+                        retry_after = retry_after.max(after.unwrap_or_else(|| OPERATOR_RETRY.delay(attempt, None)));
                         retry.push(p.envelope);
                     }
                     _ => {
@@ -152,3 +160,6 @@ impl StageRouter<'_> {
         Ok((retry, retry_after))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -128,13 +128,13 @@ pub(super) struct Date {
 impl Date {
     /// The date `days` after 1970-01-01.
     fn from_days(days: i64) -> Self {
-        let (year, month, day) = radstream_operators::calendar::civil_from_days(days);
+        let (year, month, day) = radstream_operators::dicom::calendar::civil_from_days(days);
         Date { year, month, day }
     }
 
     /// Days since 1970-01-01.
     fn to_days(self) -> i64 {
-        radstream_operators::calendar::days_from_civil(self.year, self.month, self.day)
+        radstream_operators::dicom::calendar::days_from_civil(self.year, self.month, self.day)
     }
 
     /// The DA value, `YYYYMMDD`.

@@ -39,7 +39,7 @@ use bytes::Bytes;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
-use radstream_operators::batching::{gather, Step};
+use radstream_operators::contract::batching::{gather, Step};
 use radstream_operators::infer::ort::OrtModel;
 use radstream_operators::infer::{BackendChoice, BackendKind, CpuModel, Infer, LoadedModel, SeriesConfig};
 use radstream_operators::preprocess::device::DeviceChoice;
@@ -413,11 +413,11 @@ async fn batcher(a: &Args) -> Result<()> {
 #[derive(Default)]
 struct ModelTime(std::sync::Mutex<f64>);
 
-impl radstream_operators::config::OperatorObserver for ModelTime {
-    fn destination_request(&self, _: &str, _: &'static str, _: f64) {}
-    fn destination_retry(&self, _: &str) {}
-    fn model_run(&self, _model: &str, _images: usize, seconds: f64) {
-        *self.0.lock().expect("lock") += seconds;
+impl radstream_operators::contract::Recorder for ModelTime {
+    fn record(&self, metric: radstream_operators::contract::OperatorMetric, _: &[&str], value: f64) {
+        if metric == radstream_operators::contract::OperatorMetric::ModelRunDuration {
+            *self.0.lock().expect("lock") += value;
+        }
     }
 }
 

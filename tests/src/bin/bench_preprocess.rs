@@ -13,7 +13,7 @@
 //!
 //! Then R rounds; in each, per file, two timed passes on this thread, each running the file again
 //! and again until at least `--min-seconds` and `--min-iterations` are reached:
-//! - `decode`: `preprocess::decode::decode` (parse the Part-10 object, decode the pixel data);
+//! - `decode`: `dicom::decode::decode` (parse the Part-10 object, decode the pixel data);
 //! - `preprocess`: `preprocess::preprocess_object` with the spec (decode, then rescale, window,
 //!   normalization, resampling into the `[frames, C, H, W]` tensor), exactly the operator's work.
 //!
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use radstream_operators::preprocess::decode::{self, DecodedImage, Samples};
+use radstream_operators::dicom::decode::{self, DecodedImage, Samples};
 use radstream_operators::preprocess::{preprocess_object, PreprocessSpec};
 use serde::Deserialize;
 use serde_json::json;

@@ -31,12 +31,13 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
-use radstream_operators::infer::{InferenceResult, LoadedModel};
+use radstream_operators::contract::envelope::content_time_ms;
+use radstream_operators::contract::{InferenceResult, ResultKind, ResultSet};
+use radstream_operators::infer::LoadedModel;
 use radstream_operators::preprocess::preprocess_object;
 use radstream_operators::results::overlay::{build_overlay, OverlayFinding, OverlaySource};
-use radstream_operators::results::step::content_time_ms;
 use radstream_operators::results::{
-    build_seg, build_sr, InstanceRef, MaskShape, ResultKind, ResultSet, ResultsConfig, SegSource, SegmentConcept,
+    build_seg, build_sr, InstanceRef, MaskShape, ResultsConfig, SegSource, SegmentConcept,
 };
 use radstream_operators::stow::{StowAuth, StowConfig, StowSink};
 use radstream_operators::{BuildContext, Envelope, Operator, Outcome};
@@ -118,7 +119,7 @@ fn planted_slice(seed: u64) -> Result<Envelope> {
 /// A new envelope of the same object, carrying the same model result (`Envelope` is not `Clone`).
 fn copy(e: &Envelope) -> Result<Envelope> {
     let mut copy =
-        Envelope::from_part10(e.ticket, e.event.object.clone(), e.object.clone()).map_err(anyhow::Error::msg)?;
+        Envelope::from_part10(e.ticket, e.event.object.clone(), e.object().clone()).map_err(anyhow::Error::msg)?;
     copy.results = e.results.clone();
     Ok(copy)
 }
@@ -130,7 +131,7 @@ fn envelope(ticket: u64, instance: SynthInstance) -> Result<Envelope> {
 
 /// The model's result on `envelope`, with its mask; fails when the planted bleed is missed.
 fn infer(model: &LoadedModel, envelope: &Envelope) -> Result<InferenceResult> {
-    let tensor = preprocess_object(&model.manifest().input, &envelope.object).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tensor = preprocess_object(&model.manifest().input, envelope.object()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let result = model.infer(&tensor, 8)?;
     ensure!(!result.findings.is_empty(), "the model missed the planted bleed (scores {:?})", result.scores);
     ensure!(result.masks.is_some() && result.mask_size.is_some(), "the model gave no mask");
@@ -145,7 +146,7 @@ fn mask(result: &InferenceResult) -> Result<(Arc<[f32]>, MaskShape)> {
 }
 
 fn sr_bytes(envelope: &Envelope, result: &InferenceResult, library: &[InstanceRef]) -> Result<usize> {
-    let sr = build_sr(&envelope.header, result, library, content_time_ms(envelope, result))?;
+    let sr = build_sr(envelope.header(), result, library, content_time_ms(envelope, result))?;
     Ok(sr.to_bytes()?.len())
 }
 
@@ -162,7 +163,7 @@ fn overlay_bytes(envelope: &Envelope, result: &InferenceResult) -> Result<usize>
         .iter()
         .map(|f| OverlayFinding { label: &f.label, score: f.score, threshold: f.threshold })
         .collect();
-    let source = OverlaySource { header: &envelope.header, object: &envelope.object, frame: 0 };
+    let source = OverlaySource { header: envelope.header(), object: envelope.object(), frame: 0 };
     let overlay =
         build_overlay(&source, Some((&mask, shape)), &findings, &result.model, content_time_ms(envelope, result))?;
     Ok(overlay.to_bytes()?.len())
@@ -203,13 +204,13 @@ async fn per_instance(a: &Args, model: &LoadedModel, base_seed: u64) -> Result<(
         let mut envelope = planted_slice(base_seed + round as u64)?;
         let spec = &model.manifest().input;
         let (pre, tensor) =
-            timed(a.iterations, || preprocess_object(spec, &envelope.object).map_err(|e| anyhow::anyhow!("{e}")))?;
+            timed(a.iterations, || preprocess_object(spec, envelope.object()).map_err(|e| anyhow::anyhow!("{e}")))?;
         let (inference, result) = timed(a.iterations, || Ok(model.infer(&tensor, 8)?))?;
         ensure!(!result.findings.is_empty(), "round {round}: the model missed the planted bleed");
         let (mask, shape) = mask(&result)?;
         let time = content_time_ms(&envelope, &result);
         let (sr, sr_len) = timed(a.iterations, || sr_bytes(&envelope, &result, &[]))?;
-        let sources = [SegSource { header: &envelope.header, frame: 0, mask: &mask }];
+        let sources = [SegSource { header: envelope.header(), frame: 0, mask: &mask }];
         let (seg, seg_len) = timed(a.iterations, || seg_bytes(&sources, shape, &result, time))?;
         let (overlay, overlay_len) = timed(a.iterations, || overlay_bytes(&envelope, &result))?;
         envelope.results = Some(Arc::new(result));
@@ -235,7 +236,7 @@ async fn per_instance(a: &Args, model: &LoadedModel, base_seed: u64) -> Result<(
             json!({"part": "instance", "round": round, "preprocess_ms": pre, "inference_ms": inference, "sr_ms": sr,
                    "seg_ms": seg, "overlay_ms": overlay, "sum_ms": sum, "step_ms": step,
                    "sr_bytes": sr_len, "seg_bytes": seg_len, "overlay_bytes": overlay_len,
-                   "source_bytes": envelope.object.len()})
+                   "source_bytes": envelope.object().len()})
         );
         for (v, x) in per.iter_mut().zip([pre, inference, sr, seg, overlay, step]) {
             v.push(x);
@@ -311,7 +312,7 @@ async fn per_series(a: &Args, model: &LoadedModel, base_seed: u64) -> Result<()>
     let flagged_all = series_result(a.library);
     let time = content_time_ms(source, &flagged_few);
     let sources: Vec<SegSource<'_>> =
-        envelopes.iter().map(|e| SegSource { header: &e.header, frame: 0, mask: &mask }).collect();
+        envelopes.iter().map(|e| SegSource { header: e.header(), frame: 0, mask: &mask }).collect();
     // Warm-up.
     sr_bytes(source, &flagged_few, &library)?;
     seg_bytes(&sources, shape, &instance_result, time)?;
@@ -430,7 +431,7 @@ async fn stow_part(a: &Args, model: &LoadedModel, base_seed: u64) -> Result<()> 
             .collect::<Result<_>>()?;
         let objects = &with.outputs.as_ref().expect("checked").objects;
         sizes = [
-            with.object.len(),
+            with.object().len(),
             objects[0].bytes.len(),
             objects.iter().find(|o| o.kind == ResultKind::Seg).map_or(0, |o| o.bytes.len()),
             objects.iter().find(|o| o.kind == ResultKind::Overlay).map_or(0, |o| o.bytes.len()),

@@ -233,3 +233,6 @@ fn broken_input_is_an_error_that_quotes_nothing() {
     let err = decode(b"not dicom at all").unwrap_err().to_string();
     assert!(err.contains("Part-10"), "{err}");
 }
+
+/// HTJ2K, with fixtures of its own.
+mod htj2k;

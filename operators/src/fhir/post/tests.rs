@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use serde_json::json;
 
 use super::*;
-use crate::contract::NoopObserver;
+use crate::contract::NoopRecorder;
 use crate::RetryHint;
 
 fn parse(value: Value) -> Result<FhirPostConfig, serde_json::Error> {
@@ -90,20 +90,20 @@ fn build_reads_the_token_and_never_shows_it() {
         auth: FhirAuth::Bearer { token_env: None, token_file: Some(path.clone()) },
         ..FhirPostConfig::new("http://127.0.0.1:1/fhir/R4")
     };
-    let poster = config.build(Arc::new(NoopObserver)).unwrap();
+    let poster = config.build(Arc::new(NoopRecorder)).unwrap();
     assert_eq!(poster.authorization.as_ref().unwrap().to_str().unwrap(), "Bearer tok-123");
     assert!(poster.authorization.as_ref().unwrap().is_sensitive());
     assert!(!format!("{poster:?}").contains("tok-123"));
     assert_eq!(poster.metadata_url.as_str(), "http://127.0.0.1:1/fhir/R4/metadata");
 
     std::fs::write(&path, " \n").unwrap();
-    let error = config.build(Arc::new(NoopObserver)).unwrap_err();
+    let error = config.build(Arc::new(NoopRecorder)).unwrap_err();
     assert_eq!(error.key, "auth.token_file");
     let missing = FhirPostConfig {
         auth: FhirAuth::Bearer { token_env: Some("RADSTREAM_FHIR_POST_TEST_UNSET_TOKEN".into()), token_file: None },
         ..FhirPostConfig::new("http://h/fhir")
     };
-    let error = missing.build(Arc::new(NoopObserver)).unwrap_err();
+    let error = missing.build(Arc::new(NoopRecorder)).unwrap_err();
     assert_eq!(error.key, "auth.token_env");
     assert!(error.problem.contains("RADSTREAM_FHIR_POST_TEST_UNSET_TOKEN is not set"), "{}", error.problem);
 }
@@ -195,12 +195,22 @@ struct RecordingObserver {
     retries: Mutex<Vec<String>>,
 }
 
-impl OperatorObserver for RecordingObserver {
-    fn destination_request(&self, destination: &str, status_class: &'static str, _seconds: f64) {
-        self.requests.lock().unwrap().push((destination.to_string(), status_class));
-    }
-    fn destination_retry(&self, destination: &str) {
-        self.retries.lock().unwrap().push(destination.to_string());
+impl Recorder for RecordingObserver {
+    fn record(&self, metric: OperatorMetric, labels: &[&str], value: f64) {
+        assert_eq!(labels.len(), metric.labels().len(), "{metric:?}");
+        match metric {
+            OperatorMetric::DestinationRequests => {
+                assert_eq!(value, 1.0);
+                let class = ["2xx", "4xx", "5xx", "error"].into_iter().find(|c| *c == labels[1]);
+                self.requests.lock().unwrap().push((labels[0].to_string(), class.unwrap_or("unexpected")));
+            }
+            OperatorMetric::DestinationRequestDuration => assert!(value >= 0.0),
+            OperatorMetric::DestinationRetries => {
+                assert_eq!(value, 1.0);
+                self.retries.lock().unwrap().push(labels[0].to_string());
+            }
+            other => panic!("the FHIR poster recorded {other:?}"),
+        }
     }
 }
 

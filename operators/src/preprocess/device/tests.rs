@@ -1,25 +1,27 @@
-use std::sync::Mutex;
-
 use super::*;
+use crate::contract::MemoryRecorder;
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, String, String)>>);
-
-impl OperatorObserver for Recorder {
-    fn destination_request(&self, _: &str, _: &'static str, _: f64) {}
-    fn destination_retry(&self, _: &str) {}
-    fn compute_backend(&self, operator: &str, backend: &'static str, reason: &'static str, change: i64) {
-        assert_eq!(change, 1);
-        self.0.lock().unwrap().push((operator.into(), backend.into(), reason.into()));
-    }
+/// The `(operator, backend, reason)` labels of every compute-backend recording, each checked to
+/// add 1 (a device is chosen, never given up, in these tests).
+fn backends(recorder: &MemoryRecorder) -> Vec<(String, String, String)> {
+    assert_eq!(recorder.recordings().len(), recorder.of(OperatorMetric::ComputeBackend).len());
+    recorder
+        .of(OperatorMetric::ComputeBackend)
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.value, 1.0);
+            let [operator, backend, reason] = <[String; 3]>::try_from(r.labels).unwrap();
+            (operator, backend, reason)
+        })
+        .collect()
 }
 
 #[test]
 fn cpu_when_asked_and_said_once() {
-    let recorder = Recorder::default();
+    let recorder = MemoryRecorder::default();
     let device = ComputeDevice::select(DeviceChoice::Cpu, &recorder, "test-model");
     assert_eq!(device.backend_name(), "cpu");
-    assert_eq!(*recorder.0.lock().unwrap(), [("preprocess".into(), "cpu".into(), "cpu_requested".into())]);
+    assert_eq!(backends(&recorder), [("preprocess".into(), "cpu".into(), "cpu_requested".into())]);
 }
 
 /// This machine (and CI) has no GPU: `auto` must come back on the CPU, say why in the
@@ -27,9 +29,9 @@ fn cpu_when_asked_and_said_once() {
 /// that the GPU started instead.
 #[test]
 fn auto_without_a_gpu_falls_back_to_the_cpu_and_says_so() {
-    let recorder = Recorder::default();
+    let recorder = MemoryRecorder::default();
     let device = ComputeDevice::select(DeviceChoice::Auto, &recorder, "test-model");
-    let seen = recorder.0.lock().unwrap().clone();
+    let seen = backends(&recorder);
     assert_eq!(seen.len(), 1, "{seen:?}");
     let (operator, backend, reason) = &seen[0];
     assert_eq!(operator, "preprocess");
@@ -49,7 +51,7 @@ fn auto_without_a_gpu_falls_back_to_the_cpu_and_says_so() {
     device.run_into(&plan, &stored, 3, 4, &mut out, &recorder).unwrap();
     let expected = plan.run_cpu(&stored, 3, 4).unwrap();
     assert!(out.iter().zip(&expected).all(|(a, b)| (a - b).abs() <= 1e-4), "{out:?} vs {expected:?}");
-    assert_eq!(recorder.0.lock().unwrap().len(), 1, "said more than once");
+    assert_eq!(backends(&recorder).len(), 1, "said more than once");
 }
 
 #[test]

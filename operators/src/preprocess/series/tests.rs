@@ -1,6 +1,6 @@
 use super::super::spec::{FixedWindow, InputKind, NormalizationSpec, WindowFunction, WindowSpec};
 use super::*;
-use crate::contract::NoopObserver;
+use crate::contract::NoopRecorder;
 use crate::dicom::decode::FrameParams;
 
 fn spec() -> PreprocessSpec {
@@ -41,7 +41,7 @@ fn slice(z: f64, value: i16) -> DecodedImage {
 fn slices_are_stacked_by_position_not_by_input_order() {
     // Given out of order: z = 5, -5, 0 with values 100, 0, 50 HU -> window [0, 100] -> 1, 0, 0.5.
     let images = [slice(5.0, 100), slice(-5.0, 0), slice(0.0, 50)];
-    let volume = preprocess_series(&ComputeDevice::cpu(), &NoopObserver, &spec(), &images).unwrap();
+    let volume = preprocess_series(&ComputeDevice::cpu(), &NoopRecorder, &spec(), &images).unwrap();
     assert_eq!(volume.shape, [1, 1, 3, 2, 2]);
     let firsts: Vec<f32> = volume.data.chunks(4).map(|plane| plane[0]).collect();
     assert_eq!(firsts, [0.0, 0.5, 1.0]);
@@ -55,7 +55,7 @@ fn slices_are_stacked_by_position_not_by_input_order() {
 fn a_gap_is_reported_and_three_channels_are_planes_of_the_volume() {
     let images = [slice(0.0, 0), slice(5.0, 50), slice(20.0, 100)];
     let three = PreprocessSpec { channels: 3, ..spec() };
-    let volume = preprocess_series(&ComputeDevice::cpu(), &NoopObserver, &three, &images).unwrap();
+    let volume = preprocess_series(&ComputeDevice::cpu(), &NoopRecorder, &three, &images).unwrap();
     assert!(volume.order.irregular_spacing);
     assert_eq!(volume.shape, [1, 3, 3, 2, 2]);
     let per_channel = 3 * 4;
@@ -69,17 +69,17 @@ fn what_is_not_one_volume_is_refused_with_the_reason() {
     let mut no_position = slice(0.0, 0);
     no_position.frame_params[0].position = None;
     let err =
-        preprocess_series(&ComputeDevice::cpu(), &NoopObserver, &spec(), &[slice(1.0, 0), no_position]).unwrap_err();
+        preprocess_series(&ComputeDevice::cpu(), &NoopRecorder, &spec(), &[slice(1.0, 0), no_position]).unwrap_err();
     assert!(err.to_string().contains("ImagePositionPatient"), "{err}");
 
     let mut tilted = slice(2.0, 0);
     tilted.frame_params[0].orientation = Some([1.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
-    let err = preprocess_series(&ComputeDevice::cpu(), &NoopObserver, &spec(), &[slice(1.0, 0), tilted]);
+    let err = preprocess_series(&ComputeDevice::cpu(), &NoopRecorder, &spec(), &[slice(1.0, 0), tilted]);
     assert!(err.is_err());
 
     let mut small = slice(2.0, 0);
     small.rows = 2;
-    let err = preprocess_series(&ComputeDevice::cpu(), &NoopObserver, &spec(), &[slice(1.0, 0), small]).unwrap_err();
+    let err = preprocess_series(&ComputeDevice::cpu(), &NoopRecorder, &spec(), &[slice(1.0, 0), small]).unwrap_err();
     assert!(err.to_string().contains("not one volume"), "{err}");
-    assert!(preprocess_series(&ComputeDevice::cpu(), &NoopObserver, &spec(), &[]).is_err());
+    assert!(preprocess_series(&ComputeDevice::cpu(), &NoopRecorder, &spec(), &[]).is_err());
 }

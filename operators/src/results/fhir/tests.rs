@@ -6,7 +6,7 @@ use std::process::Command;
 use radstream_schemas::SeriesRecord;
 
 use super::*;
-use crate::infer::Finding;
+use crate::contract::Finding;
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.11";
 const SERIES: &str = "1.2.826.0.1.3680043.8.498.12";

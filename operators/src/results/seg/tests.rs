@@ -2,7 +2,7 @@
 //! readers (dciodvfy, pydicom, highdicom) say about it.
 
 use super::*;
-use crate::infer::CodeSystem;
+use crate::contract::CodeSystem;
 use crate::parse_header;
 use crate::results::test_support::{self, assert_no_dciodvfy_errors, items, txt};
 

@@ -4,7 +4,7 @@
 use radstream_schemas::SeriesRecord;
 
 use super::*;
-use crate::infer::{Code, CodeSystem, ModelIdentity};
+use crate::contract::{Code, CodeSystem, ModelIdentity};
 use crate::parse_header;
 use crate::results::test_support::{self, assert_no_dciodvfy_errors, items, txt};
 

@@ -4,7 +4,7 @@ use dicom_dictionary_std::uids;
 use dicom_object::FileMetaTableBuilder;
 use radstream_schemas::{ObjectLocation, SeriesRecord};
 
-use crate::infer::ModelIdentity;
+use crate::contract::ModelIdentity;
 
 const STUDY: &str = "1.2.826.0.1.3680043.8.498.31";
 const SERIES: &str = "1.2.826.0.1.3680043.8.498.32";
@@ -43,7 +43,8 @@ fn series_result(flagged: &[&str]) -> InferenceResult {
 
 #[tokio::test]
 async fn a_series_gets_one_report_built_once_and_carried_by_each_instance() {
-    let mut step = ResultsConfig::default().build().unwrap();
+    let recorder = Arc::new(crate::contract::MemoryRecorder::default());
+    let mut step = ResultsConfig::default().build().unwrap().with_observer(recorder.clone());
     let result = series_result(&[]);
     let batch = vec![envelope(1, "2.25.41", Some(result.clone())), envelope(2, "2.25.42", Some(result))];
     let done = step.process_batch(batch).await;
@@ -63,6 +64,8 @@ async fn a_series_gets_one_report_built_once_and_carried_by_each_instance() {
     assert_eq!(a.sop_instance_uid, b.sop_instance_uid);
     assert_eq!(a.bytes.as_ptr(), b.bytes.as_ptr(), "built once, shared");
     assert!(dicom_object::from_reader(&a.bytes[128..]).is_ok());
+    let built: Vec<_> = recorder.recordings().into_iter().map(|r| (r.metric, r.labels, r.value)).collect();
+    assert_eq!(built, [(OperatorMetric::ResultObjects, vec!["sr".to_string()], 1.0)], "counted once, when built");
 }
 
 #[tokio::test]

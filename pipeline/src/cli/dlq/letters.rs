@@ -183,7 +183,7 @@ pub fn table(letters: &[Located]) -> String {
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn utc(ms: i64) -> String {
     let seconds = ms.div_euclid(1000);
-    let (y, m, d) = radstream_operators::calendar::civil_from_days(seconds.div_euclid(86_400));
+    let (y, m, d) = radstream_operators::dicom::calendar::civil_from_days(seconds.div_euclid(86_400));
     let s = seconds.rem_euclid(86_400);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", s / 3600, s / 60 % 60, s % 60, ms.rem_euclid(1000))
 }
@@ -222,7 +222,7 @@ fn parse_utc(text: &str) -> Option<i64> {
     } else {
         format!("{:0<3}", &fraction[..fraction.len().min(3)]).parse::<i64>().ok()?
     };
-    let days = radstream_operators::calendar::days_from_civil(y, mo as u32, da as u32);
+    let days = radstream_operators::dicom::calendar::days_from_civil(y, mo as u32, da as u32);
     valid.then_some(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
 }
 

@@ -39,9 +39,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
-use radstream_operators::config::NoopObserver;
-use radstream_operators::infer::{InferenceResult, LoadedModel};
-use radstream_operators::preprocess::decode::{decode, DecodedImage};
+use radstream_operators::contract::InferenceResult;
+use radstream_operators::contract::NoopRecorder;
+use radstream_operators::dicom::decode::{decode, DecodedImage};
+use radstream_operators::infer::LoadedModel;
 use radstream_operators::preprocess::{
     preprocess_object_on, preprocess_series, ComputeDevice, DeviceChoice, InputKind, SeriesTensor,
 };
@@ -173,7 +174,7 @@ impl InferCommand {
             plan_inputs(&self.inputs, &self.out, "findings.json")?
         };
         let threads = worker_threads(self.jobs, inputs.len());
-        let device = ComputeDevice::select(self.device, &NoopObserver, &model.manifest().name);
+        let device = ComputeDevice::select(self.device, &NoopRecorder, &model.manifest().name);
         Ok(InferPlan { model, out: self.out.clone(), threads, inputs, device })
     }
 }
@@ -360,7 +361,7 @@ impl InferPlan {
                     .map_err(|e| format!("{}: {e}", input.source.display()))
             })
             .collect::<Result<Vec<DecodedImage>, String>>()?;
-        let volume = preprocess_series(&self.device, &NoopObserver, spec, &images).map_err(|e| e.to_string())?;
+        let volume = preprocess_series(&self.device, &NoopRecorder, spec, &images).map_err(|e| e.to_string())?;
         drop(images);
         let SeriesTensor { shape, data, order, slices, spacing_mm } = volume;
         let depth = shape[2];
@@ -439,7 +440,7 @@ impl InferPlan {
         if !spec.takes_modality(&modality) {
             return Ok(InferOutcome::Skipped { modality });
         }
-        let tensor = preprocess_object_on(&self.device, &NoopObserver, spec, &bytes).map_err(|e| e.to_string())?;
+        let tensor = preprocess_object_on(&self.device, &NoopRecorder, spec, &bytes).map_err(|e| e.to_string())?;
         let result = self.model.infer(&tensor, MAX_BATCH).map_err(|e| e.to_string())?;
         let document = self.findings_document(&input.source.display().to_string(), &result);
         let written = self.write_document(&input.stem, &document)?;

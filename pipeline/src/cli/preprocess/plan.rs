@@ -25,8 +25,8 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use dicom_dictionary_std::tags;
-use radstream_operators::config::NoopObserver;
-use radstream_operators::preprocess::decode::{decode, DecodedImage};
+use radstream_operators::contract::NoopRecorder;
+use radstream_operators::dicom::decode::{decode, DecodedImage};
 use radstream_operators::preprocess::{
     npy, png, preprocess_object_on, preprocess_series, ComputeDevice, DeviceChoice, InputKind, PreprocessSpec,
     SeriesTensor, Tensor,
@@ -101,7 +101,7 @@ impl PreprocessCommand {
         let spec = PreprocessSpec::load(&self.model).map_err(|e| usage(e.to_string()))?;
         let inputs = plan_inputs(&self.inputs, &self.out, "npy")?;
         let threads = worker_threads(self.jobs, inputs.len());
-        let device = ComputeDevice::select(self.device, &NoopObserver, &spec.name);
+        let device = ComputeDevice::select(self.device, &NoopRecorder, &spec.name);
         Ok(PreprocessPlan { spec, out: self.out.clone(), threads, inputs, device })
     }
 }
@@ -191,7 +191,7 @@ impl PreprocessPlan {
             names.push(name.clone());
             let indices: Vec<usize> = members.iter().map(|(i, _)| *i).collect();
             let images: Vec<DecodedImage> = members.into_iter().map(|(_, image)| image).collect();
-            let result = preprocess_series(&self.device, &NoopObserver, &self.spec, &images)
+            let result = preprocess_series(&self.device, &NoopRecorder, &self.spec, &images)
                 .map_err(|e| e.to_string())
                 .and_then(|volume| self.write_volume(&name, &volume, &indices));
             for i in indices {
@@ -266,7 +266,7 @@ impl PreprocessPlan {
             return Ok(FileOutcome::Skipped { modality });
         }
         let tensor =
-            preprocess_object_on(&self.device, &NoopObserver, &self.spec, &bytes).map_err(|e| e.to_string())?;
+            preprocess_object_on(&self.device, &NoopRecorder, &self.spec, &bytes).map_err(|e| e.to_string())?;
         let base = self.out.join(&input.stem);
         if let Some(parent) = base.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;

@@ -66,6 +66,95 @@ fn every_metric_is_registered_with_its_definition() {
 }
 
 #[test]
+fn every_operator_metric_has_exactly_one_row_with_its_labels_and_kind() {
+    let metrics = Metrics::new();
+    for metric in OperatorMetric::ALL {
+        let rows: Vec<&MetricDef> = ALL.iter().filter(|d| d.recorded_by_operators == Some(*metric)).collect();
+        assert_eq!(rows.len(), 1, "{metric:?} is the metric of {} rows", rows.len());
+        let def = rows[0];
+        assert_eq!(def.labels, metric.labels(), "{metric:?}: {}", def.name);
+        assert_eq!(def.kind, MetricKind::of_value(metric.value()), "{metric:?}: {}", def.name);
+        assert_eq!(def.process, Process::Worker, "{metric:?}: operators run in the worker");
+        assert_eq!(def_of(*metric).map(|d| d.name), Some(def.name));
+        assert!(metrics.recorded.contains_key(metric), "{metric:?} is not registered");
+    }
+    // A row may not link to a variant the contract does not list (its tests would miss it).
+    for def in ALL {
+        if let Some(metric) = def.recorded_by_operators {
+            assert!(OperatorMetric::ALL.contains(&metric), "{}: {metric:?} is not in OperatorMetric::ALL", def.name);
+        }
+    }
+}
+
+/// The sample line of `def` with every label set to `<label>-value`, as the text format writes
+/// it (labels sorted by name).
+fn sample(def: &MetricDef, suffix: &str, value: &str) -> String {
+    let mut labels: Vec<String> = def.labels.iter().map(|l| format!("{l}=\"{l}-value\"")).collect();
+    labels.sort();
+    format!("{}{suffix}{{{}}} {value}\n", def.name, labels.join(","))
+}
+
+fn record_each(metrics: &Metrics, value: f64) {
+    for metric in OperatorMetric::ALL {
+        let values: Vec<String> = metric.labels().iter().map(|l| format!("{l}-value")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        metrics.record(*metric, &values, value);
+    }
+}
+
+#[test]
+fn recording_each_operator_metric_shows_in_the_exposition() {
+    let metrics = Metrics::new();
+    record_each(&metrics, 2.0);
+    record_each(&metrics, 3.0);
+    let text = metrics.render();
+    for metric in OperatorMetric::ALL {
+        let def = def_of(*metric).unwrap();
+        let expected = match def.kind {
+            MetricKind::Counter | MetricKind::Gauge => vec![sample(def, "", "5")],
+            MetricKind::Histogram => vec![sample(def, "_sum", "5"), sample(def, "_count", "2")],
+        };
+        for line in expected {
+            assert!(text.contains(&line), "{metric:?}: no {line:?} in\n{text}");
+        }
+    }
+    // The buckets of the histograms registered before the others are theirs, not the default.
+    assert!(text.contains(r#"radstream_model_batch_images_bucket{model="model-value",le="128"} 2"#), "{text}");
+    assert!(text.contains(r#"radstream_model_queue_delay_seconds_bucket{model="model-value",le="0.00005"} 0"#));
+}
+
+#[test]
+fn gauges_go_down_by_their_delta() {
+    let metrics = Metrics::new();
+    let labels = ["preprocess", "cuda", "gpu_started"];
+    metrics.record(OperatorMetric::ComputeBackend, &labels, 1.0);
+    metrics.record(OperatorMetric::ComputeBackend, &labels, -1.0);
+    metrics.record(OperatorMetric::ComputeBackend, &["preprocess", "cpu", "gpu_failed"], 1.0);
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"radstream_compute_backend{backend="cuda",operator="preprocess",reason="gpu_started"} 0"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"radstream_compute_backend{backend="cpu",operator="preprocess",reason="gpu_failed"} 1"#));
+}
+
+#[test]
+fn a_recording_that_does_not_fit_is_dropped_without_a_panic() {
+    let metrics = Metrics::new();
+    let before = metrics.render();
+    // Too few and too many label values.
+    metrics.record(OperatorMetric::DestinationRequests, &["pacs"], 1.0);
+    metrics.record(OperatorMetric::ModelRunDuration, &["model", "extra"], 1.0);
+    metrics.record(OperatorMetric::SeriesHeld, &[], 1.0);
+    // Values the kind cannot take.
+    metrics.record(OperatorMetric::ResultObjects, &["sr"], -1.0);
+    metrics.record(OperatorMetric::ResultObjects, &["sr"], 0.5);
+    metrics.record(OperatorMetric::SeriesHeld, &["model"], f64::NAN);
+    metrics.record(OperatorMetric::ModelQueueDelay, &["model"], f64::INFINITY);
+    assert_eq!(metrics.render(), before);
+}
+
+#[test]
 fn the_agreement_ratio_is_accepts_over_all_verdicts() {
     let metrics = LakeMetrics::new();
     let verdict = |version: &str, verdict| Feedback {

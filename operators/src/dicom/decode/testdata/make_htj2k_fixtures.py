@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Makes the htj2k_* fixtures of htj2k_tests.rs from synthetic images (no patient data).
+"""Makes the htj2k_* fixtures of tests/htj2k.rs from synthetic images (no patient data).
 
 Run from anywhere: python3 make_htj2k_fixtures.py [--bench DIR]
 Needs Python >= 3.12 with numpy, pydicom 3, ojph (OpenJPH's Python bindings: the HTJ2K encoder;

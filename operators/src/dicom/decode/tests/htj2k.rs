@@ -4,7 +4,7 @@
 //! and checked each against pylibjpeg-openjpeg (OpenJPEG 2.5), whose decodes of the lossy ones
 //! are the `.openjpeg.raw` files.
 
-use super::*;
+use super::super::*;
 
 const HTJ2K_LOSSLESS: &str = "1.2.840.10008.1.2.4.201";
 const HTJ2K_LOSSLESS_RPCL: &str = "1.2.840.10008.1.2.4.202";
@@ -31,15 +31,15 @@ impl Fixture {
     }
 }
 
-const CT_S16: Fixture = Fixture(include_bytes!("testdata/htj2k_ct_s16.dcm"), (128, 128), 1, HTJ2K_LOSSLESS);
-const CT_S16_LOSSY: Fixture = Fixture(include_bytes!("testdata/htj2k_ct_s16_lossy.dcm"), (128, 128), 1, HTJ2K);
-const U8: Fixture = Fixture(include_bytes!("testdata/htj2k_u8.dcm"), (48, 64), 1, HTJ2K_LOSSLESS);
-const U12_RPCL: Fixture = Fixture(include_bytes!("testdata/htj2k_u12_rpcl.dcm"), (47, 61), 1, HTJ2K_LOSSLESS_RPCL);
-const RGB8_RCT: Fixture = Fixture(include_bytes!("testdata/htj2k_rgb8_rct.dcm"), (32, 40), 3, HTJ2K_LOSSLESS);
-const RGB8_ICT: Fixture = Fixture(include_bytes!("testdata/htj2k_rgb8_ict.dcm"), (32, 40), 3, HTJ2K);
+const CT_S16: Fixture = Fixture(include_bytes!("../testdata/htj2k_ct_s16.dcm"), (128, 128), 1, HTJ2K_LOSSLESS);
+const CT_S16_LOSSY: Fixture = Fixture(include_bytes!("../testdata/htj2k_ct_s16_lossy.dcm"), (128, 128), 1, HTJ2K);
+const U8: Fixture = Fixture(include_bytes!("../testdata/htj2k_u8.dcm"), (48, 64), 1, HTJ2K_LOSSLESS);
+const U12_RPCL: Fixture = Fixture(include_bytes!("../testdata/htj2k_u12_rpcl.dcm"), (47, 61), 1, HTJ2K_LOSSLESS_RPCL);
+const RGB8_RCT: Fixture = Fixture(include_bytes!("../testdata/htj2k_rgb8_rct.dcm"), (32, 40), 3, HTJ2K_LOSSLESS);
+const RGB8_ICT: Fixture = Fixture(include_bytes!("../testdata/htj2k_rgb8_ict.dcm"), (32, 40), 3, HTJ2K);
 /// The original samples (the lossy fixtures hold the images of the lossless ones).
-const CT_S16_RAW: &[u8] = include_bytes!("testdata/htj2k_ct_s16.raw");
-const RGB8_RAW: &[u8] = include_bytes!("testdata/htj2k_rgb8_rct.raw");
+const CT_S16_RAW: &[u8] = include_bytes!("../testdata/htj2k_ct_s16.raw");
+const RGB8_RAW: &[u8] = include_bytes!("../testdata/htj2k_rgb8_rct.raw");
 
 fn le_i16(raw: &[u8]) -> Vec<i16> {
     raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
@@ -58,12 +58,12 @@ fn lossless_signed_16_bit_ct_decodes_exactly() {
 
 #[test]
 fn lossless_unsigned_8_bit_decodes_exactly() {
-    assert_eq!(U8.decode().samples, Samples::U8(include_bytes!("testdata/htj2k_u8.raw").to_vec()));
+    assert_eq!(U8.decode().samples, Samples::U8(include_bytes!("../testdata/htj2k_u8.raw").to_vec()));
 }
 
 #[test]
 fn lossless_12_bit_rpcl_with_odd_size_decodes_exactly() {
-    let raw = include_bytes!("testdata/htj2k_u12_rpcl.raw");
+    let raw = include_bytes!("../testdata/htj2k_u12_rpcl.raw");
     let expected = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
     assert_eq!(U12_RPCL.decode().samples, Samples::U16(expected));
 }
@@ -80,7 +80,7 @@ fn lossless_rgb_with_reversible_color_transform_decodes_exactly() {
 #[test]
 fn lossy_signed_16_bit_ct_is_within_openjpeg_rounding() {
     let decoded = CT_S16_LOSSY.decode();
-    let openjpeg = Samples::I16(le_i16(include_bytes!("testdata/htj2k_ct_s16_lossy.openjpeg.raw")));
+    let openjpeg = Samples::I16(le_i16(include_bytes!("../testdata/htj2k_ct_s16_lossy.openjpeg.raw")));
     assert!(max_difference(&decoded.samples, &openjpeg) <= 1);
     assert!(max_difference(&decoded.samples, &Samples::I16(le_i16(CT_S16_RAW))) <= 45 + 1);
 }
@@ -88,7 +88,7 @@ fn lossy_signed_16_bit_ct_is_within_openjpeg_rounding() {
 #[test]
 fn lossy_rgb_with_irreversible_color_transform_is_within_openjpeg_rounding() {
     let decoded = RGB8_ICT.decode();
-    let openjpeg = Samples::U8(include_bytes!("testdata/htj2k_rgb8_ict.openjpeg.raw").to_vec());
+    let openjpeg = Samples::U8(include_bytes!("../testdata/htj2k_rgb8_ict.openjpeg.raw").to_vec());
     assert!(max_difference(&decoded.samples, &openjpeg) <= 1);
     assert!(max_difference(&decoded.samples, &Samples::U8(RGB8_RAW.to_vec())) <= 13 + 1);
 }
