@@ -7,7 +7,6 @@ pub mod config;
 pub mod demo;
 pub mod files;
 pub mod folder_pacs;
-pub mod health;
 pub mod kafka;
 pub mod lake;
 pub mod loadgen;
@@ -17,7 +16,3 @@ pub mod publish;
 pub mod runtime;
 pub mod services;
 pub mod synth;
-
-// `health` still names the endpoints by their old path, `crate::http`, until it moves into
-// `observe` too.
-pub use observe::http;

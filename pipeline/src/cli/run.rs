@@ -42,7 +42,7 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("metrics.listen = {}: cannot listen", config.metrics.listen))?;
         info!(%addr, "serving /metrics, /healthz, /readyz");
     }
-    crate::health::spawn_probes(&config, readiness);
+    crate::observe::health::spawn_probes(&config, readiness);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;

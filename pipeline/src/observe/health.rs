@@ -10,7 +10,7 @@ use radstream_operators::ReadinessProbe;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::http::Readiness;
+use crate::observe::http::Readiness;
 
 /// How often destinations are probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
