@@ -19,7 +19,7 @@ use radstream_schemas::ErrorClass;
 use serde::{Deserialize, Serialize};
 
 use crate::dicom::datetime::{is_da, is_tm, utc_date_time};
-use crate::dicom::elements::{code_item, copy_if_present, copy_or_empty, sequence, text};
+use crate::dicom::elements::{code_item, copy_patient_and_study, sequence, text};
 use crate::dicom::header::parse_header;
 use crate::{element_text, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
@@ -128,22 +128,11 @@ impl KeyObjectGenerator {
         let (content_date, content_time) = content_date_time(source, envelope.event.event_time_ms);
 
         let mut ko = InMemDicomObject::new_empty();
-        // SOP Common; the character set of the copied names and IDs comes with them.
-        copy_if_present(&mut ko, source, tags::SPECIFIC_CHARACTER_SET);
+        // SOP Common.
         ko.put(text(tags::SOP_CLASS_UID, VR::UI, uids::KEY_OBJECT_SELECTION_DOCUMENT_STORAGE));
         ko.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid));
-        // Patient.
-        copy_or_empty(&mut ko, source, tags::PATIENT_NAME, VR::PN);
-        copy_or_empty(&mut ko, source, tags::PATIENT_ID, VR::LO);
-        copy_or_empty(&mut ko, source, tags::PATIENT_BIRTH_DATE, VR::DA);
-        copy_or_empty(&mut ko, source, tags::PATIENT_SEX, VR::CS);
-        // General Study.
-        ko.put(text(tags::STUDY_INSTANCE_UID, VR::UI, &instance.study));
-        copy_or_empty(&mut ko, source, tags::STUDY_DATE, VR::DA);
-        copy_or_empty(&mut ko, source, tags::STUDY_TIME, VR::TM);
-        copy_or_empty(&mut ko, source, tags::REFERRING_PHYSICIAN_NAME, VR::PN);
-        copy_or_empty(&mut ko, source, tags::STUDY_ID, VR::SH);
-        copy_or_empty(&mut ko, source, tags::ACCESSION_NUMBER, VR::SH);
+        // Patient and General Study, with the character set of the names and IDs they copy.
+        copy_patient_and_study(&mut ko, source, &instance.study);
         // Key Object Document Series.
         ko.put(text(tags::MODALITY, VR::CS, "KO"));
         ko.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid));

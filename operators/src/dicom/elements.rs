@@ -43,6 +43,24 @@ pub fn copy_or_empty(object: &mut InMemDicomObject, source: &InMemDicomObject, t
     }
 }
 
+/// Copies what places a new object in its source's patient and study: the Patient module and
+/// the General Study module (PS3.3 C.7.1.1 and C.7.2.1, their Type 2 attributes present even
+/// when the source lacks them) under `study_uid`, and the source's Specific Character Set, which
+/// the copied names and IDs are written in. Every result object and key object starts so.
+pub fn copy_patient_and_study(object: &mut InMemDicomObject, source: &InMemDicomObject, study_uid: &str) {
+    copy_if_present(object, source, tags::SPECIFIC_CHARACTER_SET);
+    copy_or_empty(object, source, tags::PATIENT_NAME, VR::PN);
+    copy_or_empty(object, source, tags::PATIENT_ID, VR::LO);
+    copy_or_empty(object, source, tags::PATIENT_BIRTH_DATE, VR::DA);
+    copy_or_empty(object, source, tags::PATIENT_SEX, VR::CS);
+    object.put(text(tags::STUDY_INSTANCE_UID, VR::UI, study_uid));
+    copy_or_empty(object, source, tags::STUDY_DATE, VR::DA);
+    copy_or_empty(object, source, tags::STUDY_TIME, VR::TM);
+    copy_or_empty(object, source, tags::REFERRING_PHYSICIAN_NAME, VR::PN);
+    copy_or_empty(object, source, tags::STUDY_ID, VR::SH);
+    copy_or_empty(object, source, tags::ACCESSION_NUMBER, VR::SH);
+}
+
 /// A code sequence item.
 pub fn code_item((value, scheme, meaning): Concept<'_>) -> InMemDicomObject {
     InMemDicomObject::from_element_iter([

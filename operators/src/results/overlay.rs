@@ -41,7 +41,9 @@ use super::uids::{result_uid, ObjectKind, UidRole};
 use crate::contract::ModelIdentity;
 use crate::dicom::datetime::utc_date_time;
 use crate::dicom::decode::{self, DecodeError, DecodedImage, FrameParams, Samples};
-use crate::dicom::elements::{code_item, copy_if_present, copy_or_empty, long_string, sequence, text, Concept};
+use crate::dicom::elements::{
+    code_item, copy_if_present, copy_or_empty, copy_patient_and_study, long_string, sequence, text, Concept,
+};
 use crate::element_text;
 
 /// Manufacturer (0008,0070) and Secondary Capture Device Manufacturer of the overlays.
@@ -249,22 +251,11 @@ pub fn build_overlay(
     };
 
     let mut sc = InMemDicomObject::new_empty();
-    // SOP Common; the character set of the copied names and IDs comes with them.
-    copy_if_present(&mut sc, header, tags::SPECIFIC_CHARACTER_SET);
+    // SOP Common.
     sc.put(text(tags::SOP_CLASS_UID, VR::UI, uids::SECONDARY_CAPTURE_IMAGE_STORAGE));
     sc.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid));
-    // Patient.
-    copy_or_empty(&mut sc, header, tags::PATIENT_NAME, VR::PN);
-    copy_or_empty(&mut sc, header, tags::PATIENT_ID, VR::LO);
-    copy_or_empty(&mut sc, header, tags::PATIENT_BIRTH_DATE, VR::DA);
-    copy_or_empty(&mut sc, header, tags::PATIENT_SEX, VR::CS);
-    // General Study.
-    sc.put(text(tags::STUDY_INSTANCE_UID, VR::UI, &study));
-    copy_or_empty(&mut sc, header, tags::STUDY_DATE, VR::DA);
-    copy_or_empty(&mut sc, header, tags::STUDY_TIME, VR::TM);
-    copy_or_empty(&mut sc, header, tags::REFERRING_PHYSICIAN_NAME, VR::PN);
-    copy_or_empty(&mut sc, header, tags::STUDY_ID, VR::SH);
-    copy_or_empty(&mut sc, header, tags::ACCESSION_NUMBER, VR::SH);
+    // Patient and General Study, with the character set of the names and IDs they copy.
+    copy_patient_and_study(&mut sc, header, &study);
     // General Series.
     sc.put(text(tags::MODALITY, VR::CS, "OT"));
     sc.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid));

@@ -38,7 +38,7 @@ use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use super::uids::{result_uid, ObjectKind, UidRole};
 use crate::contract::{Code, Finding, ModelIdentity};
 use crate::dicom::datetime::utc_date_time;
-use crate::dicom::elements::{code_item, copy_if_present, copy_or_empty, long_string, sequence, text, Concept};
+use crate::dicom::elements::{code_item, copy_or_empty, copy_patient_and_study, long_string, sequence, text, Concept};
 use crate::element_text;
 use crate::infer::manifest::FindingSpec;
 
@@ -316,22 +316,11 @@ pub fn build_seg(
     let (content_date, content_time) = utc_date_time(content_time_ms);
 
     let mut seg = InMemDicomObject::new_empty();
-    // SOP Common; the character set of the copied names and IDs comes with them.
-    copy_if_present(&mut seg, first_header, tags::SPECIFIC_CHARACTER_SET);
+    // SOP Common.
     seg.put(text(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE));
     seg.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid));
-    // Patient.
-    copy_or_empty(&mut seg, first_header, tags::PATIENT_NAME, VR::PN);
-    copy_or_empty(&mut seg, first_header, tags::PATIENT_ID, VR::LO);
-    copy_or_empty(&mut seg, first_header, tags::PATIENT_BIRTH_DATE, VR::DA);
-    copy_or_empty(&mut seg, first_header, tags::PATIENT_SEX, VR::CS);
-    // General Study.
-    seg.put(text(tags::STUDY_INSTANCE_UID, VR::UI, &first.study));
-    copy_or_empty(&mut seg, first_header, tags::STUDY_DATE, VR::DA);
-    copy_or_empty(&mut seg, first_header, tags::STUDY_TIME, VR::TM);
-    copy_or_empty(&mut seg, first_header, tags::REFERRING_PHYSICIAN_NAME, VR::PN);
-    copy_or_empty(&mut seg, first_header, tags::STUDY_ID, VR::SH);
-    copy_or_empty(&mut seg, first_header, tags::ACCESSION_NUMBER, VR::SH);
+    // Patient and General Study, with the character set of the names and IDs they copy.
+    copy_patient_and_study(&mut seg, first_header, &first.study);
     // General Series, Segmentation Series.
     seg.put(text(tags::MODALITY, VR::CS, "SEG"));
     seg.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid));

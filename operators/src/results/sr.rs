@@ -41,7 +41,7 @@ use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use super::uids::{device_observer_uid, result_uid, tracking_uid, ObjectKind, UidRole};
 use crate::contract::{Finding, InferenceResult};
 use crate::dicom::datetime::utc_date_time;
-use crate::dicom::elements::{code_item as code, copy_if_present, copy_or_empty, long_string, sequence, text, Concept};
+use crate::dicom::elements::{code_item as code, copy_patient_and_study, long_string, sequence, text, Concept};
 use crate::element_text;
 
 /// Manufacturer (0008,0070) of the documents and of the device observer.
@@ -208,22 +208,11 @@ pub fn build_sr(
     let (content_date, content_time) = utc_date_time(content_time_ms);
 
     let mut sr = InMemDicomObject::new_empty();
-    // SOP Common; the character set of the copied names and IDs comes with them.
-    copy_if_present(&mut sr, source, tags::SPECIFIC_CHARACTER_SET);
+    // SOP Common.
     sr.put(text(tags::SOP_CLASS_UID, VR::UI, uids::COMPREHENSIVE3_DSR_STORAGE));
     sr.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid));
-    // Patient.
-    copy_or_empty(&mut sr, source, tags::PATIENT_NAME, VR::PN);
-    copy_or_empty(&mut sr, source, tags::PATIENT_ID, VR::LO);
-    copy_or_empty(&mut sr, source, tags::PATIENT_BIRTH_DATE, VR::DA);
-    copy_or_empty(&mut sr, source, tags::PATIENT_SEX, VR::CS);
-    // General Study.
-    sr.put(text(tags::STUDY_INSTANCE_UID, VR::UI, &src.study));
-    copy_or_empty(&mut sr, source, tags::STUDY_DATE, VR::DA);
-    copy_or_empty(&mut sr, source, tags::STUDY_TIME, VR::TM);
-    copy_or_empty(&mut sr, source, tags::REFERRING_PHYSICIAN_NAME, VR::PN);
-    copy_or_empty(&mut sr, source, tags::STUDY_ID, VR::SH);
-    copy_or_empty(&mut sr, source, tags::ACCESSION_NUMBER, VR::SH);
+    // Patient and General Study, with the character set of the names and IDs they copy.
+    copy_patient_and_study(&mut sr, source, &src.study);
     // SR Document Series.
     sr.put(text(tags::MODALITY, VR::CS, "SR"));
     sr.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid));
