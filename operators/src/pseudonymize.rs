@@ -30,7 +30,6 @@ pub use raw::DeidError;
 
 use crate::contract::services::{ObjectWriter, ServiceError, TopicWriter};
 use crate::contract::{BuildContext, ConfigError};
-use crate::dicom::header::parse_header;
 use crate::{Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The profile as named in audit events.
@@ -286,13 +285,7 @@ impl Pseudonymize {
         let audit = self.audit(envelope, AuditOutcome::Pseudonymized, None, Some(out));
         self.send_audit(&audit).await?;
         let object = out.to_bytes();
-        let header = parse_header(&object).map_err(|e| {
-            OperatorError::dead_letter(
-                ErrorClass::Internal,
-                format!("pseudonymize: the rewritten header does not parse: {e}"),
-            )
-        })?;
-        envelope.replace_object(object, header);
+        envelope.replace_with_rewrite("pseudonymize", object)?;
         Ok(Outcome::Forward)
     }
 }

@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::services::{TableFollower, TableSubscriber};
 use crate::contract::{BuildContext, ConfigError};
-use crate::dicom::header::parse_header;
 use crate::pseudonymize::raw::{find, put, trim, Element, Part10, Value};
 use crate::pseudonymize::{LinkRecord, LinkedAttribute};
 use crate::{Envelope, Operator, OperatorError, Outcome, Processed};
@@ -142,13 +141,7 @@ impl Relink {
     async fn relink_one(&self, envelope: &mut Envelope) -> Result<(), OperatorError> {
         let key = envelope.object_key();
         let bytes = self.relink_object(envelope.object(), &key).await?;
-        let header = parse_header(&bytes).map_err(|e| {
-            OperatorError::dead_letter(
-                ErrorClass::Internal,
-                format!("relink: the rewritten header does not parse: {e}"),
-            )
-        })?;
-        envelope.replace_object(bytes, header);
+        envelope.replace_with_rewrite("relink", bytes)?;
         if let Some(outputs) = &envelope.outputs {
             let mut relinked = (**outputs).clone();
             for object in &mut relinked.objects {

@@ -5,8 +5,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
-use radstream_schemas::{InstanceEvent, ObjectLocation, Priority};
+use radstream_schemas::{ErrorClass, InstanceEvent, ObjectLocation, Priority};
 
+use super::error::OperatorError;
 use super::results::{InferenceResult, ResultSet};
 use crate::dicom::datetime::unix_ms_of_date_time;
 use crate::dicom::elements::element_text;
@@ -109,6 +110,20 @@ impl Envelope {
     pub fn replace_object(&mut self, object: Bytes, header: FileDicomObject<InMemDicomObject>) {
         self.object = object;
         self.header = header;
+    }
+
+    /// Replaces the object with `object`, an operator's rewrite of it, parsing its header again
+    /// so that the two stay in step. A rewrite that does not parse is the operator's bug, not the
+    /// input's: it is dead-lettered as `internal`, with `operator` named in the reason.
+    pub fn replace_with_rewrite(&mut self, operator: &str, object: Bytes) -> Result<(), OperatorError> {
+        let header = parse_header(&object).map_err(|e| {
+            OperatorError::dead_letter(
+                ErrorClass::Internal,
+                format!("{operator}: the rewritten header does not parse: {e}"),
+            )
+        })?;
+        self.replace_object(object, header);
+        Ok(())
     }
 
     /// `bucket/key` of the object: the identifier to use in logs and errors.
