@@ -214,18 +214,16 @@ fn is_jpeg_family(uid: &str) -> bool {
 /// What is missing for a transfer syntax this build cannot decode.
 fn missing_codec(uid: &str) -> &'static str {
     match uid {
-        "1.2.840.10008.1.2.4.110" | "1.2.840.10008.1.2.4.111" | "1.2.840.10008.1.2.4.112" => {
-            "JPEG XL decoding is not built in"
-        }
-        "1.2.840.10008.1.2.4.100"
-        | "1.2.840.10008.1.2.4.101"
-        | "1.2.840.10008.1.2.4.102"
-        | "1.2.840.10008.1.2.4.103"
-        | "1.2.840.10008.1.2.4.104"
-        | "1.2.840.10008.1.2.4.105"
-        | "1.2.840.10008.1.2.4.106"
-        | "1.2.840.10008.1.2.4.107"
-        | "1.2.840.10008.1.2.4.108" => "MPEG video decoding is not built in",
+        uids::JPEGXL_LOSSLESS | uids::JPEGXLJPEG_RECOMPRESSION | uids::JPEGXL => "JPEG XL decoding is not built in",
+        uids::MPEG2MPML
+        | uids::MPEG2MPHL
+        | uids::MPEG4HP41
+        | uids::MPEG4HP41BD
+        | uids::MPEG4HP422D
+        | uids::MPEG4HP423D
+        | uids::MPEG4HP42STEREO
+        | uids::HEVCMP51
+        | uids::HEVCM10P51 => "MPEG video decoding is not built in",
         _ => "no decoder for it is built in",
     }
 }

@@ -12,7 +12,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
-use dicom_dictionary_std::StandardDataDictionary;
+use dicom_dictionary_std::{uids, StandardDataDictionary};
 
 use crate::dicom::tag_numbers::{
     FILE_META_GROUP_LENGTH, ITEM, ITEM_END, PIXEL_DATA, SEQUENCE_END as SEQ_END, TRANSFER_SYNTAX_UID,
@@ -169,9 +169,11 @@ impl Part10 {
         }
         let ts = meta.iter().find(|e| e.tag == TRANSFER_SYNTAX_UID).map(|e| trim(e.bytes(input)).to_vec());
         let (mut encoding, deflated) = match ts.as_deref() {
-            Some(b"1.2.840.10008.1.2") => (Encoding::ImplicitLe, false),
-            Some(b"1.2.840.10008.1.2.2") => (Encoding::ExplicitBe, false),
-            Some(b"1.2.840.10008.1.2.1.99") => (Encoding::ExplicitLe, true),
+            Some(ts) if ts == uids::IMPLICIT_VR_LITTLE_ENDIAN.as_bytes() => (Encoding::ImplicitLe, false),
+            // Retired by the standard, still sent by old modalities.
+            #[allow(deprecated)]
+            Some(ts) if ts == uids::EXPLICIT_VR_BIG_ENDIAN.as_bytes() => (Encoding::ExplicitBe, false),
+            Some(ts) if ts == uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN.as_bytes() => (Encoding::ExplicitLe, true),
             _ => (Encoding::ExplicitLe, false),
         };
         // Writers that get the transfer syntax wrong (or leave it out) exist; like other

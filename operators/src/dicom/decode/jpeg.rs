@@ -12,6 +12,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use dicom_dictionary_std::uids;
 use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
 
 /// The color marker of a JPEG stream before its first scan.
@@ -62,7 +63,7 @@ pub(super) fn unmarked_rgb_frames<'a>(
     fragments: &'a [Vec<u8>],
     frames: usize,
 ) -> Option<Vec<std::borrow::Cow<'a, [u8]>>> {
-    let jpeg_lossy = uid == "1.2.840.10008.1.2.4.50" || uid == "1.2.840.10008.1.2.4.51";
+    let jpeg_lossy = uid == uids::JPEG_BASELINE8_BIT || uid == uids::JPEG_EXTENDED12_BIT;
     if !jpeg_lossy || photometric != "RGB" || bits_allocated != 8 {
         return None;
     }

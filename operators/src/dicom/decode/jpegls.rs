@@ -23,9 +23,9 @@ use libloading::Library;
 use super::image::PixelModule;
 
 /// JPEG-LS Lossless Image Compression.
-pub(super) const LOSSLESS: &str = "1.2.840.10008.1.2.4.80";
+pub(super) const LOSSLESS: &str = dicom_dictionary_std::uids::JPEGLS_LOSSLESS;
 /// JPEG-LS Lossy (Near-Lossless) Image Compression.
-pub(super) const NEAR_LOSSLESS: &str = "1.2.840.10008.1.2.4.81";
+pub(super) const NEAR_LOSSLESS: &str = dicom_dictionary_std::uids::JPEGLS_NEAR_LOSSLESS;
 
 /// Names the CharLS library file to open instead of the default names.
 const LIBRARY_ENV: &str = "RADSTREAM_CHARLS_LIB";
