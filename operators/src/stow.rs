@@ -18,38 +18,41 @@ mod response;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use radstream_schemas::ErrorClass;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::Url;
+use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{OperatorMetric, Recorder};
-use crate::http_retry::{describe_transport_error, exchange, in_range, RetrySettings, SecretSource};
+use crate::contract::Recorder;
+use crate::http_retry::{append_segment, base_url, build_client, in_range, Attempt, Destination, RetrySettings};
+use crate::http_retry::{SecretSource, Sender};
 use crate::recent::RecentSet;
 use crate::{BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 use self::multipart::RelatedBody;
 use self::response::{classify_response, Verdict};
 
-/// The `destination` label of the sink's observations.
-const DESTINATION: &str = "pacs";
+/// The PACS as the sink's metrics (`destination="pacs"`) and messages name it.
+static DESTINATION: Destination = Destination {
+    label: "pacs",
+    server: "PACS",
+    server_again: "PACS",
+    item: "instance",
+    unavailable: ErrorClass::PacsUnavailable,
+    // A Store Instances response for one instance is a few kilobytes; more than this is not one.
+    max_response_bytes: 1 << 20,
+};
 
 /// What the sink asks the PACS to answer in (PS3.18 10.5.3).
 const ACCEPT_DICOM_JSON: &str = "application/dicom+json";
 
-/// A Store Instances response for one instance is a few kilobytes; more than this is not one.
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
-
 /// Result objects whose acceptance the sink remembers (a few hundred bytes each).
 const ACCEPTED_KEPT: usize = 4096;
-
-/// Longest a readiness probe may take (less when the configured request timeout is shorter).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configuration of the `stow` operator.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -196,17 +199,11 @@ impl StowConfig {
     pub fn build(&self, ctx: &BuildContext) -> Result<StowSink, ConfigError> {
         self.validate()?;
         let studies_url = self.studies_url()?;
-        let timeout = Duration::from_secs(self.timeout_secs);
+        let settings = self.retry_settings();
 
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(self.connect_timeout_secs))
+        let mut builder = settings
+            .client_builder()
             .pool_max_idle_per_host(self.concurrency)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // A redirected POST may turn into a GET (301/302/303) whose 200 would read as
-            // "stored"; a redirect is a configuration problem to report instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("radstream/", env!("CARGO_PKG_VERSION")))
             .tls_danger_accept_invalid_certs(self.accept_invalid_certs);
         if let Some(path) = &self.ca_file {
             let pem = std::fs::read(path)
@@ -219,10 +216,7 @@ impl StowConfig {
             }
             builder = builder.tls_certs_merge(certs);
         }
-        let client = builder.build().map_err(|e| {
-            let key = if self.ca_file.is_some() { "ca_file" } else { "url" };
-            ConfigError::new(key, format!("cannot set up the HTTP client: {e}"))
-        })?;
+        let client = build_client(builder, if self.ca_file.is_some() { "ca_file" } else { "url" })?;
 
         let authorization = match &self.auth {
             StowAuth::None => None,
@@ -236,17 +230,7 @@ impl StowConfig {
                     .map_err(|e| ConfigError::new("auth", format!("cannot encode Basic credentials: {e}")))?;
                 request.headers().get(AUTHORIZATION).cloned()
             }
-            StowAuth::Bearer { .. } => {
-                let token = self.read_secret()?;
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                    let key =
-                        self.secret_source().map_or("auth", |s| if s.env.is_some() { s.env_key } else { s.file_key });
-                    ConfigError::new(key, "the token holds characters that are not allowed in an HTTP header")
-                        .within_auth()
-                })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
+            StowAuth::Bearer { token_env, token_file } => Some(SecretSource::token(token_env, token_file).bearer()?),
         };
 
         let mut probe_url = studies_url.clone();
@@ -256,11 +240,11 @@ impl StowConfig {
             client,
             studies_url,
             probe_url,
-            probe_timeout: timeout.min(PROBE_TIMEOUT),
+            probe_timeout: settings.probe_timeout(),
             authorization,
             auth_kind: self.auth.kind(),
             concurrency: self.concurrency,
-            retry: self.retry_settings().policy(),
+            retry: settings.policy(),
             observer: Arc::clone(&ctx.observer),
             accepted: RecentSet::new(ACCEPTED_KEPT),
         })
@@ -268,25 +252,7 @@ impl StowConfig {
 
     /// `{url}/studies`, checked.
     fn studies_url(&self) -> Result<Url, ConfigError> {
-        let base = Url::parse(self.url.trim())
-            .map_err(|e| ConfigError::new("url", format!("{:?} is not a URL: {e}", self.url)))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ConfigError::new("url", format!("scheme must be http or https, not {:?}", base.scheme())));
-        }
-        if base.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError::new("url", "has no host"));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(ConfigError::new(
-                "url",
-                "must not hold credentials; use `auth` with a secret from the environment or a file",
-            ));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(ConfigError::new("url", "must be the DICOMweb base URL, without a query or fragment"));
-        }
-        let studies = format!("{}/studies", base.as_str().trim_end_matches('/'));
-        Url::parse(&studies).map_err(|e| ConfigError::new("url", format!("cannot append /studies: {e}")))
+        append_segment(&base_url(&self.url, "DICOMweb base URL", "secret")?, "studies")
     }
 
     fn secret_source(&self) -> Option<SecretSource<'_>> {
@@ -298,12 +264,7 @@ impl StowConfig {
                 file_key: "password_file",
                 file: password_file.as_ref(),
             }),
-            StowAuth::Bearer { token_env, token_file } => Some(SecretSource {
-                env_key: "token_env",
-                env: token_env.as_deref(),
-                file_key: "token_file",
-                file: token_file.as_ref(),
-            }),
+            StowAuth::Bearer { token_env, token_file } => Some(SecretSource::token(token_env, token_file)),
         }
     }
 
@@ -374,23 +335,17 @@ impl StowSink {
     /// a QIDO-RS query for one study (PS3.18 10.6). Meant for readiness probes: nothing is
     /// retried or counted, and the error says what failed (never the response body).
     pub async fn probe(&self) -> Result<(), String> {
-        let mut request =
-            self.client.get(self.probe_url.clone()).header(ACCEPT, ACCEPT_DICOM_JSON).timeout(self.probe_timeout);
-        if let Some(authorization) = &self.authorization {
-            request = request.header(AUTHORIZATION, authorization.clone());
-        }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => {
-                let status = response.status();
-                let hint = match status.as_u16() {
-                    401 | 403 => "; check the stow operator's `auth` settings",
-                    404 | 405 => "; check the stow operator's `url` (the DICOMweb base URL)",
-                    _ => "",
-                };
-                Err(format!("GET {}: HTTP {status}{hint}", self.probe_url))
-            }
-            Err(e) => Err(format!("GET {}: {}", self.probe_url, describe_transport_error(&e))),
+        self.sender().probe(&self.probe_url, ACCEPT_DICOM_JSON, self.probe_timeout, probe_hint).await
+    }
+
+    /// How the shared HTTP code sends for this sink.
+    fn sender(&self) -> Sender<'_> {
+        Sender {
+            client: &self.client,
+            authorization: self.authorization.as_ref(),
+            retry: &self.retry,
+            observer: &*self.observer,
+            destination: &DESTINATION,
         }
     }
 
@@ -426,38 +381,38 @@ impl StowSink {
     async fn store(&self, name: &InstanceName<'_>, object: &Bytes) -> Result<(), OperatorError> {
         let body = RelatedBody::single_dicom(object);
         let content_type = HeaderValue::from_str(&body.content_type()).expect("the boundary is a header-safe token");
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let (verdict, retry_after) = self.attempt(&body.body, &content_type, name.sop_instance_uid).await;
-            let last = match verdict {
-                Verdict::Stored => return Ok(()),
+        let request = || {
+            self.client
+                .post(self.studies_url.clone())
+                .header(CONTENT_TYPE, content_type.clone())
+                .header(ACCEPT, ACCEPT_DICOM_JSON)
+                .body(body.body.clone())
+        };
+        let judge = |attempt, answer: Result<(StatusCode, Vec<u8>), String>| {
+            let verdict = match answer {
+                Ok((status, body)) => classify_response(status, &body, name.sop_instance_uid),
+                Err(last) => Verdict::Transient(last),
+            };
+            match verdict {
+                Verdict::Stored => Attempt::Done(Ok(())),
                 Verdict::StoredWithNote(note) => {
                     tracing::info!(object_key = %name.object_key, sop_instance_uid = name.sop_instance_uid, attempt, %note, "PACS holds the instance");
-                    return Ok(());
+                    Attempt::Done(Ok(()))
                 }
                 Verdict::AssumedStored(note) => {
                     tracing::debug!(object_key = %name.object_key, sop_instance_uid = name.sop_instance_uid, attempt, %note, "PACS answered success; taken as stored");
-                    return Ok(());
+                    Attempt::Done(Ok(()))
                 }
                 Verdict::Rejected(reason) => {
                     let reason = format!("{name}: the PACS rejected the instance: {reason}");
-                    return Err(OperatorError::dead_letter(ErrorClass::PacsRejected, reason).with_attempts(attempt));
+                    Attempt::Done(Err(
+                        OperatorError::dead_letter(ErrorClass::PacsRejected, reason).with_attempts(attempt)
+                    ))
                 }
-                Verdict::Transient(last) => last,
-            };
-
-            let elapsed = started.elapsed();
-            let Some(delay) = self.retry.next_delay(attempt, elapsed, retry_after) else {
-                let reason = format!(
-                    "{name}: PACS unreachable or failing after {attempt} attempt{} over {:.1} s (last: {last}); \
-                     the instance can be replayed once the PACS is back",
-                    if attempt == 1 { "" } else { "s" },
-                    elapsed.as_secs_f64(),
-                );
-                return Err(OperatorError::dead_letter(ErrorClass::PacsUnavailable, reason).with_attempts(attempt));
-            };
+                Verdict::Transient(last) => Attempt::Retry(last),
+            }
+        };
+        let on_retry = |attempt, last: &str, delay: Duration| {
             tracing::warn!(
                 object_key = %name.object_key,
                 sop_instance_uid = name.sop_instance_uid,
@@ -466,39 +421,17 @@ impl StowSink {
                 next_delay_ms = delay.as_millis() as u64,
                 "STOW-RS attempt failed; will retry"
             );
-            self.observer.record(OperatorMetric::DestinationRetries, &[DESTINATION], 1.0);
-            tokio::time::sleep(delay).await;
-        }
+        };
+        self.sender().deliver(name, request, judge, on_retry).await
     }
+}
 
-    /// One request: what it achieved and the PACS's `Retry-After`, if any.
-    async fn attempt(
-        &self,
-        body: &Bytes,
-        content_type: &HeaderValue,
-        sop_instance_uid: &str,
-    ) -> (Verdict, Option<Duration>) {
-        let mut request = self
-            .client
-            .post(self.studies_url.clone())
-            .header(CONTENT_TYPE, content_type.clone())
-            .header(ACCEPT, ACCEPT_DICOM_JSON)
-            .body(body.clone());
-        if let Some(authorization) = &self.authorization {
-            request = request.header(AUTHORIZATION, authorization.clone());
-        }
-        let sent = Instant::now();
-        let exchange = exchange(request, MAX_RESPONSE_BYTES).await;
-        self.observe(sent, exchange.status_class);
-        match exchange.answer {
-            Ok((status, body)) => (classify_response(status, &body, sop_instance_uid), exchange.retry_after),
-            Err(last) => (Verdict::Transient(last), exchange.retry_after),
-        }
-    }
-
-    fn observe(&self, sent: Instant, status_class: &'static str) {
-        self.observer.record(OperatorMetric::DestinationRequests, &[DESTINATION, status_class], 1.0);
-        self.observer.record(OperatorMetric::DestinationRequestDuration, &[DESTINATION], sent.elapsed().as_secs_f64());
+/// What to check when the PACS answers the probe with no success.
+fn probe_hint(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 | 403 => "; check the stow operator's `auth` settings",
+        404 | 405 => "; check the stow operator's `url` (the DICOMweb base URL)",
+        _ => "",
     }
 }
 

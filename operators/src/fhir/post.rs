@@ -22,29 +22,32 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use radstream_schemas::ErrorClass;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::contract::{OperatorMetric, Recorder};
-use crate::http_retry::{describe_transport_error, exchange, RetrySettings, SecretSource};
+use crate::contract::Recorder;
+use crate::http_retry::Sender;
+use crate::http_retry::{append_segment, base_url, build_client, Attempt, Destination, RetrySettings, SecretSource};
 use crate::{ConfigError, OperatorError};
 
-/// The `destination` label of the observations.
-const DESTINATION: &str = "fhir";
+/// The FHIR server as the poster's metrics (`destination="fhir"`) and messages name it.
+static DESTINATION: Destination = Destination {
+    label: "fhir",
+    server: "FHIR server",
+    server_again: "server",
+    item: "bundle",
+    unavailable: ErrorClass::FhirUnavailable,
+    // A transaction-response is a few kilobytes per entry; past this it is not one we sent for.
+    max_response_bytes: 16 << 20,
+};
 
 /// The FHIR JSON media type, sent and asked for.
 const FHIR_JSON: &str = "application/fhir+json";
-
-/// A transaction-response is a few kilobytes per entry; past this it is not one we sent for.
-const MAX_RESPONSE_BYTES: usize = 16 << 20;
-
-/// Longest a readiness probe may take (less when the configured request timeout is shorter).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many OperationOutcome issues an error names.
 const MAX_ISSUES: usize = 4;
@@ -150,77 +153,32 @@ impl FhirPostConfig {
     pub fn build(&self, observer: Arc<dyn Recorder>) -> Result<FhirPoster, ConfigError> {
         self.validate()?;
         let base_url = self.base_url()?;
-        let timeout = Duration::from_secs(self.timeout_secs);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(self.connect_timeout_secs))
-            .pool_idle_timeout(Duration::from_secs(90))
-            // A redirected POST may turn into a GET (301/302/303) whose 200 is no answer to
-            // the transaction; a redirect is a configuration problem to report instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("radstream/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError::new("url", format!("cannot set up the HTTP client: {e}")))?;
-
-        let authorization = match self.token_source() {
-            None => None,
-            Some(source) => {
-                let key = if source.env.is_some() { source.env_key } else { source.file_key };
-                let token = source.read().map_err(|e| e.within("auth"))?;
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                    ConfigError::new(key, "the token holds characters that are not allowed in an HTTP header")
-                        .within("auth")
-                })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-        };
-        let metadata_url = Url::parse(&format!("{}/metadata", base_url.as_str().trim_end_matches('/')))
-            .map_err(|e| ConfigError::new("url", format!("cannot append /metadata: {e}")))?;
+        let settings = self.retry_settings();
+        let client = build_client(settings.client_builder(), "url")?;
+        let authorization = self.token_source().map(|source| source.bearer()).transpose()?;
+        let metadata_url = append_segment(&base_url, "metadata")?;
 
         Ok(FhirPoster {
             client,
             base_url,
             metadata_url,
-            probe_timeout: timeout.min(PROBE_TIMEOUT),
+            probe_timeout: settings.probe_timeout(),
             authorization,
             auth_kind: self.auth.kind(),
-            retry: self.retry_settings().policy(),
+            retry: settings.policy(),
             observer,
         })
     }
 
     /// The base URL, checked.
     fn base_url(&self) -> Result<Url, ConfigError> {
-        let base = Url::parse(self.url.trim())
-            .map_err(|e| ConfigError::new("url", format!("{:?} is not a URL: {e}", self.url)))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(ConfigError::new("url", format!("scheme must be http or https, not {:?}", base.scheme())));
-        }
-        if base.host_str().is_none_or(str::is_empty) {
-            return Err(ConfigError::new("url", "has no host"));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(ConfigError::new(
-                "url",
-                "must not hold credentials; use `auth` with a token from the environment or a file",
-            ));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(ConfigError::new("url", "must be the FHIR base URL, without a query or fragment"));
-        }
-        Ok(base)
+        base_url(&self.url, "FHIR base URL", "token")
     }
 
     fn token_source(&self) -> Option<SecretSource<'_>> {
         match &self.auth {
             FhirAuth::None => None,
-            FhirAuth::Bearer { token_env, token_file } => Some(SecretSource {
-                env_key: "token_env",
-                env: token_env.as_deref(),
-                file_key: "token_file",
-                file: token_file.as_ref(),
-            }),
+            FhirAuth::Bearer { token_env, token_file } => Some(SecretSource::token(token_env, token_file)),
         }
     }
 }
@@ -283,18 +241,17 @@ impl FhirPoster {
     /// {url}/metadata` (the CapabilityStatement). Meant for readiness probes: nothing is retried
     /// or counted, and the error says what failed (never the response body).
     pub async fn probe(&self) -> Result<(), String> {
-        let mut request =
-            self.client.get(self.metadata_url.clone()).header(ACCEPT, FHIR_JSON).timeout(self.probe_timeout);
-        if let Some(authorization) = &self.authorization {
-            request = request.header(AUTHORIZATION, authorization.clone());
-        }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => {
-                let status = response.status();
-                Err(format!("GET {}: HTTP {status}{}", self.metadata_url, status_hint(status)))
-            }
-            Err(e) => Err(format!("GET {}: {}", self.metadata_url, describe_transport_error(&e))),
+        self.sender().probe(&self.metadata_url, FHIR_JSON, self.probe_timeout, status_hint).await
+    }
+
+    /// How the shared HTTP code sends for this poster.
+    fn sender(&self) -> Sender<'_> {
+        Sender {
+            client: &self.client,
+            authorization: self.authorization.as_ref(),
+            retry: &self.retry,
+            observer: &*self.observer,
+            destination: &DESTINATION,
         }
     }
 
@@ -309,12 +266,21 @@ impl FhirPoster {
     pub async fn post(&self, bundle_json: &[u8], name: &str) -> Result<TransactionOutcome, OperatorError> {
         let resource_types = entry_resource_types(bundle_json);
         let body = bytes::Bytes::copy_from_slice(bundle_json);
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let (verdict, retry_after) = self.attempt(&body, &resource_types).await;
-            let last = match verdict {
+        let request = || {
+            self.client
+                .post(self.base_url.clone())
+                .header(CONTENT_TYPE, FHIR_JSON)
+                .header(ACCEPT, FHIR_JSON)
+                // The resources need not come back: the statuses and locations are what we read.
+                .header("Prefer", "return=minimal")
+                .body(body.clone())
+        };
+        let judge = |attempt, answer: Result<(StatusCode, Vec<u8>), String>| {
+            let verdict = match answer {
+                Ok((status, body)) => classify_response(status, &body, &resource_types),
+                Err(last) => Verdict::Transient(last),
+            };
+            match verdict {
                 Verdict::Delivered(entries) => {
                     tracing::debug!(
                         bundle = name,
@@ -322,25 +288,18 @@ impl FhirPoster {
                         entries = entries.len(),
                         "FHIR server took the transaction"
                     );
-                    return Ok(TransactionOutcome { attempts: attempt, entries });
+                    Attempt::Done(Ok(TransactionOutcome { attempts: attempt, entries }))
                 }
                 Verdict::Rejected(reason) => {
                     let reason = format!("bundle {name}: the FHIR server rejected the transaction: {reason}");
-                    return Err(OperatorError::dead_letter(ErrorClass::FhirRejected, reason).with_attempts(attempt));
+                    Attempt::Done(Err(
+                        OperatorError::dead_letter(ErrorClass::FhirRejected, reason).with_attempts(attempt)
+                    ))
                 }
-                Verdict::Transient(last) => last,
-            };
-
-            let elapsed = started.elapsed();
-            let Some(delay) = self.retry.next_delay(attempt, elapsed, retry_after) else {
-                let reason = format!(
-                    "bundle {name}: FHIR server unreachable or failing after {attempt} attempt{} over {:.1} s \
-                     (last: {last}); the bundle can be replayed once the server is back",
-                    if attempt == 1 { "" } else { "s" },
-                    elapsed.as_secs_f64(),
-                );
-                return Err(OperatorError::dead_letter(ErrorClass::FhirUnavailable, reason).with_attempts(attempt));
-            };
+                Verdict::Transient(last) => Attempt::Retry(last),
+            }
+        };
+        let on_retry = |attempt, last: &str, delay: Duration| {
             tracing::warn!(
                 bundle = name,
                 attempt,
@@ -348,36 +307,9 @@ impl FhirPoster {
                 next_delay_ms = delay.as_millis() as u64,
                 "FHIR transaction attempt failed; will retry"
             );
-            self.observer.record(OperatorMetric::DestinationRetries, &[DESTINATION], 1.0);
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// One request: what it achieved and the server's `Retry-After`, if any.
-    async fn attempt(&self, body: &bytes::Bytes, resource_types: &[Option<String>]) -> (Verdict, Option<Duration>) {
-        let mut request = self
-            .client
-            .post(self.base_url.clone())
-            .header(CONTENT_TYPE, FHIR_JSON)
-            .header(ACCEPT, FHIR_JSON)
-            // The resources need not come back: the statuses and locations are what we read.
-            .header("Prefer", "return=minimal")
-            .body(body.clone());
-        if let Some(authorization) = &self.authorization {
-            request = request.header(AUTHORIZATION, authorization.clone());
-        }
-        let sent = Instant::now();
-        let exchange = exchange(request, MAX_RESPONSE_BYTES).await;
-        self.observe(sent, exchange.status_class);
-        match exchange.answer {
-            Ok((status, body)) => (classify_response(status, &body, resource_types), exchange.retry_after),
-            Err(last) => (Verdict::Transient(last), exchange.retry_after),
-        }
-    }
-
-    fn observe(&self, sent: Instant, status_class: &'static str) {
-        self.observer.record(OperatorMetric::DestinationRequests, &[DESTINATION, status_class], 1.0);
-        self.observer.record(OperatorMetric::DestinationRequestDuration, &[DESTINATION], sent.elapsed().as_secs_f64());
+        };
+        let subject = format!("bundle {name}");
+        self.sender().deliver(&subject, request, judge, on_retry).await
     }
 }
 

@@ -1,5 +1,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use axum::http::HeaderMap as AxumHeaders;
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -11,6 +12,7 @@ use tokio::sync::oneshot;
 use reqwest::StatusCode;
 
 use super::*;
+use crate::contract::OperatorMetric;
 use crate::RetryHint;
 
 const SOP_UID: &str = "1.2.826.0.1.3680043.8.498.10";

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use serde_json::json;
 
 use super::*;
-use crate::contract::NoopRecorder;
+use crate::contract::{NoopRecorder, OperatorMetric};
 use crate::RetryHint;
 
 fn parse(value: Value) -> Result<FhirPostConfig, serde_json::Error> {
