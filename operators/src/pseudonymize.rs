@@ -11,7 +11,6 @@ pub mod engine;
 pub mod keys;
 pub mod links;
 pub mod profile;
-pub(crate) mod raw;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,11 +21,12 @@ use bytes::Bytes;
 use radstream_schemas::{AuditEvent, AuditOutcome, ErrorClass};
 use serde::{Deserialize, Serialize};
 
+/// Why an object could not be de-identified (the Part-10 editor's error).
+pub use crate::dicom::editor::EditError as DeidError;
 pub use engine::{BurnedIn, BurnedInRules, Deidentified, Deidentifier};
 pub use keys::{DeidKey, KeyError};
 pub use links::{LinkRecord, LinkedAttribute};
 pub use profile::{ProfileOption, ProfileOptions, SafePrivateRule, EDITION};
-pub use raw::DeidError;
 
 use crate::contract::services::{ObjectWriter, ServiceError, TopicWriter};
 use crate::contract::{BuildContext, ConfigError};

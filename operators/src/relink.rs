@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::services::{TableFollower, TableSubscriber};
 use crate::contract::{BuildContext, ConfigError};
-use crate::pseudonymize::raw::{find, put, trim, Element, Part10, Value};
+use crate::dicom::editor::{find, put, trim, Element, Part10, Value};
 use crate::pseudonymize::{LinkRecord, LinkedAttribute};
 use crate::{Envelope, Operator, OperatorError, Outcome, Processed};
 

@@ -1,5 +1,5 @@
 //! Tags as the 32-bit numbers (group in the high half) that the two byte-level Part-10 readers
-//! compare: the pre-scan (`prescan.rs`) and the de-identification editor (`pseudonymize/raw.rs`).
+//! compare: the pre-scan (`prescan.rs`) and the Part-10 editor (`editor.rs`).
 //! One list, so that the two agree on what they skip and where they stop.
 
 use dicom_core::Tag;

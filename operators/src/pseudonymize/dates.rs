@@ -48,13 +48,13 @@ pub fn shift_dt(value: &[u8], days: i64) -> Vec<u8> {
 }
 
 fn shift_values(value: &[u8], f: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Vec<u8> {
-    let value = super::raw::trim(value);
+    let value = crate::dicom::editor::trim(value);
     let mut out = Vec::with_capacity(value.len() + 1);
     for (i, v) in value.split(|b| *b == b'\\').enumerate() {
         if i > 0 {
             out.push(b'\\');
         }
-        match f(super::raw::trim(v)) {
+        match f(crate::dicom::editor::trim(v)) {
             Some(shifted) => out.extend_from_slice(&shifted),
             None => return Vec::new(),
         }

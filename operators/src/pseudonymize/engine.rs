@@ -14,7 +14,7 @@ use super::dates;
 use super::keys::DeidKey;
 use super::links::{LinkRecord, LinkedAttribute};
 use super::profile::{column, BasicAction, OptionAction, ProfileOption, ProfileOptions, ProfileTable, Row, EDITION};
-use super::raw::{find, put, trim, DeidError, Element, Part10, Value};
+use crate::dicom::editor::{find, put, trim, EditError as DeidError, Element, Part10, Value};
 
 /// Whether pixel data may hold burned-in text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

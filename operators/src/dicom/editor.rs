@@ -1,5 +1,5 @@
-//! A byte-level view of a Part-10 object: elements with their value ranges in the source
-//! buffer, nested sequences parsed, everything else (Pixel Data above all, native or
+//! The Part-10 editor: a byte-level view of a Part-10 object for operators that edit attributes
+//! (de-identification, re-linking): elements with their value ranges in the source buffer, nested sequences parsed, everything else (Pixel Data above all, native or
 //! encapsulated) kept as byte ranges and never decoded. Written back in the same transfer
 //! syntax, with unchanged elements copied byte for byte and large values shared, not copied.
 //!
@@ -19,11 +19,12 @@ use crate::dicom::tag_numbers::{
     UNDEFINED_LENGTH as UNDEFINED,
 };
 
-/// A Part-10 object that could not be de-identified. Names a byte offset and a problem, never a
-/// value from the file.
+/// A Part-10 object that could not be read for editing. Names a byte offset and a problem, never
+/// a value from the file. (The message speaks of de-identification, the editor's first user, as
+/// `radstream deid` and its tests have always shown it.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a de-identifiable DICOM file{}: {problem}", offset.map(|o| format!(" (at byte {o})")).unwrap_or_default())]
-pub struct DeidError {
+pub struct EditError {
     /// Byte offset in the input where the problem was found.
     pub offset: Option<u64>,
     /// What is wrong.
@@ -138,8 +139,8 @@ pub(crate) struct Part10 {
     preamble: Bytes,
 }
 
-fn err(offset: usize, problem: impl Into<String>) -> DeidError {
-    DeidError { offset: Some(offset as u64), problem: problem.into() }
+fn err(offset: usize, problem: impl Into<String>) -> EditError {
+    EditError { offset: Some(offset as u64), problem: problem.into() }
 }
 
 fn tag_str(tag: u32) -> String {
@@ -155,7 +156,7 @@ pub(crate) fn trim(v: &[u8]) -> &[u8] {
 
 impl Part10 {
     /// Parses a Part-10 object. Fails on anything it cannot read whole.
-    pub fn parse(input: &Bytes) -> Result<Part10, DeidError> {
+    pub fn parse(input: &Bytes) -> Result<Part10, EditError> {
         if input.len() < 132 || &input[128..132] != b"DICM" {
             return Err(err(0, "no Part-10 preamble (128 bytes and `DICM`)"));
         }
@@ -265,7 +266,7 @@ pub(crate) fn put(elements: &mut Vec<Element>, element: Element) {
 }
 
 /// Sorts a level that was out of order (writers that do this exist); duplicates are an error.
-fn finish_level(mut elements: Vec<Element>, sorted: bool, pos: usize) -> Result<Vec<Element>, DeidError> {
+fn finish_level(mut elements: Vec<Element>, sorted: bool, pos: usize) -> Result<Vec<Element>, EditError> {
     if !sorted {
         elements.sort_by_key(|e| e.tag);
         if let Some(w) = elements.windows(2).find(|w| w[0].tag == w[1].tag) {
@@ -328,7 +329,7 @@ impl Reader<'_> {
 
     /// Elements from `pos` to `end`, or to an item delimiter when `end` is unknown (then the
     /// position after the delimiter is returned through `dataset_until`).
-    fn dataset(&mut self, pos: usize, end: usize) -> Result<Vec<Element>, DeidError> {
+    fn dataset(&mut self, pos: usize, end: usize) -> Result<Vec<Element>, EditError> {
         let (elements, _) = self.dataset_until(pos, end, false)?;
         Ok(elements)
     }
@@ -338,7 +339,7 @@ impl Reader<'_> {
         mut pos: usize,
         end: usize,
         delimited: bool,
-    ) -> Result<(Vec<Element>, usize), DeidError> {
+    ) -> Result<(Vec<Element>, usize), EditError> {
         let mut elements: Vec<Element> = Vec::with_capacity(if self.depth == 0 { 256 } else { 16 });
         let mut sorted = true;
         while pos < end {
@@ -372,7 +373,7 @@ impl Reader<'_> {
         Ok((finish_level(elements, sorted, pos)?, pos))
     }
 
-    fn element(&mut self, start: usize, end: usize) -> Result<(Element, usize), DeidError> {
+    fn element(&mut self, start: usize, end: usize) -> Result<(Element, usize), EditError> {
         let tag = self.tag_at(start);
         let (vr, len, header) = if self.encoding.explicit() {
             if start + 8 > end {
@@ -435,7 +436,7 @@ impl Reader<'_> {
         end: usize,
         defined_end: Option<usize>,
         implicit: bool,
-    ) -> Result<(Vec<Vec<Element>>, usize), DeidError> {
+    ) -> Result<(Vec<Vec<Element>>, usize), EditError> {
         if self.depth >= MAX_DEPTH {
             return Err(err(pos, format!("sequences nested deeper than {MAX_DEPTH} levels")));
         }
@@ -485,7 +486,7 @@ impl Reader<'_> {
         result
     }
 
-    fn skip_fragments(&self, mut pos: usize, end: usize) -> Result<usize, DeidError> {
+    fn skip_fragments(&self, mut pos: usize, end: usize) -> Result<usize, EditError> {
         loop {
             if pos + 8 > end {
                 return Err(err(pos, "encapsulated pixel data ends before its delimiter"));
