@@ -162,5 +162,17 @@ pub fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// `base`, or the first of `base-2`, `base-3`, ... that is not `taken`: the name of a series'
+/// or volume's outputs, unique within one run.
+pub fn first_free_name(base: PathBuf, taken: &[PathBuf]) -> PathBuf {
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = with_suffix(&base, &format!("-{n}"));
+        n += 1;
+    }
+    name
+}
+
 #[cfg(test)]
 mod tests;

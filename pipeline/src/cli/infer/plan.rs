@@ -49,7 +49,7 @@ use radstream_operators::preprocess::{
 use radstream_operators::{element_text, parse_header};
 use radstream_schemas::SeriesRecord;
 
-use crate::cli::common::{plan_inputs, with_suffix, InputFile, UsageError};
+use crate::cli::common::{first_free_name, plan_inputs, with_suffix, InputFile, UsageError};
 use crate::files::{collect_files, on_threads, worker_threads};
 
 /// Images per model run.
@@ -524,13 +524,7 @@ fn series_name(first: &InputFile, taken: &[PathBuf]) -> PathBuf {
             .and_then(|path| path.parent().and_then(Path::file_name).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("series"))
     });
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = with_suffix(&base, &format!("-{n}"));
-        n += 1;
-    }
-    name
+    first_free_name(base, taken)
 }
 
 impl InferReport {

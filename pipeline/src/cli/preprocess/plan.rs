@@ -33,7 +33,7 @@ use radstream_operators::preprocess::{
 };
 use radstream_operators::{element_text, parse_header};
 
-use crate::cli::common::{plan_inputs, usage, with_suffix, InputFile, UsageError};
+use crate::cli::common::{first_free_name, plan_inputs, usage, with_suffix, InputFile, UsageError};
 use crate::files::{on_threads, worker_threads};
 
 /// `radstream preprocess`, as given on the command line.
@@ -306,13 +306,7 @@ enum SliceRead {
 fn volume_name(first_stem: &Path, taken: &[PathBuf]) -> PathBuf {
     let folder = first_stem.parent().filter(|p| !p.as_os_str().is_empty());
     let base = folder.map_or_else(|| PathBuf::from("series"), Path::to_path_buf);
-    let mut name = base.clone();
-    let mut n = 2;
-    while taken.contains(&name) {
-        name = with_suffix(&base, &format!("-{n}"));
-        n += 1;
-    }
-    name
+    first_free_name(base, taken)
 }
 
 impl PreprocessReport {
