@@ -42,3 +42,39 @@ fn the_memory_recorder_keeps_recordings_in_order() {
     );
     assert_eq!(recorder.of(OperatorMetric::ResultObjects), [all[1].clone()]);
 }
+
+#[test]
+fn all_lists_every_variant() {
+    use OperatorMetric::*;
+    // An exhaustive match: a new variant does not compile here until it is named, and once it is
+    // named the loop below fails until `ALL` lists it too (the runtime's table and the docs are
+    // checked against `ALL`).
+    let named = |metric: OperatorMetric| match metric {
+        DestinationRequests
+        | DestinationRequestDuration
+        | DestinationRetries
+        | ComputeBackend
+        | ModelBatchImages
+        | ModelRunDuration
+        | ModelQueueDelay
+        | SeriesRuns
+        | SeriesHeld
+        | ResultObjects => metric,
+    };
+    let every = [
+        DestinationRequests,
+        DestinationRequestDuration,
+        DestinationRetries,
+        ComputeBackend,
+        ModelBatchImages,
+        ModelRunDuration,
+        ModelQueueDelay,
+        SeriesRuns,
+        SeriesHeld,
+        ResultObjects,
+    ];
+    for metric in every {
+        assert!(OperatorMetric::ALL.contains(&named(metric)), "{metric:?} is missing from OperatorMetric::ALL");
+    }
+    assert_eq!(OperatorMetric::ALL.len(), every.len(), "OperatorMetric::ALL lists a variant twice");
+}
