@@ -16,7 +16,7 @@ use radstream_operators::contract::{OperatorMetric, Recorder};
 use radstream_operators::fhir::post::{FhirPostConfig, FhirPoster};
 use radstream_operators::results::fhir::PatientRef;
 use radstream_operators::results::{build_fhir_bundle, FhirBundle, InstanceRef, SourceResult, StudyResults};
-use radstream_operators::ErrorClass;
+use radstream_operators::{ErrorClass, OperatorConfig};
 use serde_json::Value;
 
 /// One test at a time talks to the server (see the module documentation).
@@ -405,5 +405,30 @@ async fn the_posted_bundle_is_valid_fhir_r4() -> Result<()> {
         return Ok(());
     }
     assert!(output.status.success(), "the FHIR R4 schema rejects the posted bundle:\n{report}");
+    Ok(())
+}
+
+/// `/readyz` asks every sink's `readiness()` (the registry's dispatch, as the worker builds it
+/// from the `[[operators]]` chain): the fhir sink with a `[server]` probes that server, and
+/// answers for the real one, fails for a closed port, and has no probe without a server.
+#[tokio::test]
+async fn the_fhir_sinks_readiness_probes_its_server() -> Result<()> {
+    let Some(url) = fhir_url() else { return Ok(()) };
+    let _turn = SERVER.lock().await;
+    let sink = |server: &str| -> Result<OperatorConfig> {
+        let text = format!("type = \"fhir\"\npatient_identifier_system = \"urn:oid:1.2.3\"\n{server}");
+        Ok(toml::from_str(&text)?)
+    };
+    let real = sink(&format!("[server]\nurl = \"{url}\"\n"))?;
+    let probe = real.readiness().context("a fhir sink with a server has a readiness probe")?;
+    ensure!(probe.name().starts_with("fhir"), "probe name: {}", probe.name());
+    probe.probe().await.map_err(anyhow::Error::msg).context("the stack's FHIR server answers the probe")?;
+
+    let closed = sink("[server]\nurl = \"http://127.0.0.1:9/fhir\"\n")?;
+    let error = closed.readiness().context("a probe for the closed port")?.probe().await;
+    ensure!(error.is_err(), "a FHIR server on a closed port passed the readiness probe");
+
+    let without_server = sink("dir = \"/tmp/radstream-fhir-bundles\"\n")?;
+    ensure!(without_server.readiness().is_none(), "a fhir sink without a server has nothing to probe");
     Ok(())
 }
