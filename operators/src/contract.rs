@@ -10,6 +10,7 @@
 //! * [`batching`]: how a stage gathers batches.
 //! * [`results`]: what a model said ([`InferenceResult`]) and the result objects made of it
 //!   ([`ResultSet`]), which envelopes carry between operators.
+//! * [`links`]: the re-identification link record that `pseudonymize` writes and `relink` reads.
 //! * [`spec`]: [`OperatorSpec`], what each operator's config implements to be registered.
 //! * [`backoff`]: the one retry timing every retry loop uses.
 
@@ -18,6 +19,7 @@ pub mod batching;
 pub mod build;
 pub mod envelope;
 pub mod error;
+pub mod links;
 pub mod observer;
 pub mod operator;
 pub mod results;

@@ -9,7 +9,6 @@
 pub mod dates;
 pub mod engine;
 pub mod keys;
-pub mod links;
 pub mod profile;
 
 use std::path::PathBuf;
@@ -21,11 +20,11 @@ use bytes::Bytes;
 use radstream_schemas::{AuditEvent, AuditOutcome, ErrorClass};
 use serde::{Deserialize, Serialize};
 
+pub use crate::contract::links::{LinkRecord, LinkedAttribute};
 /// Why an object could not be de-identified (the Part-10 editor's error).
 pub use crate::dicom::editor::EditError as DeidError;
 pub use engine::{BurnedIn, BurnedInRules, Deidentified, Deidentifier};
 pub use keys::{DeidKey, KeyError};
-pub use links::{LinkRecord, LinkedAttribute};
 pub use profile::{ProfileOption, ProfileOptions, SafePrivateRule, EDITION};
 
 use crate::contract::services::{ObjectWriter, ServiceError, TopicWriter};

@@ -19,10 +19,10 @@ use dicom_core::VR;
 use radstream_schemas::ErrorClass;
 use serde::{Deserialize, Serialize};
 
+use crate::contract::links::{LinkRecord, LinkedAttribute};
 use crate::contract::services::{TableFollower, TableSubscriber};
 use crate::contract::{BuildContext, ConfigError};
 use crate::dicom::editor::{find, put, trim, Element, Part10, Value};
-use crate::pseudonymize::{LinkRecord, LinkedAttribute};
 use crate::{Envelope, Operator, OperatorError, Outcome, Processed};
 
 const STUDY_INSTANCE_UID: u32 = 0x0020_000D;

@@ -12,8 +12,8 @@ use dicom_core::VR;
 
 use super::dates;
 use super::keys::DeidKey;
-use super::links::{LinkRecord, LinkedAttribute};
 use super::profile::{column, BasicAction, OptionAction, ProfileOption, ProfileOptions, ProfileTable, Row, EDITION};
+use crate::contract::links::{LinkRecord, LinkedAttribute};
 use crate::dicom::editor::{find, put, trim, EditError as DeidError, Element, Part10, Value};
 
 /// Whether pixel data may hold burned-in text.

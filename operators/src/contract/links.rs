@@ -1,5 +1,7 @@
 //! Re-identification links: what the trusted side keeps so results computed on pseudonymized
-//! data can be re-linked to the original study, series, instances and patient.
+//! data can be re-linked to the original study, series, instances and patient. The record of the
+//! link topic, written by `pseudonymize` and read by `relink`: in the contract, so that neither
+//! operator imports the other.
 
 use base64::Engine as _;
 use dicom_core::VR;
