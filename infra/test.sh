@@ -7,8 +7,14 @@
 #
 # Installs what is missing, brings the stack up (infra/stack.sh), runs
 # `cargo build --workspace --all-targets` and `cargo test --workspace -- --test-threads=2`
-# with the stack's environment and RADSTREAM_REQUIRE_STACK=1 (tests that need a server fail
-# instead of skipping), then takes the stack down again. Exits with cargo's status.
+# with the stack's environment and RADSTREAM_REQUIRE_STACK=1 (tests that need a server, a tool
+# or a library fail instead of skipping: radstream_test_gate, tests/gate), then takes the stack
+# down again. Exits with cargo's status.
+#
+# The closing line counts the tests that ran, passed, failed, skipped and were ignored, and names
+# every skipped one: the tests skip through the gate, which appends to RADSTREAM_SKIP_LOG
+# ($STACK_DIR/skipped.log, emptied at the start), and libtest counts a skipped test as passed, so
+# they are subtracted. Here only the `_cuda` twins of `test_device!` may skip (CI has no GPU).
 #
 # CARGO_TARGET_DIR defaults to ~/.cache/radstream/target so fresh clones (CI) reuse one build
 # cache. A stack that was already up before this script started is left up; set
@@ -73,11 +79,39 @@ on_exit() {
         printf '  %s\n' "${timings[@]}" >&2
     fi
     log "exit status $rc"
-    # One closing line for the whole run: cargo prints a result line per test binary, and the
-    # last of those is usually a crate's empty doc-test run.
+    # One closing summary for the whole run: cargo prints a result line per test binary, and the
+    # last of those is usually a crate's empty doc-test run. The skip log has one line per skip,
+    # `binary<TAB>test<TAB>what` (a test may skip several checks); a skipped test that then failed
+    # is counted as failed, not skipped.
     if [[ -s ${test_output:-} ]]; then
-        awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
-             END { printf "tests: %d passed, %d failed\n", p, f }' "$test_output"
+        awk -v skip_log="${RADSTREAM_SKIP_LOG:-}" '
+            BEGIN {
+                while (skip_log != "" && (getline line < skip_log) > 0) {
+                    if (split(line, field, "\t") < 3) continue
+                    key = field[1] SUBSEP field[2]
+                    if (!(key in why)) { order[++skips] = key; why[key] = field[3] }
+                    else if (index(why[key], field[3]) == 0) why[key] = why[key] "; " field[3]
+                }
+            }
+            # "Running unittests src/lib.rs (.../deps/radstream_kernels-<hash>)": the binary.
+            /^ +Running / { bin = $NF; sub(/\)$/, "", bin); sub(/.*\//, "", bin); sub(/-[0-9a-f]+$/, "", bin) }
+            /^ +Doc-tests / { bin = "" }
+            /^test .* \.\.\. FAILED$/ { failed[bin SUBSEP $2] = 1 }
+            /^test result:/ {
+                for (i = 1; i <= NF; i++) {
+                    if ($(i+1) ~ /^passed;?$/) p += $i
+                    if ($(i+1) ~ /^failed;?$/) f += $i
+                    if ($(i+1) ~ /^ignored;?$/) ig += $i
+                }
+            }
+            END {
+                for (i = 1; i <= skips; i++) if (!(order[i] in failed)) s++
+                printf "tests: %d ran, %d passed, %d failed, %d skipped, %d ignored\n", p + f, p - s, f, s, ig
+                for (i = 1; i <= skips; i++) {
+                    split(order[i], test, SUBSEP)
+                    printf "skipped: %s (%s)%s\n", test[2], why[order[i]], (order[i] in failed) ? ", and then failed" : ""
+                }
+            }' "$test_output"
     fi
     exit "$rc"
 }
@@ -104,11 +138,17 @@ export RADSTREAM_REQUIRE_STACK=1
 # The infer operator's ONNX Runtime backend runs on pip's onnxruntime (CPU): stack.sh installed it.
 export RADSTREAM_ONNXRUNTIME_LIB="${RADSTREAM_TEST_ONNXRUNTIME_LIB:-${RADSTREAM_ONNXRUNTIME_LIB:-}}"
 export RADSTREAM_REQUIRE_ONNXRUNTIME=1
-# The CUDA kernels compile with the real NVRTC (no GPU needed): stack.sh installed it.
-if [[ -n ${RADSTREAM_TEST_NVRTC_DIR:-} ]]; then
-    export LD_LIBRARY_PATH="$RADSTREAM_TEST_NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export RADSTREAM_REQUIRE_NVRTC=1
-fi
+# The CUDA kernels compile with the real NVRTC (no GPU needed): the install phase above
+# installed it (PyPI's nvidia-cuda-nvrtc-cu12) or stopped, so its compile test must run.
+[[ -n ${RADSTREAM_TEST_NVRTC_DIR:-} ]] ||
+    die "RADSTREAM_TEST_NVRTC_DIR is empty in $STACK_DIR/env after infra/stack.sh install: no libnvrtc.so.12 for the CUDA kernels' compile test (see $RADSTREAM_CACHE_DIR/install.log)"
+export LD_LIBRARY_PATH="$RADSTREAM_TEST_NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RADSTREAM_REQUIRE_NVRTC=1
+# Every test that skips (through radstream_test_gate) says so here, for the closing summary;
+# an absolute path, since each test binary runs in its own crate's folder.
+RADSTREAM_SKIP_LOG="$(cd "$STACK_DIR" && pwd)/skipped.log"
+export RADSTREAM_SKIP_LOG
+: >"$RADSTREAM_SKIP_LOG"
 
 run_phase build cargo build --workspace --all-targets
 test_output="$STACK_DIR/test-output.log"

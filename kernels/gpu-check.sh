@@ -4,8 +4,10 @@
 # usage: kernels/gpu-check.sh prepare      # here, with Rust: builds the two binaries into .gpu-check/
 #        kernels/gpu-check.sh run [OUT]    # on the GPU machine (no Rust needed): runs them
 #
-# `run` prints the GPU, its PCIe link and driver (nvidia-smi), runs every `test_device!` test on the
-# GPU with RADSTREAM_REQUIRE_GPU=1 (a GPU that does not start fails them instead of skipping), and
+# `run` prints the GPU, its PCIe link and driver (nvidia-smi), runs the kernels' tests with
+# RADSTREAM_REQUIRE_GPU=1 and RADSTREAM_REQUIRE_NVRTC=1 (a GPU that does not start, or no NVRTC,
+# fails them instead of skipping: radstream_test_gate) and says how many of the tests that use
+# the GPU passed (the `_cuda` twins of `test_device!`; the others run on the CPU), and
 # the benchmark `kernels/examples/bench_cuda.rs` (kernel bandwidth, pinned copies, GPU against CPU
 # on one CT slice). Output goes to stdout and, when OUT is given, to OUT/gpu-check.md. A few minutes.
 #
@@ -76,8 +78,14 @@ run)
     echo | tee -a "$report"
     echo '### Same numbers: test_device! on the GPU' | tee -a "$report"
     echo '```' >>"$report"
-    RADSTREAM_REQUIRE_GPU=1 RADSTREAM_REQUIRE_NVRTC=1 "$dir/kernels-tests" --test-threads=1 2>&1 | tee -a "$report" || status=1
+    tests_log=$(mktemp)
+    RADSTREAM_REQUIRE_GPU=1 RADSTREAM_REQUIRE_NVRTC=1 "$dir/kernels-tests" --test-threads=1 2>&1 |
+        tee -a "$report" "$tests_log" || status=1
     echo '```' >>"$report"
+    # Only the `_cuda` twins create a CudaBackend; kernels_compile_with_nvrtc needs NVRTC, no GPU.
+    gpu_total=$(grep -c '^test .*_cuda \.\.\. ' "$tests_log" || true)
+    gpu_passed=$(grep -c '^test .*_cuda \.\.\. ok$' "$tests_log" || true)
+    echo "Tests on the GPU (the _cuda twins of test_device!): $gpu_passed of $gpu_total passed" | tee -a "$report"
     echo '### Benchmark' | tee -a "$report"
     "$dir/bench_cuda" 50 2>&1 | tee -a "$report" || status=1
     if [[ -x $dir/radstream ]]; then
@@ -116,7 +124,7 @@ PY
     exit "$status"
     ;;
 *)
-    sed -n '2,14p' "$0"
+    sed -n '2,16p' "$0"
     exit 2
     ;;
 esac

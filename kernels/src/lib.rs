@@ -27,9 +27,10 @@
 //!
 //! # Testing on devices
 //! A test body generic over [`PreprocessBackend`] and registered with [`test_device!`] runs on
-//! the CPU and, with `--features cuda`, on the GPU. Without a GPU the CUDA tests report that
-//! they did not run and pass; `RADSTREAM_REQUIRE_GPU=1` makes them fail instead (the GPU check
-//! script sets it), so a GPU run that did not happen is never reported as one.
+//! the CPU and, with `--features cuda`, on the GPU. Without a GPU the CUDA tests are skipped
+//! through `radstream_test_gate::needs_device` (said on stderr, and counted apart and named by
+//! `infra/test.sh`); `RADSTREAM_REQUIRE_GPU=1` makes them fail instead (the GPU check script
+//! sets it), so a GPU run that did not happen is never reported as one.
 //!
 //! The CPU side is `std` only and allocation-free per pixel: buffers are sized once per image.
 

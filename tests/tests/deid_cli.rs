@@ -74,11 +74,12 @@ fn summary_field(stdout: &str, name: &str) -> usize {
     line.split_whitespace().last().unwrap().parse().unwrap_or_else(|_| panic!("{line}"))
 }
 
-/// pydicom's bundled test files folder, or `None` (with a note) when python3 or pydicom is
-/// missing. Under `RADSTREAM_REQUIRE_STACK=1` (CI, which installs pydicom) it must be there.
+/// pydicom's bundled test files folder, or `None` (a skip of the calling test, through
+/// `radstream_test_gate`) when python3 or pydicom is missing. Under `RADSTREAM_REQUIRE_STACK=1`
+/// (CI, which installs pydicom) it must be there.
 fn pydicom_test_files() -> Option<PathBuf> {
     static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
-    FOUND
+    let found = FOUND
         .get_or_init(|| {
             let out = Command::new(radstream_tests::python())
                 .args(["-c", "import pydicom,os;print(os.path.dirname(pydicom.__file__))"])
@@ -86,16 +87,12 @@ fn pydicom_test_files() -> Option<PathBuf> {
                 .ok()
                 .filter(|o| o.status.success());
             let dir = out.map(|o| PathBuf::from(text(&o.stdout).trim()).join("data/test_files"));
-            let dir = dir.filter(|d| d.join("CT_small.dcm").is_file());
-            if dir.is_none() {
-                if std::env::var("RADSTREAM_REQUIRE_STACK").as_deref() == Ok("1") {
-                    panic!("RADSTREAM_REQUIRE_STACK=1 but python3 with pydicom is missing (infra/test.sh installs it)");
-                }
-                eprintln!("note: python3 with pydicom is missing: skipping the pydicom checks");
-            }
-            dir
+            dir.filter(|d| d.join("CT_small.dcm").is_file())
         })
-        .clone()
+        .clone();
+    // Every caller's test, not only the first: each one skips the pydicom checks.
+    radstream_test_gate::needs("python3 with pydicom and its test files (pip install pydicom)", found.is_some());
+    found
 }
 
 /// Reads every file with pydicom (every element, nested ones included) and checks

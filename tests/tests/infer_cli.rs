@@ -440,9 +440,11 @@ fn the_demo_model_runs_when_it_is_there() {
 
     // On tract, and on ONNX Runtime when its library is there (pip's CPU wheel in CI).
     let ort = std::env::var("RADSTREAM_ONNXRUNTIME_LIB").ok().filter(|l| !l.is_empty());
-    if ort.is_none() && std::env::var("RADSTREAM_REQUIRE_ONNXRUNTIME").as_deref() == Ok("1") {
-        panic!("RADSTREAM_REQUIRE_ONNXRUNTIME=1 but RADSTREAM_ONNXRUNTIME_LIB names no library");
-    }
+    radstream_test_gate::needs_under(
+        &["RADSTREAM_REQUIRE_ONNXRUNTIME", radstream_test_gate::REQUIRE_STACK],
+        "ONNX Runtime's library in RADSTREAM_ONNXRUNTIME_LIB to run the model on it too (pip install onnxruntime)",
+        ort.is_some(),
+    );
     for backend in ["tract", "onnxruntime"].into_iter().filter(|b| *b == "tract" || ort.is_some()) {
         let out = out.join(backend);
         let run = radstream(&["infer", "--model", s(&manifest), "--backend", backend, "--out", s(&out), s(&input)]);

@@ -11,10 +11,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn stack_required() -> bool {
-    std::env::var("RADSTREAM_REQUIRE_STACK").as_deref() == Ok("1")
-}
-
 /// Exit status of `validate.py` when kubectl (Debian's kubernetes-client, unpacked by
 /// `infra/stack.sh install`) or PyPI's kubernetes-validate is missing.
 const MISSING_TOOL: i32 = 3;
@@ -26,17 +22,17 @@ fn every_overlay_renders_and_validates_against_the_kubernetes_schemas_offline() 
     let script = repo().join("infra/k8s/validate.py");
     let out = match Command::new(&python).arg(&script).arg("--radstream").arg(radstream_bin()).output() {
         Ok(out) => out,
-        Err(e) if !stack_required() => {
-            eprintln!("skipped: cannot run {python}: {e}");
+        Err(e) => {
+            radstream_tests::skip_without(&format!("{python}, which cannot run ({e})"));
             return;
         }
-        Err(e) => panic!("RADSTREAM_REQUIRE_STACK=1 but {python} cannot run: {e}"),
     };
     let (stdout, stderr) = (lossy_text(&out.stdout), lossy_text(&out.stderr));
     eprintln!("{stdout}{stderr}");
-    if out.status.code() == Some(MISSING_TOOL) {
-        assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but a tool is missing: {stderr}");
-        eprintln!("skipped: {}", stderr.trim());
+    if !radstream_test_gate::needs(
+        &format!("kubectl and kubernetes-validate (infra/stack.sh install); validate.py says: {}", stderr.trim()),
+        out.status.code() != Some(MISSING_TOOL),
+    ) {
         return;
     }
     assert!(out.status.success(), "infra/k8s/validate.py failed:\n{stdout}{stderr}");

@@ -10,11 +10,6 @@ use dicom_object::InMemDicomObject;
 
 use crate::element_text;
 
-/// Whether the tools must be there (`RADSTREAM_REQUIRE_STACK=1`, as `infra/test.sh` sets).
-pub(crate) fn stack_required() -> bool {
-    std::env::var("RADSTREAM_REQUIRE_STACK").is_ok_and(|v| v == "1")
-}
-
 /// Writes `bytes` to a temporary `.dcm` file that lives as long as the returned guard.
 pub(crate) fn temp_file(kind: &str, name: &str, bytes: &[u8]) -> tempfile::TempPath {
     let file = tempfile::Builder::new().prefix(&format!("radstream-{kind}-{name}-")).suffix(".dcm").tempfile().unwrap();
@@ -23,17 +18,18 @@ pub(crate) fn temp_file(kind: &str, name: &str, bytes: &[u8]) -> tempfile::TempP
 }
 
 /// dciodvfy's whole report on the object `name` of `kind` (`SR`, `SEG`), asserting no `Error`
-/// line and that it recognised `iod`; a note and no check where dciodvfy is not installed
-/// (a failure under `RADSTREAM_REQUIRE_STACK=1`). `RADSTREAM_KEEP_RESULTS_DIR` keeps the
+/// line and that it recognised `iod`; a skip of the check (`radstream_test_gate`) where dciodvfy
+/// is not installed (a failure under `RADSTREAM_REQUIRE_STACK=1`). `RADSTREAM_KEEP_RESULTS_DIR` keeps the
 /// objects for a look with a viewer.
 pub(crate) fn assert_no_dciodvfy_errors(kind: &str, iod: &str, name: &str, bytes: &[u8]) {
     if let Ok(dir) = std::env::var("RADSTREAM_KEEP_RESULTS_DIR") {
         std::fs::write(Path::new(&dir).join(format!("{kind}-{name}.dcm")), bytes).unwrap();
     }
     let dciodvfy = Path::new("/usr/bin/dciodvfy");
-    if !dciodvfy.exists() {
-        assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but /usr/bin/dciodvfy is missing");
-        eprintln!("note: /usr/bin/dciodvfy is missing (apt-get install dicom3tools); {kind} not validated");
+    if !radstream_test_gate::needs(
+        &format!("/usr/bin/dciodvfy (Debian's dicom3tools) to validate the {kind}"),
+        dciodvfy.exists(),
+    ) {
         return;
     }
     let path = temp_file(kind, name, bytes);
@@ -49,30 +45,28 @@ pub(crate) fn assert_no_dciodvfy_errors(kind: &str, iod: &str, name: &str, bytes
 }
 
 /// Runs `script` with the stack's Python (`RADSTREAM_TEST_PYTHON`, else python3) on the object,
-/// with `args` after its path, and asserts it succeeded and, under
-/// `RADSTREAM_REQUIRE_STACK=1`, that highdicom was there (the script prints
-/// `highdicom: not installed` otherwise). Without Python or pydicom: a note, no check.
+/// with `args` after its path, and asserts it succeeded. Without Python, pydicom or highdicom
+/// (the script prints `highdicom: not installed`): a skip of that check (`radstream_test_gate`;
+/// a failure under `RADSTREAM_REQUIRE_STACK=1`).
 pub(crate) fn assert_python_readers_agree(kind: &str, name: &str, bytes: &[u8], script: &str, args: &[String]) {
     let path = temp_file(kind, name, bytes);
     let python = std::env::var("RADSTREAM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let output = match Command::new(&python).arg("-c").arg(script).arg(&*path).args(args).output() {
         Ok(output) => output,
         Err(e) => {
-            assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but {python} does not run: {e}");
-            eprintln!("note: {python} does not run ({e}); {kind} not read back");
+            radstream_test_gate::missing(&format!("{python} to read the {kind} back (it does not run: {e})"));
             return;
         }
     };
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    if (report.contains("No module named 'pydicom'") || report.contains("No module named 'numpy'")) && !stack_required()
-    {
-        eprintln!("note: pydicom or numpy is not installed; {kind} not read back");
+    let modules = !(report.contains("No module named 'pydicom'") || report.contains("No module named 'numpy'"));
+    if !radstream_test_gate::needs(&format!("pydicom and numpy for {python} to read the {kind} back"), modules) {
         return;
     }
     assert!(output.status.success(), "python readers on the {name} {kind} failed:\n{report}");
-    assert!(
-        !(stack_required() && report.contains("highdicom: not installed")),
-        "RADSTREAM_REQUIRE_STACK=1 but highdicom is not installed (pip install highdicom)"
+    radstream_test_gate::needs(
+        &format!("highdicom for {python} to read the {kind} back (pip install highdicom)"),
+        !report.contains("highdicom: not installed"),
     );
     eprint!("{report}");
 }

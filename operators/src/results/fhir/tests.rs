@@ -153,10 +153,6 @@ fn assert_well_formed(bundle: &FhirBundle) {
     assert_references_resolve(bundle);
 }
 
-fn stack_required() -> bool {
-    std::env::var("RADSTREAM_REQUIRE_STACK").is_ok_and(|v| v == "1")
-}
-
 /// Validates each bundle against the schema's whole (its `oneOf` of every resource); where that
 /// fails, validates each entry's resource against its own definition, for a message that says
 /// what is wrong.
@@ -186,11 +182,11 @@ sys.exit(1 if failed else 0)
 
 /// What the FHIR R4 JSON schema that `infra/stack.sh install` puts in
 /// `RADSTREAM_TEST_FHIR_R4_SCHEMA` says of the bundles: whether it accepts all of them, and its
-/// report; `None` (with a note) where the schema or Python's jsonschema is not there.
+/// report; `None` (a skip through `radstream_test_gate`) where the schema or Python's jsonschema
+/// is not there.
 fn schema_check(bundles: &[(&str, &Value)]) -> Option<(bool, String)> {
     let Some(schema) = std::env::var_os("RADSTREAM_TEST_FHIR_R4_SCHEMA").filter(|s| !s.is_empty()) else {
-        assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but RADSTREAM_TEST_FHIR_R4_SCHEMA is not set");
-        eprintln!("note: RADSTREAM_TEST_FHIR_R4_SCHEMA is not set (infra/stack.sh install); bundles not validated");
+        radstream_test_gate::missing("the FHIR R4 JSON schema (RADSTREAM_TEST_FHIR_R4_SCHEMA) to validate the bundles");
         return None;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -206,15 +202,15 @@ fn schema_check(bundles: &[(&str, &Value)]) -> Option<(bool, String)> {
     let output = match Command::new(&python).arg("-c").arg(SCHEMA_SCRIPT).arg(&schema).args(&paths).output() {
         Ok(output) => output,
         Err(e) => {
-            assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but {python} does not run: {e}");
-            eprintln!("note: {python} does not run ({e}); bundles not validated");
+            radstream_test_gate::missing(&format!("{python} to validate the bundles (it does not run: {e})"));
             return None;
         }
     };
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    if report.contains("No module named 'jsonschema'") {
-        assert!(!stack_required(), "RADSTREAM_REQUIRE_STACK=1 but {python} has no jsonschema module");
-        eprintln!("note: {python} has no jsonschema module; bundles not validated");
+    if !radstream_test_gate::needs(
+        &format!("Python's jsonschema module for {python} to validate the bundles"),
+        !report.contains("No module named 'jsonschema'"),
+    ) {
         return None;
     }
     Some((output.status.success(), report))
