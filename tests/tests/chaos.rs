@@ -1,7 +1,9 @@
 //! The chaos run, small, in CI (`radstream_tests::chaos`): 300 events through two workers while
 //! the PACS answers 5% of STOW requests with 503 and lets 1% time out, is down for 10 s, a
 //! worker is killed with SIGKILL, and 1% of the objects are corrupt. Every event must end in
-//! exactly one place: in the PACS once, or in the dead-letter topic. (The broker restart of the
+//! exactly one place: in the PACS, or in the dead-letter topic; re-sends, counted at the proxy in
+//! front of the PACS, only where at-least-once delivery allows them (after the SIGKILL, or after
+//! a STOW whose answer the sink stopped waiting for). (The broker restart of the
 //! full run, `src/bin/chaos.rs`, is left out here: other tests share the broker.)
 
 use std::time::Duration;
@@ -24,9 +26,8 @@ async fn every_event_is_accounted_for_through_pacs_faults_an_outage_a_killed_wor
     };
     let report = chaos::run(&stack, &opts).await?;
     eprintln!("{}\n{}", report.timeline.join("\n"), report.table());
-    ensure!(report.missing == 0 && report.duplicates == 0 && report.both == 0, "{}", report.table());
-    ensure!(report.accounted == report.events && report.events == 300, "{}", report.table());
+    ensure!(report.all_accounted() && report.events == 300, "{}", report.table());
     ensure!(report.rows.get("dead letter: malformed_dicom") == Some(&3), "the 3 corrupt objects: {}", report.table());
-    ensure!(report.injected.0 > 0, "the proxy injected no 503: {}", report.table());
+    ensure!(report.proxy.injected_errors > 0, "the proxy injected no 503: {}", report.table());
     Ok(())
 }

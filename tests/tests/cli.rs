@@ -1,7 +1,12 @@
 //! The `radstream` command line, without servers: validate, route --dry-run, synth, demo.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 
+use dicom_core::header::Header as _;
+use dicom_dictionary_std::tags;
+use dicom_object::mem::InMemElement;
+use dicom_object::InMemDicomObject;
 use radstream_tests::{radstream_bin, run_radstream as radstream};
 
 const CONFIG: &str = r#"
@@ -85,10 +90,44 @@ fn route_dry_run_prints_the_matching_rule_per_file() {
     assert_eq!(out.status.code(), Some(1), "an unreadable file makes the exit status 1");
 }
 
+/// The commands `radstream --help` lists: the first word of each entry of its `Commands:`
+/// section (an entry starts two spaces in; its wrapped description lines further).
+fn listed_commands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| line.trim_end() != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter(|line| line.starts_with("  ") && !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// The commands the source has: one module per command in `pipeline/src/cli.rs` (its
+/// `pub mod` lines), less `common`, which the commands share.
+fn cli_modules() -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/src/cli.rs");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("pub mod ")?.strip_suffix(';'))
+        .filter(|name| *name != "common")
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn help_lists_every_command() {
     let out = radstream(&["--help"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
+    let mut listed = listed_commands(&text);
+    listed.sort();
+    // Every command module is a command of the binary, by its own name, and nothing else is
+    // (but clap's `help`).
+    let mut expected = cli_modules();
+    expected.push("help".into());
+    expected.sort();
+    assert_eq!(listed, expected, "the commands of --help against pipeline/src/cli.rs:\n{text}");
+    // The ones this tree has, named here too, so that neither list can come out empty unnoticed.
     for command in [
         "run",
         "validate",
@@ -102,8 +141,9 @@ fn help_lists_every_command() {
         "infer",
         "dlq",
         "loadgen",
+        "lake",
     ] {
-        assert!(text.contains(command), "--help lists {command}: {text}");
+        assert!(listed.iter().any(|c| c == command), "--help lists {command}: {text}");
     }
 }
 
@@ -122,6 +162,8 @@ fn demo_runs_the_whole_chain_and_the_model_flags_exactly_the_planted_bleeds() {
             "demo",
             "--studies",
             "4",
+            "--seed",
+            "1",
             "--out",
             dir.path().to_str().unwrap(),
             "--metrics-listen",
@@ -155,8 +197,14 @@ fn demo_runs_the_whole_chain_and_the_model_flags_exactly_the_planted_bleeds() {
         walk(&dir.path().join("fhir")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).count();
     assert_eq!(bundles as u64, delivered);
 
-    assert!(line("model").contains("ct-head-bleed 0.1.0 (sha256 8a822531f4ae)"), "{stdout}");
-    assert!(dir.path().join("models/demo/ct-head-bleed.onnx").is_file(), "the model is written beside the outputs");
+    // The summary names the model file the demo wrote (the hash of its bytes, computed here).
+    let onnx = std::fs::read(dir.path().join("models/demo/ct-head-bleed.onnx"))
+        .expect("the model is written beside the outputs");
+    let sha256: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&onnx))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(line("model").contains(&format!("ct-head-bleed 0.1.0 (sha256 {})", &sha256[..12])), "{stdout}");
     let with_findings = field("with findings");
     assert!(with_findings > 0, "{stdout}");
     assert_eq!(with_findings, delivered, "the slices with findings are the ones with results: {stdout}");
@@ -164,6 +212,65 @@ fn demo_runs_the_whole_chain_and_the_model_flags_exactly_the_planted_bleeds() {
     assert_eq!(field("studies flagged"), 1, "{stdout}");
     let [found, planted, clean_flagged] = numbers("ground truth")[..] else { panic!("ground truth: {stdout}") };
     assert_eq!((found, planted, clean_flagged), (1, 1, 0), "exactly the planted study is flagged: {stdout}");
+
+    // Per slice, against `synth --ground-truth` rather than the demo's own study-level score:
+    // the result objects cite as their source images exactly the slices the bleed was planted on,
+    // one slice each. The demo model flags no neighbour of a planted slice (seed 1: two planted
+    // slices, two SRs), so the bound is exact, not a tolerance.
+    let truth_file = elsewhere.path().join("ground-truth.json");
+    let synth_dir = elsewhere.path().join("synth");
+    let (synth_dir_arg, truth_arg) = (synth_dir.to_str().unwrap(), truth_file.to_str().unwrap());
+    let out =
+        radstream(&["synth", "--studies", "4", "--seed", "1", "--out", synth_dir_arg, "--ground-truth", truth_arg]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(&truth_file).unwrap()).unwrap();
+    let planted_slices: BTreeSet<String> = truth["studies"]
+        .as_array()
+        .expect("studies")
+        .iter()
+        .filter_map(|s| s["lesion"]["instances"].as_array())
+        .flatten()
+        .map(|i| i["sop_instance_uid"].as_str().expect("sop_instance_uid").to_string())
+        .collect();
+    assert!(!planted_slices.is_empty(), "synth planted nothing: {truth}");
+    let objects: Vec<_> = stored.iter().map(|p| dicom_object::open_file(p).unwrap()).collect();
+    let made: BTreeSet<String> = objects.iter().map(|o| text(o, tags::SOP_INSTANCE_UID)).collect();
+    for (kind, class) in [("SR", SR_CLASS), ("SEG", SEG_CLASS), ("overlay", SC_CLASS)] {
+        let mut cited = BTreeSet::new();
+        for object in objects.iter().filter(|o| text(o, tags::SOP_CLASS_UID) == class) {
+            // What it references, less the result objects themselves (an SR may cite its SEG).
+            let sources: BTreeSet<String> = referenced_instances(object).difference(&made).cloned().collect();
+            assert_eq!(sources.len(), 1, "a {kind} cites one source slice, this one {sources:?}");
+            assert!(cited.insert(sources.into_iter().next().unwrap()), "two {kind}s cite the same slice");
+        }
+        assert_eq!(cited, planted_slices, "the {kind}s cite other slices than synth planted the bleed on");
+    }
+}
+
+const SR_CLASS: &str = "1.2.840.10008.5.1.4.1.1.88.34";
+const SEG_CLASS: &str = "1.2.840.10008.5.1.4.1.1.66.4";
+const SC_CLASS: &str = "1.2.840.10008.5.1.4.1.1.7";
+
+fn text(object: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+    object.element(tag).map(value_text).unwrap_or_default()
+}
+
+fn value_text(element: &InMemElement) -> String {
+    element.to_str().map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default()
+}
+
+/// Every ReferencedSOPInstanceUID (0008,1155) at any depth: in an SR the content items and the
+/// evidence, in a SEG the derivation images, in an overlay the source images.
+fn referenced_instances(object: &InMemDicomObject) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for element in object.iter() {
+        if element.tag() == tags::REFERENCED_SOP_INSTANCE_UID {
+            out.insert(value_text(element));
+        } else if let Some(items) = element.value().items() {
+            out.extend(items.iter().flat_map(referenced_instances));
+        }
+    }
+    out
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

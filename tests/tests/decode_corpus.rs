@@ -8,7 +8,10 @@
 //! and HTJ2K that allow lossy, JPEG-LS near-lossless) may differ by what two conforming decoders
 //! may differ by (IDCT precision, chroma upsampling): see [`LOSSY_TOLERANCE_8_BIT`].
 //! A file radstream cannot decode but pydicom can must be refused with a reason naming its
-//! transfer syntax or photometric interpretation. Files pydicom cannot decode are skipped.
+//! transfer syntax or photometric interpretation. Files pydicom cannot decode are skipped, and
+//! which they are is fixed: [`DECODED_BY_BOTH`] files (README's "all 58") must decode and
+//! exactly the files of [`PYDICOM_CANNOT_DECODE`] may be skipped, so that an emptied or changed
+//! corpus, or a reference decoder that lost a plugin, fails instead of passing on fewer files.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,6 +42,45 @@ const LOSSY: &[&str] = &[
 const KNOWN_LOSSY_OUTLIERS: &[&str] = &["SC_jpeg_no_color_transform.dcm", "SC_rgb_jpeg.dcm"];
 const OUTLIER_MEAN: f64 = 0.5;
 const OUTLIER_FRACTION: f64 = 0.01;
+
+/// How many of pydicom's test files both decoders decode: the README's "all 58 that pydicom
+/// decodes are decoded". Taken with pydicom 3.0.2 and pylibjpeg 2.1 (libjpeg 2.5, openjpeg 2.6,
+/// rle 2.2); a pydicom whose test files differ fails here, and then this, the list below and
+/// the README change together.
+const DECODED_BY_BOTH: usize = 58;
+
+/// The test files pydicom itself cannot decode (skipped: there is nothing to compare with), by
+/// why. radstream refuses all of them but `JPEG-lossy.dcm` ([`ONLY_RADSTREAM_DECODES`]).
+const PYDICOM_CANNOT_DECODE: &[&str] = &[
+    // No Pixel Data (structured reports, RT plans, waveforms, sequence and charset tests).
+    "UN_sequence.dcm",
+    "empty_charset_LEI.dcm",
+    "nested_priv_SQ.dcm",
+    "no_meta_group_length.dcm",
+    "priv_SQ.dcm",
+    "reportsi.dcm",
+    "reportsi_with_empty_number_tags.dcm",
+    "rtplan.dcm",
+    "rtplan_truncated.dcm",
+    "test-SR.dcm",
+    "waveform_ecg.dcm",
+    // No file meta group, or one without a transfer syntax: not Part-10 files.
+    "ExplVR_BigEndNoMeta.dcm",
+    "ExplVR_LitEndNoMeta.dcm",
+    "meta_missing_tsyntax.dcm",
+    "no_meta.dcm",
+    "rtstruct.dcm",
+    // Broken on purpose: short pixel data, an IS value that is no number, an unreadable J2K
+    // header.
+    "MR_truncated.dcm",
+    "badVR.dcm",
+    "JPEG2000-embedded-sequence-delimiter.dcm",
+    // A JPEG extended stream libjpeg refuses (a misplaced marker) and jpeg-decoder reads.
+    "JPEG-lossy.dcm",
+];
+
+/// Of [`PYDICOM_CANNOT_DECODE`], the files radstream decodes all the same.
+const ONLY_RADSTREAM_DECODES: &[&str] = &["JPEG-lossy.dcm"];
 
 /// The Python the stack set up (`RADSTREAM_TEST_PYTHON`, see infra/stack.sh), else `python3`.
 fn python() -> String {
@@ -113,7 +155,16 @@ fn every_bundled_test_file_decodes_like_pydicom_or_is_refused_clearly() {
     }
     // charset_files are about text, not pixels: not used here.
     let files = radstream_tests::dcm_files(&data.join("test_files"));
-    assert!(files.len() > 50, "pydicom's test files not found under {}", data.display());
+    let expected_files = DECODED_BY_BOTH + PYDICOM_CANNOT_DECODE.len();
+    assert_eq!(
+        files.len(),
+        expected_files,
+        "pydicom's test files under {}: {} .dcm files, {expected_files} expected ({DECODED_BY_BOTH} decoded by both, {} \
+         that pydicom cannot decode)",
+        data.display(),
+        files.len(),
+        PYDICOM_CANNOT_DECODE.len()
+    );
 
     let out = tempfile::tempdir().unwrap();
     let list = out.path().join("files.json");
@@ -125,7 +176,8 @@ fn every_bundled_test_file_decodes_like_pydicom_or_is_refused_clearly() {
 
     let mut table = Vec::new();
     let mut failures = Vec::new();
-    let (mut exact, mut within, mut refused, mut skipped) = (0, 0, 0, 0);
+    let (mut exact, mut within, mut refused) = (0, 0, 0);
+    let (mut skipped, mut only_ours) = (Vec::new(), Vec::new());
     for entry in &reference {
         let path = Path::new(entry["file"].as_str().unwrap());
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -137,14 +189,15 @@ fn every_bundled_test_file_decodes_like_pydicom_or_is_refused_clearly() {
         let millis = started.elapsed().as_millis();
         let result = match (&ours, entry.get("raw")) {
             (Err(e), None) => {
-                skipped += 1;
+                skipped.push(name.clone());
                 format!(
                     "skipped: pydicom cannot decode either ({}); radstream: {e}",
                     entry["error"].as_str().unwrap_or("")
                 )
             }
             (Ok(_), None) => {
-                skipped += 1;
+                skipped.push(name.clone());
+                only_ours.push(name.clone());
                 format!("skipped: pydicom cannot decode ({}); radstream decodes", entry["error"].as_str().unwrap_or(""))
             }
             (Err(e), Some(_)) => {
@@ -198,8 +251,26 @@ fn every_bundled_test_file_decodes_like_pydicom_or_is_refused_clearly() {
         eprintln!("{row}");
     }
     eprintln!(
-        "{} files: {exact} identical, {within} within the lossy tolerance, {refused} refused by radstream, {skipped} skipped",
-        table.len()
+        "{} files: {exact} identical, {within} within the lossy tolerance, {refused} refused by radstream, {} skipped",
+        table.len(),
+        skipped.len()
     );
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    // The corpus is what the README claims: every file pydicom decodes, radstream decodes too.
+    assert_eq!(refused, 0, "radstream refused {refused} files that pydicom decodes (see the table)");
+    assert_eq!(
+        exact + within,
+        DECODED_BY_BOTH,
+        "{} files decoded by both and compared ({exact} identical, {within} within tolerance), README says {DECODED_BY_BOTH}",
+        exact + within
+    );
+    assert_eq!(skipped, sorted(PYDICOM_CANNOT_DECODE), "the files pydicom cannot decode (skipped)");
+    assert_eq!(only_ours, sorted(ONLY_RADSTREAM_DECODES), "skipped files that radstream decodes");
+}
+
+/// `names` as the sorted file list gives them.
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    names.sort();
+    names
 }

@@ -38,8 +38,8 @@ fn parse(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>> {
 }
 
 /// A worker config named `name` reading `input`.
-fn worker(stack: &Stack, name: &str, input: Option<&str>) -> WorkerConfig {
-    let mut w = WorkerConfig::new(stack, name, stack.pacs());
+fn worker(stack: &Stack, name: &str, input: Option<&str>, pacs: Pacs) -> WorkerConfig {
+    let mut w = WorkerConfig::new(stack, name, pacs);
     if let Some(input) = input {
         w.topic = input.to_string();
         w.group = unique(&format!("{name}-group"));
@@ -73,11 +73,13 @@ async fn edge_pseudonymizes_gpu_side_derives_edge_relinks_into_the_original_stud
 
     // Topics: the edge's input, the hand-off to the GPU side, the results coming back, and
     // the edge-only link (compacted) and audit topics.
-    let edge = worker(&stack, "split-edge", None);
+    // The return side stores through a proxy that counts each store the PACS reports.
+    let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
+    let edge = worker(&stack, "split-edge", None, stack.pacs());
     let handoff = unique("split-handoff");
-    let gpu = worker(&stack, "split-gpu", Some(&handoff));
+    let gpu = worker(&stack, "split-gpu", Some(&handoff), stack.pacs());
     let results = unique("split-results");
-    let back = worker(&stack, "split-return", Some(&results));
+    let back = worker(&stack, "split-return", Some(&results), proxy.pacs.clone());
     let links = unique("split-links");
     let audit = unique("split-audit");
     for w in [&edge, &gpu, &back] {
@@ -186,7 +188,8 @@ link_topic = "{links}"
     waited?;
     let in_pacs = pacs.count_instances(&studies).await?;
     ensure!(in_pacs.len() == n, "one result per instance: {} in the PACS for {n} instances", in_pacs.len());
-    ensure!(in_pacs.values().all(|c| *c == 1), "no result stored twice");
+    // Orthanc keeps one copy per SOP Instance UID, so only the proxy can see a result sent twice.
+    proxy.ensure_each_stored_once(in_pacs.keys())?;
 
     // Each result is a KOS of the original patient, referencing the original series and
     // instance, and carries no pseudonym of them.

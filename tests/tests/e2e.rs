@@ -72,6 +72,23 @@ fn dead_letters(stack: &Stack, w: &WorkerConfig, expected: usize) -> Result<Vec<
         .collect()
 }
 
+/// Nothing was dead-lettered: the dead-letter topic's watermarks (exact, no read that could
+/// come back empty too early) and the worker's own count agree on zero.
+async fn ensure_no_dead_letters(stack: &Stack, w: &WorkerConfig, worker: &Worker) -> Result<()> {
+    // First the worker has finished every input event: offsets commit only after an event's
+    // destination (the PACS, or the dead-letter topic) has it.
+    let ends = high_watermarks(&stack.kafka, &w.topic, PARTITIONS)?;
+    wait_until(Duration::from_secs(30), "the worker to commit its whole input", || async {
+        committed_offsets(&stack.kafka, &w.group, &w.topic, PARTITIONS)
+            .is_ok_and(|c| ends.iter().all(|(p, end)| *end == 0 || c.get(p) == Some(end)))
+    })
+    .await?;
+    let in_topic = topic_len(&stack.kafka, &w.dead_letter_topic)?;
+    let counted = worker.metric("radstream_dead_letters_total").await;
+    ensure!(in_topic == 0 && counted == 0.0, "expected no dead letters: {in_topic} in the topic, {counted} counted");
+    Ok(())
+}
+
 #[test]
 fn the_phi_check_finds_synthetic_identifiers() {
     assert!(assert_no_phi("x", "patient SYNTH^PATIENT^0007 seen").is_err());
@@ -129,7 +146,8 @@ async fn wait_delivered(worker: &Worker, at_least: f64, timeout: Duration) -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_instances_over_six_partitions_reach_the_pacs_exactly_once() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
-    let run = prepare(&stack, "e2e-bulk", stack.pacs(), 40).await?;
+    let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
+    let run = prepare(&stack, "e2e-bulk", proxy.pacs.clone(), 40).await?;
     let n = run.published.len();
     ensure!(n >= 200, "the synthetic set should have several hundred instances, has {n}");
     let mut worker = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "bulk")?;
@@ -145,7 +163,8 @@ async fn hundreds_of_instances_over_six_partitions_reach_the_pacs_exactly_once()
     ensure!(delivered == run.sops(), "every instance has a delivered outcome ({} of {n})", delivered.len());
     let partitions: HashSet<_> = outcomes.iter().map(|o| o.source_partition).collect();
     ensure!(partitions.len() > 1, "events were spread over partitions: {partitions:?}");
-    ensure!(dead_letters(&stack, &run.worker, 0)?.is_empty(), "no dead letters expected");
+    ensure_no_dead_letters(&stack, &run.worker, &worker).await?;
+    proxy.ensure_each_stored_once(&run.sops())?;
 
     ensure!(worker.readyz().await == 200, "a worker with partitions and a reachable PACS is ready");
     let metrics = reqwest::get(format!("http://{}/metrics", worker.metrics)).await?.text().await?;
@@ -176,7 +195,8 @@ async fn hundreds_of_instances_over_six_partitions_reach_the_pacs_exactly_once()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_and_missing_objects_are_dead_lettered_while_the_rest_flow() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
-    let run = prepare(&stack, "e2e-dlq", stack.pacs(), 3).await?;
+    let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
+    let run = prepare(&stack, "e2e-dlq", proxy.pacs.clone(), 3).await?;
     let config = run.worker.parsed()?;
     let producer: rdkafka::producer::FutureProducer =
         radstream_pipeline::kafka::producer_config(&stack.kafka, &Default::default()).create()?;
@@ -210,6 +230,7 @@ async fn corrupt_and_missing_objects_are_dead_lettered_while_the_rest_flow() -> 
     wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(120), &[&worker]).await?;
     assert_all_in_pacs_once(&stack.pacs(), &run).await?;
 
+    proxy.ensure_each_stored_once(&run.sops())?;
     let letters = dead_letters(&stack, &run.worker, 3)?;
     ensure!(letters.len() == 3, "three dead letters expected, got {}: {letters:?}", letters.len());
     let by_class: HashMap<ErrorClass, &DeadLetter> = letters.iter().map(|l| (l.error_class, l)).collect();
@@ -234,7 +255,8 @@ async fn a_pacs_outage_mid_run_loses_and_duplicates_nothing() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
     let orthanc_dir = tempfile::tempdir()?;
     let mut orthanc = OwnOrthanc::start(&stack, orthanc_dir.path()).await?;
-    let mut run = prepare(&stack, "e2e-outage", orthanc.pacs.clone(), 8).await?;
+    let proxy = PacsProxy::start(&orthanc.pacs, ProxyOptions::default()).await?;
+    let mut run = prepare(&stack, "e2e-outage", proxy.pacs.clone(), 8).await?;
     let worker = Worker::start(&run.config_path, &orthanc.pacs.password, &run.dir, "outage")?;
     wait_delivered(&worker, run.published.len() as f64 / 2.0, Duration::from_secs(120)).await?;
     orthanc.stop();
@@ -252,17 +274,17 @@ async fn a_pacs_outage_mid_run_loses_and_duplicates_nothing() -> Result<()> {
     wait_all_in_pacs(&orthanc.pacs, &run, Duration::from_secs(180), &[&worker]).await?;
     assert_all_in_pacs_once(&orthanc.pacs, &run).await?;
     ensure!(during > 0.0, "the outage should have caused STOW retries");
-    ensure!(
-        dead_letters(&stack, &run.worker, 0)?.is_empty(),
-        "an outage within the retry deadline dead-letters nothing"
-    );
+    // An outage within the retry deadline dead-letters nothing and stores nothing twice.
+    ensure_no_dead_letters(&stack, &run.worker, &worker).await?;
+    proxy.ensure_each_stored_once(&run.sops())?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_stream_resumes_from_committed_offsets() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
-    let run = prepare(&stack, "e2e-sigkill", stack.pacs(), 24).await?;
+    let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
+    let run = prepare(&stack, "e2e-sigkill", proxy.pacs.clone(), 24).await?;
     let n = run.published.len() as f64;
     let mut first = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "sigkill-1")?;
     wait_delivered(&first, (n / 4.0).ceil(), Duration::from_secs(120)).await?;
@@ -274,15 +296,20 @@ async fn a_worker_killed_mid_stream_resumes_from_committed_offsets() -> Result<(
     })
     .await?;
     first.kill();
-    // A replacement starts after the dead worker's session (6 s) expired, as a restarted pod
-    // would; tansu 0.6 cannot hand over a group whose leader dies while others are joining.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // A replacement starts at once, as a restarted pod would, and waits on the broker until the
+    // dead member's session (6 s) expired and the group gave it every partition.
     let committed = committed_offsets(&stack.kafka, &run.worker.group, &run.worker.topic, PARTITIONS)?;
     let ends = high_watermarks(&stack.kafka, &run.worker.topic, PARTITIONS)?;
     let left: i64 = ends.iter().map(|(p, end)| end - committed.get(p).copied().filter(|c| *c >= 0).unwrap_or(0)).sum();
     ensure!(left < n as i64, "the first worker committed nothing: {committed:?}");
 
+    let second_started = std::time::Instant::now();
     let second = Worker::start(&run.config_path, &stack.orthanc_password, &run.dir, "sigkill-2")?;
+    wait_until(Duration::from_secs(90), "the replacement to own every partition", || async {
+        second.metric("radstream_assigned_partitions").await == f64::from(PARTITIONS)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", second.log_tail()))?;
     wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(240), &[&second]).await?;
     assert_all_in_pacs_once(&stack.pacs(), &run).await?;
     let outcomes = outcomes(&stack, &run.worker, run.published.len())?;
@@ -295,13 +322,29 @@ async fn a_worker_killed_mid_stream_resumes_from_committed_offsets() -> Result<(
     .await?;
     let reread = second.metric("radstream_events_received_total").await;
     ensure!(reread == left as f64, "the second worker read {reread} events, {left} were uncommitted");
+    // At least once: what the first worker stored but had not committed is stored again, once,
+    // and nothing else. Counted at the proxy, where deliveries happen: the PACS keeps one copy.
+    let stores = proxy.stores();
+    let by_first = stores.values().filter(|s| s.iter().any(|s| s.at < second_started)).count() as i64;
+    let resent = proxy.ensure_resends_explained(&[second_started])?.instances;
+    let (n, left) = (run.published.len() as i64, left);
+    ensure!(
+        stores.len() as i64 == n && resent as i64 == by_first - (n - left),
+        "{} instances stored, {n} published; the first worker stored {by_first} and committed {}, so {} re-sends \
+         were due, {resent} seen",
+        stores.len(),
+        n - left,
+        by_first - (n - left)
+    );
+    eprintln!("re-sent after the SIGKILL: {resent} of {left} uncommitted events (the rest the first had not stored)");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_partitions_and_one_takes_over_when_the_other_dies() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
-    let run = prepare(&stack, "e2e-group", stack.pacs(), 0).await?;
+    let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
+    let run = prepare(&stack, "e2e-group", proxy.pacs.clone(), 0).await?;
     let owns = |w: &Worker, n: i32| {
         let w = w.metrics.clone();
         async move { metric_at(&w, "radstream_assigned_partitions").await == f64::from(n) }
@@ -330,6 +373,7 @@ async fn two_workers_share_partitions_and_one_takes_over_when_the_other_dies() -
     })
     .await?;
     second.kill();
+    let killed = std::time::Instant::now();
     wait_until(Duration::from_secs(60), "the survivor to own every partition again", || owns(&first, PARTITIONS))
         .await
         .map_err(|e| anyhow::anyhow!("{e}\n{}", first.log_tail()))?;
@@ -342,6 +386,10 @@ async fn two_workers_share_partitions_and_one_takes_over_when_the_other_dies() -
         .filter_map(|o| o.sop_instance_uid.clone())
         .collect();
     ensure!(delivered == run.sops(), "every instance has a delivered outcome ({} of {n})", delivered.len());
+    let stored: HashSet<String> = proxy.stores().into_keys().collect();
+    ensure!(stored == run.sops(), "the proxy saw {} instances stored, {n} published", stored.len());
+    let resent = proxy.ensure_resends_explained(&[killed])?.instances;
+    eprintln!("re-sent after the SIGKILL of the second worker: {resent} of {n}");
     Ok(())
 }
 
@@ -350,7 +398,8 @@ async fn two_workers_share_partitions_and_one_takes_over_when_the_other_dies() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_event_notifications_are_processed_from_the_object_header() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
-    let mut run = prepare(&stack, "e2e-s3note", stack.pacs(), 0).await?;
+    let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
+    let mut run = prepare(&stack, "e2e-s3note", proxy.pacs.clone(), 0).await?;
     run.worker.kafka_extra = "format = \"s3_notification\"".into();
     run.config_path = run.worker.write(&run.dir)?;
 
@@ -403,6 +452,7 @@ async fn s3_event_notifications_are_processed_from_the_object_header() -> Result
     ensure!(dropped.len() == 1 && dropped[0].detail.as_deref() == Some("no_created_object"), "{dropped:?}");
     let delivered: HashSet<_> = outcomes.iter().filter_map(|o| o.sop_instance_uid.clone()).collect();
     ensure!(delivered == run.sops(), "UIDs were read from the objects");
+    proxy.ensure_each_stored_once(&run.sops())?;
     Ok(())
 }
 
@@ -410,7 +460,8 @@ async fn s3_event_notifications_are_processed_from_the_object_header() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_avro_events_flow_with_a_local_schema_file() -> Result<()> {
     let Some(stack) = Stack::get() else { return Ok(()) };
-    let mut run = prepare(&stack, "e2e-avro", stack.pacs(), 0).await?;
+    let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
+    let mut run = prepare(&stack, "e2e-avro", proxy.pacs.clone(), 0).await?;
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/avro/instance_event.v1.avsc");
     run.worker.kafka_extra = format!("format = \"confluent_avro\"\nschema_file = {:?}", schema.display().to_string());
     run.config_path = run.worker.write(&run.dir)?;
@@ -420,6 +471,76 @@ async fn confluent_avro_events_flow_with_a_local_schema_file() -> Result<()> {
     assert_all_in_pacs_once(&stack.pacs(), &run).await?;
     let raw = read_topic(&stack.kafka, &run.worker.topic, run.published.len(), Duration::from_secs(10))?;
     ensure!(raw.iter().all(|v| v.first() == Some(&0)), "the input topic really carried Confluent-framed Avro");
-    ensure!(dead_letters(&stack, &run.worker, 0)?.is_empty());
+    ensure_no_dead_letters(&stack, &run.worker, &worker).await?;
+    proxy.ensure_each_stored_once(&run.sops())?;
+    Ok(())
+}
+
+/// A chain whose STOW sink authenticates with a bearer token read from `token_file`.
+fn bearer_chain(pacs: &Pacs, token_file: &Path) -> String {
+    format!(
+        r#"
+[[operators]]
+type = "stow"
+url = "{url}"
+retry_deadline_secs = 30
+initial_backoff_ms = 100
+max_backoff_ms = 1000
+
+[operators.auth]
+kind = "bearer"
+token_file = "{token}"
+"#,
+        url = pacs.dicomweb(),
+        token = token_file.display()
+    )
+}
+
+/// The STOW sink's bearer auth against a PACS that demands a token: a proxy in front of Orthanc
+/// that answers 401 without the right `Authorization: Bearer` and presents Orthanc's own
+/// credentials upstream. With the token every instance is stored once; with a wrong one the PACS
+/// refuses, and each instance is dead-lettered as rejected with a reason that says what to check
+/// and never shows the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stow_with_a_bearer_token_stores_and_a_wrong_token_is_refused_and_dead_lettered() -> Result<()> {
+    let Some(stack) = Stack::get() else { return Ok(()) };
+    let token = format!("test-token-{}", unique_seed());
+    let opts = ProxyOptions { bearer_token: Some(token.clone()), ..ProxyOptions::default() };
+    let proxy = PacsProxy::start(&stack.pacs(), opts).await?;
+
+    // The right token.
+    let mut run = prepare(&stack, "e2e-bearer", proxy.pacs.clone(), 0).await?;
+    let token_file = run.dir.join("pacs.token");
+    std::fs::write(&token_file, format!("{token}\n"))?;
+    std::fs::write(&run.config_path, run.worker.toml_with_operators(&bearer_chain(&proxy.pacs, &token_file)))?;
+    run.published = publish_studies(&stack, &run.worker, &run.dir, 2).await?;
+    let worker = Worker::start(&run.config_path, "unused", &run.dir, "bearer")?;
+    wait_all_in_pacs(&stack.pacs(), &run, Duration::from_secs(120), &[&worker]).await?;
+    proxy.ensure_each_stored_once(&run.sops())?;
+    ensure!(worker.readyz().await == 200, "the readiness probe passes with the token");
+    ensure!(proxy.counts().refused == 0, "nothing refused with the right token: {:?}", proxy.counts());
+    ensure_no_dead_letters(&stack, &run.worker, &worker).await?;
+
+    // A wrong token: refused by the PACS, dead-lettered, nothing stored.
+    let mut wrong = prepare(&stack, "e2e-bearer-wrong", proxy.pacs.clone(), 0).await?;
+    let wrong_file = wrong.dir.join("pacs.token");
+    std::fs::write(&wrong_file, "not-the-token")?;
+    std::fs::write(&wrong.config_path, wrong.worker.toml_with_operators(&bearer_chain(&proxy.pacs, &wrong_file)))?;
+    wrong.published = publish_studies(&stack, &wrong.worker, &wrong.dir, 1).await?;
+    let refused_before = proxy.counts().refused;
+    let worker = Worker::start(&wrong.config_path, "unused", &wrong.dir, "bearer-wrong")?;
+    let letters = dead_letters(&stack, &wrong.worker, wrong.published.len())?;
+    ensure!(letters.len() == wrong.published.len(), "{} dead letters for {}", letters.len(), wrong.published.len());
+    for letter in &letters {
+        ensure!(letter.error_class == ErrorClass::PacsRejected, "{letter:?}");
+        ensure!(letter.reason.contains("401") && letter.reason.contains("auth"), "{}", letter.reason);
+        ensure!(!letter.reason.contains("not-the-token"), "the reason shows the token: {}", letter.reason);
+    }
+    ensure!(proxy.counts().refused > refused_before, "the proxy refused the wrong token");
+    let stored = proxy.store_counts();
+    ensure!(wrong.sops().iter().all(|s| !stored.contains_key(s)), "an instance was stored with a wrong token");
+    ensure!(worker.readyz().await == 503, "the readiness probe fails with a wrong token");
+    let log = std::fs::read_to_string(&worker.log)?;
+    ensure!(!log.contains("not-the-token") && !log.contains(&token), "a token is in the worker log");
     Ok(())
 }

@@ -27,21 +27,14 @@ const PATIENT: &str = "Patient/pseudo-7f3a9c";
 /// 2024-01-31T10:00:00.250Z.
 const EVENT_TIME_MS: i64 = 1_706_695_200_250;
 
-fn stack_required() -> bool {
-    std::env::var("RADSTREAM_REQUIRE_STACK").is_ok_and(|v| v == "1")
-}
-
-/// The FHIR base URL of the stack's server, or `None` (with a note) when the stack is not up;
-/// under `RADSTREAM_REQUIRE_STACK=1` a missing server fails the test instead.
+/// The FHIR base URL of the stack's server, or `None` (a skip, `radstream_test_gate`) when the
+/// stack is not up; under `RADSTREAM_REQUIRE_STACK=1` a missing server fails the test instead.
 fn fhir_url() -> Option<String> {
     let url = std::env::var("RADSTREAM_TEST_FHIR_URL").ok().filter(|v| !v.is_empty());
-    if url.is_none() {
-        assert!(
-            !stack_required(),
-            "RADSTREAM_REQUIRE_STACK=1 but RADSTREAM_TEST_FHIR_URL is not set: run through infra/test.sh"
-        );
-        eprintln!("skipping: RADSTREAM_TEST_FHIR_URL is not set (infra/stack.sh up, then source .stack/env)");
-    }
+    radstream_test_gate::needs(
+        "the stack's FHIR server in RADSTREAM_TEST_FHIR_URL (infra/stack.sh up, then source .stack/env)",
+        url.is_some(),
+    );
     url
 }
 
@@ -430,5 +423,187 @@ async fn the_fhir_sinks_readiness_probes_its_server() -> Result<()> {
 
     let without_server = sink("dir = \"/tmp/radstream-fhir-bundles\"\n")?;
     ensure!(without_server.readiness().is_none(), "a fhir sink without a server has nothing to probe");
+    Ok(())
+}
+
+/// A test FHIR server of the test's own that demands `Authorization: Bearer <token>` (run by
+/// `infra/fhir/run.sh --bearer-token-file`, as `RADSTREAM_TEST_FHIR_RUN` names it): the stack's
+/// shared server asks for nothing, and the other tests here post to that one unauthenticated.
+struct BearerFhirServer {
+    child: std::process::Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl BearerFhirServer {
+    /// Starts it on a free port with the token in `token_file`, and waits until it answers.
+    async fn start(dir: &std::path::Path, token_file: &std::path::Path) -> Result<BearerFhirServer> {
+        let run = std::env::var("RADSTREAM_TEST_FHIR_RUN")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .context("RADSTREAM_TEST_FHIR_RUN is not set: run through infra/test.sh")?;
+        let port = radstream_tests::free_port();
+        let log = dir.join("fhir-server.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new("bash")
+            .arg(&run)
+            .args(["--port", &port.to_string(), "--bearer-token-file"])
+            .arg(token_file)
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {run}"))?;
+        let mut me = BearerFhirServer { child, url: format!("http://127.0.0.1:{port}/fhir/R4"), log };
+        // Up once it answers at all (401: it asks for the token before anything else).
+        let until = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{}/metadata", me.url)).await.is_err() {
+            if let Some(status) = me.child.try_wait()? {
+                anyhow::bail!("the FHIR server exited ({status}): {}", me.log_text());
+            }
+            ensure!(Instant::now() < until, "the FHIR server did not come up in 60 s: {}", me.log_text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(me)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for BearerFhirServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Part-10 CT instance of `study_uid` with nothing but the attributes the fhir sink reads,
+/// as an envelope carrying a model result with one critical finding.
+fn envelope_with_result(study_uid: &str) -> Result<radstream_operators::Envelope> {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let element = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    let dataset = dicom_object::InMemDicomObject::from_element_iter([
+        element(tags::SOP_CLASS_UID, VR::UI, CT_IMAGE_STORAGE),
+        element(tags::SOP_INSTANCE_UID, VR::UI, &format!("{study_uid}.1.1")),
+        element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid),
+        element(tags::SERIES_INSTANCE_UID, VR::UI, &format!("{study_uid}.1")),
+        element(tags::MODALITY, VR::CS, "CT"),
+        element(tags::PATIENT_ID, VR::LO, "pseudo-7f3a9c"),
+    ]);
+    let meta = dicom_object::FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.1");
+    let mut object = Vec::new();
+    dataset.with_meta(meta)?.write_all(&mut object)?;
+    let location = radstream_schemas::ObjectLocation {
+        bucket: "fhir-auth".into(),
+        key: format!("{study_uid}.dcm"),
+        size: None,
+        etag: None,
+    };
+    let mut envelope =
+        radstream_operators::Envelope::from_part10(1, location, object.into()).map_err(anyhow::Error::msg)?;
+    let findings = vec![finding("intracranial hemorrhage", "1386000", 0.9, true)];
+    envelope.results = Some(Arc::new(InferenceResult {
+        model: ModelIdentity { name: "ct-head-bleed".into(), version: "1.0.0".into(), sha256: "ab".repeat(32) },
+        scores: vec![findings.iter().map(|f| f.score).collect()],
+        findings,
+        series: None,
+        masks: None,
+        mask_size: None,
+    }));
+    Ok(envelope)
+}
+
+/// Bearer auth through a real peer: the fhir sink, built from the chain's TOML with
+/// `[server.auth] kind = "bearer"`, posts to a FHIR server that demands the token, which stores
+/// the bundle (read back with the token; without it the server answers 401 to the reads too).
+/// Without a token, or with another one, the server answers 401 and the sink dead-letters the
+/// instance as `fhir_rejected` after one attempt, saying to check `auth`; the readiness probe
+/// fails the same way, and nothing is stored.
+#[tokio::test]
+async fn the_fhir_sink_posts_with_its_bearer_token_and_a_missing_or_wrong_one_is_a_401_dead_letter() -> Result<()> {
+    use radstream_operators::{BuildContext, Outcome, RetryHint};
+    if fhir_url().is_none() {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let token = format!("radstream-test-{}", radstream_tests::unique_seed());
+    let token_file = dir.path().join("fhir.token");
+    std::fs::write(&token_file, format!("{token}\n"))?;
+    let wrong_file = dir.path().join("wrong.token");
+    std::fs::write(&wrong_file, format!("{token}-not"))?;
+    let fhir = BearerFhirServer::start(dir.path(), &token_file).await?;
+
+    // The server itself: the token or a 401 with a Bearer challenge.
+    let plain = reqwest::Client::new();
+    for (what, header) in [("no token", None), ("a wrong token", Some(format!("Bearer {token}-not")))] {
+        let mut request = plain.get(format!("{}/metadata", fhir.url));
+        if let Some(header) = header {
+            request = request.header("Authorization", header);
+        }
+        let response = request.send().await?;
+        ensure!(response.status() == 401, "GET metadata with {what}: HTTP {}", response.status());
+        let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+        ensure!(challenge.starts_with("Bearer"), "GET metadata with {what}: WWW-Authenticate {challenge:?}");
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {token}").parse()?);
+    let server = Server { base: fhir.url.clone(), http: reqwest::Client::builder().default_headers(headers).build()? };
+    let unauthorized = Server::new(&fhir.url);
+
+    let sink = |auth: &str| -> Result<OperatorConfig> {
+        let bundles = dir.path().join("bundles");
+        let text = format!(
+            "type = \"fhir\"\npatient_identifier_system = \"urn:oid:1.2.3\"\ndir = {bundles:?}\n\n[server]\nurl = \
+             \"{}\"\nmax_attempts = 3\ninitial_backoff_ms = 10\n{auth}",
+            fhir.url
+        );
+        let config: OperatorConfig = toml::from_str(&text).with_context(|| format!("the chain's TOML:\n{text}"))?;
+        config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(config)
+    };
+
+    // With the token: delivered, and on the server.
+    let right = sink(&format!("\n[server.auth]\nkind = \"bearer\"\ntoken_file = {token_file:?}\n"))?;
+    let probe = right.readiness().context("a fhir sink with a server has a readiness probe")?;
+    probe.probe().await.map_err(anyhow::Error::msg).context("readiness with the token")?;
+    let study_uid = unique_study_uid();
+    let mut operator = right.build(&BuildContext::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let done = operator.process_batch(vec![envelope_with_result(&study_uid)?]).await;
+    ensure!(matches!(done[0].outcome, Outcome::Forward), "with the token: {:?}\n{}", done[0].outcome, fhir.log_text());
+    // The bundle it posted is the one it wrote to `dir` (the second destination, after the server).
+    let written = radstream_tests::files_ending(&dir.path().join("bundles").join(&study_uid), ".json");
+    ensure!(written.len() == 1, "bundles written for {study_uid}: {written:?}");
+    let posted = FhirBundle { bundle: serde_json::from_slice(&std::fs::read(&written[0])?)? };
+    assert_one_of_each(&server, &posted, &study_uid).await?;
+    let (status, _) = unauthorized.get("ImagingStudy", &[("identifier", "urn:dicom:uid|urn:oid:1.2.3")]).await?;
+    ensure!(status == 401, "a search without the token: HTTP {status}");
+
+    // Without a token, and with a wrong one: a 401, dead-lettered at once, and nothing stored.
+    let wrong_auth = format!("\n[server.auth]\nkind = \"bearer\"\ntoken_file = {wrong_file:?}\n");
+    for (what, auth) in [("no token", String::new()), ("a wrong token", wrong_auth)] {
+        let config = sink(&auth)?;
+        let probe = config.readiness().context("a readiness probe")?.probe().await;
+        let Err(probe_error) = probe else { anyhow::bail!("with {what} the readiness probe passed") };
+        ensure!(probe_error.contains("401"), "readiness with {what}: {probe_error}");
+
+        let study_uid = unique_study_uid();
+        let mut operator = config.build(&BuildContext::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let done = operator.process_batch(vec![envelope_with_result(&study_uid)?]).await;
+        let Outcome::Fail(error) = &done[0].outcome else {
+            anyhow::bail!("with {what} the sink did not fail: {:?}", done[0].outcome);
+        };
+        ensure!(error.class == ErrorClass::FhirRejected && error.retry == RetryHint::DeadLetter, "{what}: {error:?}");
+        ensure!(error.attempts == 1, "{what}: a 401 is not retried, {} attempts", error.attempts);
+        ensure!(
+            error.reason.contains("HTTP 401") && error.reason.contains("check the `auth` settings"),
+            "{what}: {}",
+            error.reason
+        );
+        ensure!(!error.reason.contains(&token), "{what}: the reason shows the token");
+        let study = format!("urn:dicom:uid|urn:oid:{study_uid}");
+        ensure!(server.count("ImagingStudy", &study).await? == 0, "{what}: the server stored the study");
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `radstream loadgen` against the real stack: every event it says it sent is on the input
-//! topic with its object in the bucket, the instances of a study share its priority, the STAT
-//! count matches its summary, and no series is longer than `--max-instances`.
+//! topic with its own object in the bucket (every one fetched: the instance the event names),
+//! the instances of a study share its priority, the STAT count matches its summary, and no
+//! series is longer than `--max-instances`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -50,11 +51,20 @@ async fn loadgen_sends_what_it_says_with_study_priorities_and_bounded_series() -
     ensure!(stat_on_topic == stat_studies, "{stat_on_topic} STAT studies, the summary says {stat_studies}");
     ensure!(series.values().all(|&n| n <= 6), "a series longer than --max-instances: {series:?}");
 
-    // Every object is in the bucket.
+    // Every object is in the bucket, each event's own.
+    let keys: BTreeSet<&str> = sent.iter().map(|e| e.object.key.as_str()).collect();
+    ensure!(keys.len() == sent.len(), "{} objects named by {} events", keys.len(), sent.len());
     let objects = radstream_pipeline::objects::ObjectFetcher::new(worker.parsed()?.objects);
-    for e in sent.iter().step_by(5) {
-        let (bytes, _) = objects.fetch(&e.object).await.map_err(|e| anyhow::anyhow!(e.reason)).context("fetching")?;
-        ensure!(bytes.len() > 128 && &bytes[128..132] == b"DICM");
+    for e in &sent {
+        let (bytes, _) = objects
+            .fetch(&e.object)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.reason))
+            .with_context(|| format!("fetching {}", e.object.key))?;
+        ensure!(bytes.len() > 128 && &bytes[128..132] == b"DICM", "{} is not a Part-10 object", e.object.key);
+        let header = radstream_operators::parse_header(&bytes).map_err(anyhow::Error::msg)?;
+        let sop = radstream_operators::element_text(&header, dicom_dictionary_std::tags::SOP_INSTANCE_UID);
+        ensure!(sop.as_deref() == Some(e.sop_instance_uid.as_str()), "{}: SOP {sop:?}, event {e:?}", e.object.key);
     }
     let out = Command::new(radstream_bin())
         .args(["loadgen", "--config", path_str(&config), "--bucket", &stack.bucket, "--rate", "0", "--studies", "1"])

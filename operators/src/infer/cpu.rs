@@ -9,10 +9,9 @@
 //!
 //! **Plans per size.** The model is typed and decluttered once with the open dimension
 //! symbolic; each size it is run at (a batch of N, a depth of D) gets its own plan, optimized
-//! for that size the first time it is seen and kept (up to [`PLANS_KEPT`] sizes). tract's plan
-//! for a symbolic size runs about 14 times slower than one for a concrete size (measured on
-//! the demo models: 175 ms against 12 ms for three slices), and optimizing for a size takes
-//! about as long as one run.
+//! for that size the first time it is seen and kept (up to [`PLANS_KEPT`] sizes): tract's plan
+//! for a symbolic size is much slower than one for a concrete size (a hand timing once gave
+//! 175 ms against 12 ms on the demo models; no benchmark here repeats it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

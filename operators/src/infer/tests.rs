@@ -366,12 +366,21 @@ async fn a_series_is_run_once_complete_with_its_slices_in_patient_order() {
 
 #[tokio::test]
 async fn without_an_expected_count_a_series_runs_after_its_quiet_time_and_a_late_instance_supersedes_it() {
-    let mut op = series_op(0.05);
+    // The operator reads the real clock (std's Instant), so nothing here races a sleep: the
+    // quiet time's end is checked against the time the assembler is handed, and the test waits
+    // for the operator's own wake time before waking it.
+    let quiet = Duration::from_millis(50);
+    let mut op = series_op(quiet.as_secs_f64());
+    let before = std::time::Instant::now();
     let out =
         op.process_batch(vec![slice_envelope(1, "s1", 0.0, 0.0, None), slice_envelope(2, "s1", 5.0, 0.0, None)]).await;
+    let after = std::time::Instant::now();
     assert!(out.is_empty());
-    assert!(op.wake().await.is_empty(), "not quiet yet");
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    let due = op.next_wake().expect("a held series asks to be woken");
+    assert!(before + quiet <= due && due <= after + quiet, "due a quiet time after its last instance");
+    let assembler = op.assembler.as_mut().unwrap();
+    assert!(assembler.due(due - Duration::from_millis(1)).is_empty(), "not quiet yet");
+    tokio::time::sleep_until(due.into()).await;
     let first = op.wake().await;
     assert_eq!(first.len(), 2);
     let s = series_of(&first[0]);
@@ -381,7 +390,9 @@ async fn without_an_expected_count_a_series_runs_after_its_quiet_time_and_a_late
     // The late slice is bright: the re-run over all three finds it and supersedes revision 1.
     let out = op.process_batch(vec![slice_envelope(3, "s1", 10.0, 1.0, None)]).await;
     assert!(out.is_empty(), "a re-opened series waits like a new one");
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    let due = op.next_wake().expect("the re-opened series asks to be woken");
+    assert!(op.assembler.as_mut().unwrap().due(due - Duration::from_millis(1)).is_empty(), "not quiet yet");
+    tokio::time::sleep_until(due.into()).await;
     let late = op.wake().await;
     assert_eq!(late.len(), 1, "only the late instance is answered again");
     assert_eq!(late[0].envelope.ticket, 3);
@@ -492,8 +503,8 @@ async fn envelopes_routed_to_another_model_pass_untouched_and_queue_delay_is_rep
 }
 
 // --- The ONNX Runtime backend against tract, on pip's onnxruntime (CPU): RADSTREAM_ONNXRUNTIME_LIB
-// names its library; without it these tests say so and pass, unless
-// RADSTREAM_REQUIRE_ONNXRUNTIME=1 (infra/test.sh sets both).
+// names its library; without it these tests are skipped (radstream_test_gate), or fail under
+// RADSTREAM_REQUIRE_ONNXRUNTIME=1 or RADSTREAM_REQUIRE_STACK=1 (infra/test.sh sets all three).
 
 #[cfg(feature = "onnxruntime")]
 mod onnxruntime {
@@ -503,18 +514,13 @@ mod onnxruntime {
     use crate::preprocess::device::DeviceChoice;
 
     fn library() -> Option<PathBuf> {
-        match std::env::var_os(ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty()) {
-            Some(path) => Some(PathBuf::from(path)),
-            None if std::env::var("RADSTREAM_REQUIRE_ONNXRUNTIME").as_deref() == Ok("1") => {
-                panic!("RADSTREAM_REQUIRE_ONNXRUNTIME=1 but {ONNXRUNTIME_LIB_ENV} names no library")
-            }
-            None => {
-                eprintln!(
-                    "skipped: {ONNXRUNTIME_LIB_ENV} is not set (pip install onnxruntime; its capi/libonnxruntime.so.*)"
-                );
-                None
-            }
-        }
+        let library = std::env::var_os(ONNXRUNTIME_LIB_ENV).filter(|v| !v.is_empty());
+        radstream_test_gate::needs_under(
+            &["RADSTREAM_REQUIRE_ONNXRUNTIME", radstream_test_gate::REQUIRE_STACK],
+            &format!("ONNX Runtime's library in {ONNXRUNTIME_LIB_ENV} (pip install onnxruntime; its capi/libonnxruntime.so.*)"),
+            library.is_some(),
+        );
+        library.map(PathBuf::from)
     }
 
     fn choice(library: PathBuf, device: DeviceChoice) -> BackendChoice {

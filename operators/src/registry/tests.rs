@@ -3,7 +3,7 @@
 //! operator gets these checks by being registered.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -117,16 +117,15 @@ async fn every_registered_operator_keeps_the_contract() {
             "{kind}: the error does not name the field: {error}"
         );
 
-        // (b) `validate` is pure: no file, no network, no secret, and quick.
+        // (b) `validate` is pure: it passes with no file and no secret there. (It is not timed: a
+        // speed check belongs in a benchmark, and a network call would need a runtime it lacks.)
         std::env::remove_var("RADSTREAM_TEST_SECRET");
         std::env::remove_var("RADSTREAM_TEST_DEID_KEY");
         let mut table: toml::Value = toml::from_str(&entry(kind, example)).unwrap();
         without_files(&mut table);
         let detached: OperatorConfig = table.try_into().unwrap_or_else(|e| panic!("{kind}: {e}"));
-        let started = Instant::now();
         detached.validate().unwrap_or_else(|e| panic!("{kind}: validate failed without files or secrets: {e}"));
         config.validate().unwrap_or_else(|e| panic!("{kind}: the example does not validate: {e}"));
-        assert!(started.elapsed() < Duration::from_secs(1), "{kind}: validate took {:?}", started.elapsed());
 
         // (c) The config round-trips through TOML.
         let written = toml::to_string(&config).unwrap_or_else(|e| panic!("{kind}: cannot be written as TOML: {e}"));

@@ -12,8 +12,24 @@
 //! * `memory`: one worker reading a backlog of 100,000 events (chain route → export of every
 //!   instance, tiny images): its resident memory sampled every second.
 //!
+//! Only `workers` and `stat` have a baseline in the same run (one worker; the ROUTINE events);
+//! `failover` and `memory` are measured against a target, not against a baseline.
+//!
+//! In `workers` the order of the 1-worker and 2-worker runs alternates from round to round
+//! (`--order alternate`, the default: 1 then 2 in odd rounds, 2 then 1 in even rounds), so that
+//! drift on a shared machine does not always favour the same count; `--order fixed` runs 1
+//! before 2 in every round (the order before 2026-12-08). The two-over-one ratio is taken per
+//! round, and the median of those ratios is the figure.
+//!
+//! `--raw-out PATH` writes every sample as JSON lines: a `run` record (the arguments), then
+//! `workers_run` (one per drain), `failover_round`, `stat_outcome` (one per outcome) with a
+//! `stat_summary`, and `memory_sample` (one per second).
+//!
 //! `cargo build --release -p radstream-tests --bin bench_scale -p radstream-pipeline &&
-//! source .stack/env && ~/.cache/radstream/target/release/bench_scale [--only NAME]`.
+//! set -a && source .stack/env && set +a && <target>/release/bench_scale [--only NAME]
+//! [--rounds 3] [--order alternate|fixed] [--backlog-studies 60] [--memory-events 100000]
+//! [--raw-out PATH]` (`--rounds` for `workers` and `failover`; `--backlog-studies` sizes the
+//! `workers` backlog, 60 studies being about 9,300 events).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,9 +37,20 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use radstream_pipeline::loadgen::{self, LoadgenOptions};
 use radstream_schemas::OutcomeEvent;
+use radstream_tests::raw_out::{machine, RawOut};
 use radstream_tests::{create_topic, metric_at, read_topic, unique, Worker};
+use serde_json::json;
 
 const PARTITIONS: i32 = 4;
+
+/// Which worker counts run in round `round` (0-based), in order.
+fn worker_order(round: usize, alternate: bool) -> [usize; 2] {
+    if alternate && round % 2 == 1 {
+        [2, 1]
+    } else {
+        [1, 2]
+    }
+}
 
 struct Setup {
     brokers: String,
@@ -178,13 +205,17 @@ async fn drain(workers: &[Worker], n: u64, timeout: Duration) -> Result<(Duratio
     Ok((start.elapsed(), (db - da) / (b - a).as_secs_f64().max(1e-3)))
 }
 
-async fn workers_bench(rounds: usize) -> Result<()> {
+async fn workers_bench(rounds: usize, alternate: bool, studies: usize, raw: &mut RawOut) -> Result<()> {
     let setup = Setup::new("scale-workers").await?;
-    let events = setup.backlog(60, 150, 40_000, 0.0, 11).await?;
+    let events = setup.backlog(studies, 150, 40_000, 0.0, 11).await?;
     println!("== one against two workers: {events} events backlog, {PARTITIONS} partitions, route -> preprocess -> export ==");
-    let (mut one, mut two) = (Vec::new(), Vec::new());
+    println!(
+        "(order: {})",
+        (0..rounds).map(|r| format!("{:?}", worker_order(r, alternate))).collect::<Vec<_>>().join(", ")
+    );
+    let (mut one, mut two) = (vec![f64::NAN; rounds], vec![f64::NAN; rounds]);
     for round in 0..rounds {
-        for count in [1usize, 2] {
+        for (position, count) in worker_order(round, alternate).into_iter().enumerate() {
             let group = unique(&format!("g{count}"));
             let config = setup.config(&group, PREPROCESS_CT, 6000)?;
             let workers: Vec<Worker> = (0..count)
@@ -192,33 +223,45 @@ async fn workers_bench(rounds: usize) -> Result<()> {
                 .collect::<Result<_>>()?;
             let (took, rate) = drain(&workers, events, Duration::from_secs(600)).await?;
             println!(
-                "round {}: {count} worker(s): all in {:.1} s (group join included); {rate:.0} events/s from 10% to 90%",
+                "round {}: {count} worker(s) ({}): all in {:.1} s (group join included); {rate:.0} events/s from 10% to 90%",
                 round + 1,
+                if position == 0 { "first" } else { "second" },
                 took.as_secs_f64()
             );
+            raw.record(json!({
+                "record": "workers_run", "round": round + 1, "position": position + 1, "workers": count,
+                "events": events, "seconds_all": took.as_secs_f64(), "events_per_s_10_to_90": rate,
+                "loadavg": machine()["loadavg"],
+            }))?;
             if count == 1 {
-                one.push(rate)
+                one[round] = rate
             } else {
-                two.push(rate)
+                two[round] = rate
             }
             drop(workers);
         }
     }
     let ratios: Vec<f64> = one.iter().zip(&two).map(|(a, b)| b / a).collect();
+    println!("\n| round | order | 1 worker, events/s | 2 workers, events/s | 2 / 1 |\n|---|---|---:|---:|---:|");
+    for round in 0..rounds {
+        let [a, b] = worker_order(round, alternate);
+        println!("| {} | {a} then {b} | {:.0} | {:.0} | {:.2} |", round + 1, one[round], two[round], ratios[round]);
+    }
     println!(
-        "\n| workers | events/s, 10% to 90% (median of {rounds}) |\n|---|---:|\n| 1 | {:.0} |\n| 2 | {:.0} |",
+        "| **median of {rounds}** | | **{:.0}** | **{:.0}** | **{:.2}** |",
         median(one.clone()),
-        median(two.clone())
+        median(two.clone()),
+        median(ratios.clone())
     );
     println!(
-        "two over one: median {:.2}x (rounds: {:?})\n",
+        "two over one: median of the per-round ratios {:.2}x (rounds: {})\n",
         median(ratios.clone()),
-        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>()
+        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ")
     );
     Ok(())
 }
 
-async fn failover_bench(rounds: usize) -> Result<()> {
+async fn failover_bench(rounds: usize, raw: &mut RawOut) -> Result<()> {
     let setup = Setup::new("scale-failover").await?;
     println!("== failover: two workers under a steady stream, one SIGKILLed; session.timeout.ms = 3000 ==");
     let mut owned_all = Vec::new();
@@ -297,6 +340,10 @@ async fn failover_bench(rounds: usize) -> Result<()> {
             all.as_secs_f64(),
             again.as_secs_f64()
         );
+        raw.record(json!({
+            "record": "failover_round", "round": round + 1, "owned_all_s": all.as_secs_f64(),
+            "delivering_again_s": again.as_secs_f64(),
+        }))?;
         owned_all.push(all.as_secs_f64());
         flowing.push(again.as_secs_f64());
         first.kill();
@@ -310,7 +357,7 @@ async fn failover_bench(rounds: usize) -> Result<()> {
     Ok(())
 }
 
-async fn stat_bench() -> Result<()> {
+async fn stat_bench(raw: &mut RawOut) -> Result<()> {
     let setup = Setup::new("scale-stat").await?;
     let routine = setup.backlog(80, 150, 40_000, 0.0, 21).await?;
     let stat = setup.backlog(2, 10, 40_000, 1.0, 22).await?;
@@ -329,6 +376,17 @@ async fn stat_bench() -> Result<()> {
     let routine_sum =
         metric_at(m, "radstream_end_to_end_seconds_sum{outcome=\"delivered\",priority=\"routine\"}").await;
     let e2e: Vec<f64> = outcomes.iter().map(|o| o.end_to_end_ms).collect();
+    for o in &outcomes {
+        raw.record(json!({
+            "record": "stat_outcome", "source_partition": o.source_partition, "source_offset": o.source_offset,
+            "outcome": o.outcome.as_str(), "end_to_end_ms": o.end_to_end_ms, "time_ms": o.time_ms,
+        }))?;
+    }
+    raw.record(json!({
+        "record": "stat_summary", "routine_events": routine, "stat_events": stat,
+        "routine_delivered": routine_count, "routine_mean_s": routine_sum / routine_count.max(1.0),
+        "stat_delivered": stat_count, "stat_mean_s": stat_sum / stat_count.max(1.0), "outcomes_read": e2e.len(),
+    }))?;
     println!(
         "\n| priority | delivered | mean event -> outcome (s) |\n|---|---:|---:|\n| ROUTINE | {routine_count} | {:.2} |\n| STAT | {stat_count} | {:.2} |\n(all {} outcomes: median {:.2} s, max {:.2} s)\n",
         routine_sum / routine_count.max(1.0),
@@ -345,7 +403,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn memory_bench(target: u64) -> Result<()> {
+async fn memory_bench(target: u64, raw: &mut RawOut) -> Result<()> {
     let setup = Setup::new("scale-memory").await?;
     let started = Instant::now();
     let mut events = 0;
@@ -373,6 +431,9 @@ async fn memory_bench(target: u64) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    for s in &samples {
+        raw.record(json!({"record": "memory_sample", "t_s": s.0, "finished": s.1, "rss_kib": s.2, "events": events}))?;
+    }
     let max = samples.iter().map(|s| s.2).max().unwrap_or(0);
     let quarter = samples.len() / 4;
     let early = median(samples[quarter..2 * quarter.max(1)].iter().map(|s| s.2 as f64).collect());
@@ -391,22 +452,66 @@ async fn memory_bench(target: u64) -> Result<()> {
     Ok(())
 }
 
+const USAGE: &str = "usage: bench_scale [--only workers|failover|stat|memory] [--rounds N] [--order alternate|fixed] [--backlog-studies N] [--memory-events N] [--raw-out PATH]";
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let (mut only, mut rounds, mut alternate, mut studies, mut memory_events, mut raw_out) =
+        (None, 3usize, true, 60usize, 100_000u64, None);
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut text = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--only" => only = Some(text()?),
+            "--rounds" => rounds = text()?.parse().context("--rounds: not a number")?,
+            "--order" => {
+                alternate = match text()?.as_str() {
+                    "alternate" => true,
+                    "fixed" => false,
+                    other => anyhow::bail!("--order {other}: alternate or fixed"),
+                }
+            }
+            "--backlog-studies" => studies = text()?.parse().context("--backlog-studies: not a number")?,
+            "--memory-events" => memory_events = text()?.parse().context("--memory-events: not a number")?,
+            "--raw-out" => raw_out = Some(PathBuf::from(text()?)),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => anyhow::bail!("unknown flag {other}\n{USAGE}"),
+        }
+    }
+    ensure!(rounds > 0, "--rounds must be at least 1");
+    let mut raw = RawOut::create(raw_out.as_deref())?;
+    raw.record(json!({
+        "record": "run", "bench": "bench_scale", "only": only, "rounds": rounds,
+        "order": if alternate { "alternate" } else { "fixed" }, "backlog_studies": studies,
+        "memory_events": memory_events,
+        "unix_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64,
+        "machine": machine(),
+    }))?;
+    let start = machine();
+    println!(
+        "machine: {} cores, {}, load average at the start {}",
+        start["cores"],
+        start["cpu_model"].as_str().unwrap_or("?"),
+        start["loadavg"].as_str().unwrap_or("?")
+    );
     let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if run("workers") {
-        workers_bench(3).await?;
+        workers_bench(rounds, alternate, studies, &mut raw).await?;
     }
     if run("failover") {
-        failover_bench(3).await?;
+        failover_bench(rounds, &mut raw).await?;
     }
     if run("stat") {
-        stat_bench().await?;
+        stat_bench(&mut raw).await?;
     }
     if run("memory") {
-        memory_bench(100_000).await?;
+        memory_bench(memory_events, &mut raw).await?;
     }
+    let end = machine();
+    println!("(load average at the end: {})", end["loadavg"].as_str().unwrap_or("?"));
+    raw.record(json!({"record": "end", "machine": end}))?;
     Ok(())
 }

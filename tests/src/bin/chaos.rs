@@ -31,9 +31,6 @@ async fn main() -> Result<()> {
         println!("{line}");
     }
     println!("\n{}", report.table());
-    anyhow::ensure!(
-        report.missing == 0 && report.duplicates == 0 && report.both == 0,
-        "not every event is accounted for"
-    );
+    anyhow::ensure!(report.all_accounted(), "not every event is accounted for");
     Ok(())
 }

@@ -34,7 +34,10 @@ fn stat_items_go_first_and_the_rest_keep_their_order() {
     assert_eq!(g.due(), None);
 }
 
-#[tokio::test]
+// On tokio's paused clock (`start_paused`): time moves only when every task waits on a timer,
+// and then straight to the next deadline, so the waits below are exact, and a busy machine
+// cannot make a batch look late or early. `gather` keeps time with `tokio::time::Instant`.
+#[tokio::test(start_paused = true)]
 async fn gather_hands_over_a_full_batch_at_once_a_partial_one_after_max_delay_and_then_closes() {
     let (tx, mut rx) = mpsc::channel(16);
     let mut g = Gatherer::new(policy(2, 30));
@@ -45,14 +48,16 @@ async fn gather_hands_over_a_full_batch_at_once_a_partial_one_after_max_delay_an
     let started = Instant::now();
     assert_eq!(gather(&mut g, &mut rx, None, &mut closed).await, Step::Batch);
     assert_eq!(g.take().len(), 2);
-    assert!(started.elapsed() < Duration::from_millis(20), "a full batch does not wait");
-    // One left: due when it has waited 30 ms.
+    assert_eq!(started.elapsed(), Duration::ZERO, "a full batch does not wait");
+    // One left: due when it has waited 30 ms, not sooner.
     assert_eq!(gather(&mut g, &mut rx, None, &mut closed).await, Step::Batch);
-    assert!(started.elapsed() >= Duration::from_millis(29), "{:?}", started.elapsed());
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
     assert_eq!(g.take().len(), 1);
-    // A wake time before anything is due.
-    let wake = std::time::Instant::now() + Duration::from_millis(5);
+    // A wake time before anything is due (the wake time is a std Instant: the paused clock's).
+    let asleep = Instant::now();
+    let wake = (asleep + Duration::from_millis(5)).into_std();
     assert_eq!(gather(&mut g, &mut rx, Some(wake), &mut closed).await, Step::Wake);
+    assert_eq!(asleep.elapsed(), Duration::from_millis(5));
     drop(tx);
     assert_eq!(gather(&mut g, &mut rx, None, &mut closed).await, Step::Closed);
     assert!(closed);
