@@ -144,6 +144,8 @@ sys.exit(1 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNA
 
 cmd_install() {
     local packages=() need_venv=0 python installed_orthanc=0
+    # Every step logs into the cache folder, which a new machine does not have yet.
+    mkdir -p "$RADSTREAM_CACHE_DIR"
     [[ -x /usr/sbin/Orthanc ]] || { packages+=(orthanc); installed_orthanc=1; }
     [[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]] || packages+=(orthanc-dicomweb)
     command -v dciodvfy >/dev/null 2>&1 || packages+=(dicom3tools)
