@@ -307,14 +307,6 @@ pub fn committed_offsets(brokers: &str, group: &str, topic: &str, partitions: i3
     Ok(committed.elements().iter().map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1))).collect())
 }
 
-/// Members of consumer group `group` as the broker lists them (0 once a dead member's session
-/// expired and nobody else joined).
-pub fn group_members(brokers: &str, group: &str) -> Result<usize> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let groups = consumer.fetch_group_list(Some(group), Duration::from_secs(10))?;
-    Ok(groups.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum())
-}
-
 /// High watermarks of `topic`, by partition.
 pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
