@@ -90,6 +90,80 @@ fn route_dry_run_prints_the_matching_rule_per_file() {
     assert_eq!(out.status.code(), Some(1), "an unreadable file makes the exit status 1");
 }
 
+/// A Part-10 file in explicit VR little endian, or deflated with `deflate`: the meta group, the
+/// identifying attributes, then `rest`.
+fn part10(deflate: bool, rest: &[u8]) -> Vec<u8> {
+    let transfer_syntax = if deflate { "1.2.840.10008.1.2.1.99" } else { "1.2.840.10008.1.2.1" };
+    let el = |g: u16, e: u16, vr: &[u8; 2], v: &[u8]| -> Vec<u8> {
+        [&g.to_le_bytes()[..], &e.to_le_bytes(), vr, &(v.len() as u16).to_le_bytes(), v].concat()
+    };
+    let uid = |u: &str| -> Vec<u8> {
+        let mut b = u.as_bytes().to_vec();
+        if b.len() % 2 == 1 {
+            b.push(0);
+        }
+        b
+    };
+    let mut meta = [&[0x02u8, 0, 0x01, 0, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1][..]].concat();
+    meta.extend(el(2, 2, b"UI", &uid("1.2.840.10008.5.1.4.1.1.7")));
+    meta.extend(el(2, 3, b"UI", &uid("2.25.1")));
+    meta.extend(el(2, 0x10, b"UI", &uid(transfer_syntax)));
+    meta.extend(el(2, 0x12, b"UI", &uid("2.25.2")));
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    out.extend_from_slice(&[0x02, 0, 0, 0, b'U', b'L', 4, 0]);
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend(meta);
+    let mut data_set = el(8, 0x16, b"UI", &uid("1.2.840.10008.5.1.4.1.1.7"));
+    data_set.extend(el(8, 0x18, b"UI", &uid("2.25.1")));
+    data_set.extend(el(0x20, 0x0D, b"UI", &uid("2.25.3")));
+    data_set.extend(el(0x20, 0x0E, b"UI", &uid("2.25.4")));
+    data_set.extend_from_slice(rest);
+    if deflate {
+        use std::io::Write;
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&data_set).unwrap();
+        data_set = z.finish().unwrap();
+    }
+    out.extend(data_set);
+    out
+}
+
+/// Files made as an attacker would (issue 16): 100,000 nested sequences (3.6 MB), the same
+/// deflated (9 KB), and a deflated file declaring a 1 GiB private attribute. Before the pre-scan
+/// walked them, `route --dry-run` aborted on the first two with a stack overflow (exit 134) and
+/// held 1.07 GB for the third; now each is refused with its reason, and the command exits 1.
+#[test]
+fn route_dry_run_refuses_deep_nesting_and_declared_gigabytes_with_a_reason() {
+    let open: &[u8] =
+        &[0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF];
+    let close: &[u8] = &[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+    let nested: Vec<u8> = [open.repeat(100_000), close.repeat(100_000)].concat();
+    let mut declared = vec![0x09, 0, 0x10, 0x10, b'O', b'B', 0, 0];
+    declared.extend_from_slice(&(1u32 << 30).to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    for (name, bytes, reason) in [
+        ("nested.dcm", part10(false, &nested), "sequences are nested deeper than 32 levels"),
+        ("nested-deflated.dcm", part10(true, &nested), "sequences are nested deeper than 32 levels"),
+        ("declared.dcm", part10(true, &declared), "an attribute other than pixel data is longer than 64 MiB"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = radstream(&["route", "--dry-run", "--config", config.to_str().unwrap(), path.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name} ({} bytes): {stdout}{}",
+            bytes.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("(unreadable)") && stdout.contains(reason), "{name}: {stdout}");
+    }
+}
+
 /// The commands `radstream --help` lists: the first word of each entry of its `Commands:`
 /// section (an entry starts two spaces in; its wrapped description lines further).
 fn listed_commands(help: &str) -> Vec<String> {

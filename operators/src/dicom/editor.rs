@@ -31,8 +31,8 @@ pub struct EditError {
     pub problem: String,
 }
 
-/// Deepest sequence nesting accepted (real objects rarely exceed 6).
-const MAX_DEPTH: usize = 32;
+/// Deepest sequence nesting accepted (real objects rarely exceed 6): the pre-scan's limit.
+const MAX_DEPTH: usize = super::prescan::MAX_SEQUENCE_DEPTH;
 /// Largest inflated data set accepted from the deflated transfer syntax (a guard against
 /// decompression bombs; real deflated objects are far smaller).
 const MAX_INFLATED: usize = 512 << 20;
