@@ -3,7 +3,9 @@
 //! jitter while the PACS is unreachable or failing, until `max_attempts` or the retry deadline.
 //!
 //! An instance is delivered when the PACS lists it in ReferencedSOPSequence, or says it already
-//! holds it. Retrying a POST whose answer was lost is safe for the same reason: the PACS answers
+//! holds it. A success status that does not name it (an empty body, an HTML page from a proxy
+//! or login page, JSON about something else) is retried and then dead-lettered, unless the PACS
+//! is configured with `assume_stored_without_body` and the body is empty. Retrying a POST whose answer was lost is safe for the same reason: the PACS answers
 //! the second one with "duplicate SOP instance".
 //!
 //! After a `results` step the sink stores the instance's result objects (SR, SEG, overlays)
@@ -92,6 +94,13 @@ pub struct StowConfig {
     /// Accept any server certificate. Only for a test PACS with a self-signed certificate.
     #[serde(default)]
     pub accept_invalid_certs: bool,
+    /// Count a success status (200, 202, 204) with an empty body as stored. Only for a PACS
+    /// known to answer STOW-RS without a Store Instances response: by default a success must
+    /// list the instance in ReferencedSOPSequence, because a proxy, web application firewall or
+    /// login page in front of the PACS also answers 200, and such an answer is retried and then
+    /// dead-lettered as `pacs_unavailable`. An HTML or other non-empty body never counts.
+    #[serde(default)]
+    pub assume_stored_without_body: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -154,6 +163,7 @@ impl StowConfig {
             max_backoff_ms: crate::http_retry::default_max_backoff_ms(),
             ca_file: None,
             accept_invalid_certs: false,
+            assume_stored_without_body: false,
         }
     }
 
@@ -243,6 +253,7 @@ impl StowConfig {
             probe_timeout: settings.probe_timeout(),
             authorization,
             auth_kind: self.auth.kind(),
+            assume_stored_without_body: self.assume_stored_without_body,
             concurrency: self.concurrency,
             retry: settings.policy(),
             observer: Arc::clone(&ctx.observer),
@@ -299,6 +310,8 @@ pub struct StowSink {
     /// Precomputed, marked sensitive so that it never shows in debug output.
     authorization: Option<HeaderValue>,
     auth_kind: &'static str,
+    /// [`StowConfig::assume_stored_without_body`].
+    assume_stored_without_body: bool,
     concurrency: usize,
     retry: crate::contract::backoff::Backoff,
     observer: Arc<dyn Recorder>,
@@ -390,7 +403,9 @@ impl StowSink {
         };
         let judge = |attempt, answer: Result<(StatusCode, Vec<u8>), String>| {
             let verdict = match answer {
-                Ok((status, body)) => classify_response(status, &body, name.sop_instance_uid),
+                Ok((status, body)) => {
+                    classify_response(status, &body, name.sop_instance_uid, self.assume_stored_without_body)
+                }
                 Err(last) => Verdict::Transient(last),
             };
             match verdict {
@@ -400,7 +415,7 @@ impl StowSink {
                     Attempt::Done(Ok(()))
                 }
                 Verdict::AssumedStored(note) => {
-                    tracing::debug!(object_key = %name.object_key, sop_instance_uid = name.sop_instance_uid, attempt, %note, "PACS answered success; taken as stored");
+                    tracing::info!(object_key = %name.object_key, sop_instance_uid = name.sop_instance_uid, attempt, %note, "PACS answered success without a body; taken as stored");
                     Attempt::Done(Ok(()))
                 }
                 Verdict::Rejected(reason) => {

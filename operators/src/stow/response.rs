@@ -167,8 +167,8 @@ pub(crate) enum Verdict {
     /// The PACS holds the instance, with something worth an operator's attention: a warning
     /// reason, or "already stored".
     StoredWithNote(String),
-    /// A success status that does not confirm the instance (an empty or unreadable body, or one
-    /// about other instances): taken as stored.
+    /// A success status with an empty body, from a PACS configured with
+    /// `assume_stored_without_body`: taken as stored.
     AssumedStored(String),
     /// The PACS refused it; retrying will not help.
     Rejected(String),
@@ -179,9 +179,18 @@ pub(crate) enum Verdict {
 /// Decides what a response means for the one instance the request carried.
 ///
 /// 408, 429 and 5xx are transient. 200, 202 and 409 carry a Store Instances response whose
-/// entry for the instance decides (a 200 that cannot be read, as Orthanc sometimes sends, still
-/// means stored). Anything else is a rejection.
-pub(crate) fn classify_response(status: StatusCode, body: &[u8], sop_instance_uid: &str) -> Verdict {
+/// entry for the instance decides. A success status whose body does not name the instance (an
+/// empty body, an HTML page, JSON without it) is not the PACS saying yes: a proxy, firewall or
+/// login page in front of it answers that way too, so it is transient, and after the retries
+/// the instance is dead-lettered with what came back. Only with `assume_stored_without_body`
+/// (set per PACS, for servers that answer without a body) does a success with an empty body
+/// count as stored. Anything else is a rejection.
+pub(crate) fn classify_response(
+    status: StatusCode,
+    body: &[u8],
+    sop_instance_uid: &str,
+    assume_stored_without_body: bool,
+) -> Verdict {
     let code = status.as_u16();
     if code == 408 || code == 429 || status.is_server_error() {
         return Verdict::Transient(format!("HTTP {status}"));
@@ -190,10 +199,13 @@ pub(crate) fn classify_response(status: StatusCode, body: &[u8], sop_instance_ui
         return Verdict::Rejected(format!("HTTP {status}{}", status_hint(status)));
     }
     let Some(response) = parse_stow_response(body) else {
-        return if status.is_success() {
-            Verdict::AssumedStored(format!("HTTP {status} without a readable Store Instances response"))
+        let what = unreadable_body(body);
+        return if !status.is_success() {
+            Verdict::Rejected(format!("HTTP {status} {what}"))
+        } else if assume_stored_without_body && is_empty(body) {
+            Verdict::AssumedStored(format!("HTTP {status} {what}, counted as stored (`assume_stored_without_body`)"))
         } else {
-            Verdict::Rejected(format!("HTTP {status} without a readable Store Instances response"))
+            Verdict::Transient(format!("HTTP {status} {what}"))
         };
     };
     match response.result_for(sop_instance_uid) {
@@ -213,12 +225,31 @@ pub(crate) fn classify_response(status: StatusCode, body: &[u8], sop_instance_ui
         InstanceResult::Failed { failure_reason: None } => {
             Verdict::Rejected(format!("HTTP {status}, listed in FailedSOPSequence without a failure reason"))
         }
-        InstanceResult::NotMentioned if status.is_success() => {
-            Verdict::AssumedStored(format!("HTTP {status} with a response that does not list this instance"))
-        }
+        InstanceResult::NotMentioned if status.is_success() => Verdict::Transient(format!(
+            "HTTP {status} with a JSON response that does not list this instance in ReferencedSOPSequence"
+        )),
         InstanceResult::NotMentioned => {
             Verdict::Rejected(format!("HTTP {status} without an entry for this instance in the response"))
         }
+    }
+}
+
+/// Nothing but whitespace.
+fn is_empty(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// What a body that is not a Store Instances response looks like, without quoting it: a page in
+/// front of the PACS may hold anything, a PACS's own error text attributes of the instance.
+fn unreadable_body(body: &[u8]) -> &'static str {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    match start.map(|i| body[i]) {
+        None => "with an empty body",
+        Some(b'<') => "with an HTML or XML body (not a STOW-RS response)",
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+            "with a JSON body that is not a DICOM JSON data set (not a STOW-RS response)"
+        }
+        Some(_) => "with a body that is not JSON (not a STOW-RS response)",
     }
 }
 

@@ -208,8 +208,10 @@ fn with_outputs(mut envelope: Envelope, objects: &[(crate::contract::ResultKind,
 #[tokio::test]
 async fn stow_stores_the_result_objects_instead_of_the_instance_and_each_shared_one_once() {
     use crate::contract::ResultKind::{Overlay, Seg, Sr};
+    // The fake answers without a body: this test is about what is sent, not about the answer.
     let pacs = FakePacs::start(Duration::ZERO, |_| (200, String::new())).await;
-    let mut sink = StowConfig::new(&pacs.base_url).build(&BuildContext::default()).unwrap();
+    let config = StowConfig { assume_stored_without_body: true, ..StowConfig::new(&pacs.base_url) };
+    let mut sink = config.build(&BuildContext::default()).unwrap();
     // Two instances of a series: the series' SR is carried by both, each has its own SEG.
     let first = with_outputs(envelope(1, SOP_UID), &[(Sr, "2.25.10"), (Seg, "2.25.11"), (Overlay, "2.25.12")]);
     let second = with_outputs(envelope(2, "1.2.826.0.1.3680043.8.498.20"), &[(Sr, "2.25.10"), (Seg, "2.25.21")]);
@@ -357,7 +359,7 @@ async fn stow_sends_basic_auth_from_the_environment() {
 
 #[tokio::test]
 async fn stow_sends_a_bearer_token_from_a_file() {
-    let pacs = FakePacs::start(Duration::ZERO, |_| (200, String::new())).await;
+    let pacs = FakePacs::start(Duration::ZERO, |_| (200, stored_response(SOP_UID))).await;
     let path = std::env::temp_dir().join(format!("radstream-stow-token-{}", std::process::id()));
     std::fs::write(&path, "  tok.en-123 \n").unwrap();
     let config = StowConfig {
@@ -366,8 +368,43 @@ async fn stow_sends_a_bearer_token_from_a_file() {
     };
     let processed = deliver_one(&config, Default::default()).await;
     std::fs::remove_file(&path).unwrap();
-    assert!(matches!(processed.outcome, Outcome::Forward), "an empty 200 counts as stored");
+    assert!(matches!(processed.outcome, Outcome::Forward), "{:?}", processed.outcome);
     assert_eq!(pacs.requests()[0].authorization.as_deref(), Some("Bearer tok.en-123"));
+}
+
+#[tokio::test]
+async fn stow_does_not_count_a_2xx_that_does_not_name_the_instance_as_delivered() {
+    // What a web application firewall or SSO page in front of the PACS answers: 200 and a page.
+    let login_page = "<html><body>Session expired for Jane Doe</body></html>";
+    for (body, last) in [
+        (String::new(), "last: HTTP 200 OK with an empty body"),
+        (login_page.to_string(), "last: HTTP 200 OK with an HTML or XML body (not a STOW-RS response)"),
+        (stored_response("2.25.999"), "last: HTTP 200 OK with a JSON response that does not list this instance"),
+    ] {
+        let pacs = FakePacs::start(Duration::ZERO, move |_| (200, body.clone())).await;
+        let config = StowConfig { max_attempts: 2, ..fast_config(&pacs.base_url) };
+        let error = failure(deliver_one(&config, Default::default()).await);
+        assert_eq!(error.class, ErrorClass::PacsUnavailable, "{}", error.reason);
+        assert_eq!(error.retry, RetryHint::DeadLetter);
+        assert_eq!(error.attempts, 2);
+        assert_eq!(pacs.requests().len(), 2, "retried as transient");
+        assert!(error.reason.contains(last), "{}", error.reason);
+        assert!(!error.reason.contains("Jane Doe"), "the reason never quotes the body: {}", error.reason);
+    }
+}
+
+#[tokio::test]
+async fn stow_counts_an_empty_2xx_as_stored_only_when_the_pacs_is_configured_so() {
+    let pacs =
+        FakePacs::start(Duration::ZERO, |n| if n == 0 { (204, String::new()) } else { (200, "<html/>".into()) }).await;
+    let config = StowConfig { assume_stored_without_body: true, max_attempts: 2, ..fast_config(&pacs.base_url) };
+    let processed = deliver_one(&config, Default::default()).await;
+    assert!(matches!(processed.outcome, Outcome::Forward), "{:?}", processed.outcome);
+    assert_eq!(pacs.requests().len(), 1);
+    // An HTML page is not "no body", opt-in or not.
+    let error = failure(deliver_one(&config, Default::default()).await);
+    assert_eq!(error.class, ErrorClass::PacsUnavailable);
+    assert!(error.reason.contains("last: HTTP 200 OK with an HTML or XML body"), "{}", error.reason);
 }
 
 #[tokio::test]
@@ -402,7 +439,7 @@ async fn stow_retries_out_of_resources_and_rejects_a_mismatched_data_set() {
 #[tokio::test]
 async fn stow_delivers_a_batch_with_bounded_concurrency() {
     let pacs = FakePacs::start(Duration::from_millis(30), |_| (200, String::new())).await;
-    let config = StowConfig { concurrency: 3, ..StowConfig::new(&pacs.base_url) };
+    let config = StowConfig { concurrency: 3, assume_stored_without_body: true, ..StowConfig::new(&pacs.base_url) };
     let mut sink = config.build(&BuildContext::default()).unwrap();
     let batch = (0..10).map(|i| envelope(i, &format!("{SOP_UID}.{i}"))).collect();
     let processed = sink.process_batch(batch).await;
@@ -449,6 +486,9 @@ fn config_defaults_and_auth_shapes() {
     );
     assert_eq!((config.retry_deadline_secs, config.initial_backoff_ms, config.max_backoff_ms), (300, 200, 10_000));
     assert_eq!(config.studies_url().unwrap().as_str(), "http://127.0.0.1:8042/dicom-web/studies");
+    assert!(!config.assume_stored_without_body, "a success must name the instance unless opted in");
+    let opted_in = parse(serde_json::json!({"url": "http://x", "assume_stored_without_body": true})).unwrap();
+    assert!(opted_in.assume_stored_without_body);
 
     let config = parse(serde_json::json!({
         "url": "https://pacs.example/dicom-web",

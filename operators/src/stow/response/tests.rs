@@ -26,7 +26,7 @@ fn failed(uid: Option<&str>, reason: Option<u16>) -> Value {
 }
 
 fn classify(status: u16, body: &Value) -> Verdict {
-    classify_response(StatusCode::from_u16(status).unwrap(), body.to_string().as_bytes(), UID)
+    classify_response(StatusCode::from_u16(status).unwrap(), body.to_string().as_bytes(), UID, false)
 }
 
 #[test]
@@ -101,11 +101,62 @@ fn status_and_body_decide_the_verdict() {
     assert!(matches!(classify(409, &referenced("9.9", None)), Verdict::Rejected(_)));
 }
 
+/// The reason of a verdict that must be `Transient`.
+fn transient_reason(verdict: Verdict) -> String {
+    match verdict {
+        Verdict::Transient(reason) => reason,
+        other => panic!("expected Transient, got {other:?}"),
+    }
+}
+
 #[test]
-fn a_200_without_a_readable_body_is_stored() {
-    assert!(matches!(classify_response(StatusCode::OK, b"", UID), Verdict::AssumedStored(_)));
-    assert!(matches!(classify_response(StatusCode::OK, b"<html/>", UID), Verdict::AssumedStored(_)));
-    assert!(matches!(classify(200, &referenced("9.9", None)), Verdict::AssumedStored(_)));
+fn a_2xx_that_does_not_name_the_instance_is_not_delivered() {
+    // A proxy, web application firewall or SSO page answering 200 is not the PACS saying yes.
+    let cases: [(u16, &[u8], &str); 7] = [
+        (200, b"", "HTTP 200 OK with an empty body"),
+        (204, b"  \r\n", "HTTP 204 No Content with an empty body"),
+        (
+            200,
+            b"<!DOCTYPE html><html><body>Sign in: Jane Doe</body></html>",
+            "HTTP 200 OK with an HTML or XML body (not a STOW-RS response)",
+        ),
+        (200, b"Welcome, Jane Doe", "HTTP 200 OK with a body that is not JSON (not a STOW-RS response)"),
+        (200, b"{}", "HTTP 200 OK with a JSON response that does not list this instance in ReferencedSOPSequence"),
+        (202, b"[]", "HTTP 202 Accepted with a JSON body that is not a DICOM JSON data set (not a STOW-RS response)"),
+        (
+            200,
+            b"{\"status\": \"ok\", \"user\": \"Jane Doe\"}",
+            "HTTP 200 OK with a JSON response that does not list this instance in ReferencedSOPSequence",
+        ),
+    ];
+    for (status, body, expected) in cases {
+        let reason = transient_reason(classify_response(StatusCode::from_u16(status).unwrap(), body, UID, false));
+        assert_eq!(reason, expected, "{:?}", String::from_utf8_lossy(body));
+        assert!(!reason.contains("Jane") && !reason.contains("Sign in"), "a reason never quotes the body: {reason}");
+    }
+    let reason = transient_reason(classify(200, &referenced("9.9", None)));
+    assert_eq!(reason, "HTTP 200 OK with a JSON response that does not list this instance in ReferencedSOPSequence");
+}
+
+#[test]
+fn with_the_opt_in_only_an_empty_2xx_counts_as_stored() {
+    let opted_in = |status: u16, body: &[u8]| classify_response(StatusCode::from_u16(status).unwrap(), body, UID, true);
+    assert_eq!(
+        opted_in(200, b""),
+        Verdict::AssumedStored(
+            "HTTP 200 OK with an empty body, counted as stored (`assume_stored_without_body`)".into()
+        )
+    );
+    assert!(matches!(opted_in(204, b"\n"), Verdict::AssumedStored(n) if n.starts_with("HTTP 204 No Content")));
+    // A page or unrelated JSON is not "no body": still not delivered.
+    assert!(matches!(opted_in(200, b"<html>Sign in</html>"), Verdict::Transient(r) if r.contains("HTML")));
+    assert!(matches!(opted_in(200, b"{}"), Verdict::Transient(r) if r.contains("does not list this instance")));
+    assert!(matches!(opted_in(409, b""), Verdict::Rejected(r) if r == "HTTP 409 Conflict with an empty body"));
+    // A response that names the instance decides as without the opt-in.
+    let body = referenced(UID, None).to_string();
+    assert_eq!(opted_in(200, body.as_bytes()), Verdict::Stored);
+    let body = failed(Some(UID), Some(0xA900)).to_string();
+    assert!(matches!(opted_in(200, body.as_bytes()), Verdict::Rejected(_)));
 }
 
 #[test]
