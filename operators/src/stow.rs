@@ -368,8 +368,12 @@ impl StowSink {
     /// envelope is delivered once the PACS holds every one of its objects.
     async fn deliver(&self, envelope: &Envelope) -> Result<(), OperatorError> {
         let Some(outputs) = &envelope.outputs else {
-            let name =
-                InstanceName { object_key: envelope.object_key(), sop_instance_uid: &envelope.event.sop_instance_uid };
+            // The UID of the object as it is sent: after `pseudonymize` or `relink` it is not
+            // the event's, and the PACS's answer names the one it stored.
+            let sent_uid =
+                crate::dicom::elements::element_text(envelope.header(), dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+                    .unwrap_or_else(|| envelope.event.sop_instance_uid.clone());
+            let name = InstanceName { object_key: envelope.object_key(), sop_instance_uid: &sent_uid };
             return self.store(&name, envelope.object()).await;
         };
         // The objects of one instance go at once (the PACS files each on its own); the first
