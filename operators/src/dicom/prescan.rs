@@ -203,7 +203,11 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
             }
             leave(&mut stack, &mut depth);
         }
-        let h = source.peek(12).to_vec();
+        // The next element header, copied out of the source (no allocation per element).
+        let mut buf = [0u8; 12];
+        let peeked = source.peek(12);
+        buf[..peeked.len()].copy_from_slice(peeked);
+        let h = &buf[..peeked.len()];
         if h.len() < 8 {
             return Ok(());
         }
