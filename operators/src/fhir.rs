@@ -18,15 +18,23 @@
 //!
 //! A bundle is conditional throughout (PUT on identifiers, `ifNoneExist`), so sending it again
 //! updates in place. The instances of a series share one bundle, sent once while the sink
-//! remembers it ([`RecentSet`]).
+//! remembers it ([`RecentSet`]). The distinct bundles of a batch are delivered concurrently, at
+//! most `concurrent_bundles` at a time, so a slow server costs a batch about one request's
+//! time, not one per bundle.
+//!
+//! The StudyInstanceUID keys the topic and names the `dir` folder: an instance whose header
+//! holds no well-formed UID there (PS3.5 9.1) is dead-lettered, so no header can name a path
+//! outside `dir`.
 
 pub mod post;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use dicom_dictionary_std::tags;
+use futures::StreamExt as _;
 use radstream_schemas::ErrorClass;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -43,6 +51,13 @@ pub const DEFAULT_PATIENT_IDENTIFIER_SYSTEM: &str = "urn:radstream:dicom:patient
 
 /// Bundles whose delivery the sink remembers.
 const DELIVERED_KEPT: usize = 4096;
+
+/// Most bundles of a batch in delivery at once, by default: the runtime's default batch of 16
+/// envelopes costs one request's time against a slow server, not 16.
+const DEFAULT_CONCURRENT_BUNDLES: usize = 16;
+
+/// Upper limit of `concurrent_bundles`: past it a batch only loads the server.
+const MAX_CONCURRENT_BUNDLES: usize = 64;
 
 /// Configuration of the `fhir` operator.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -64,10 +79,19 @@ pub struct FhirConfig {
     /// The body site the model looks at, put on every Observation.
     #[serde(default)]
     pub body_site: Option<Code>,
+    /// Most distinct bundles of one batch delivered at once (1 to 64): each waits for every
+    /// destination, so with a slow server a batch takes about one request's time per this
+    /// many bundles.
+    #[serde(default = "default_concurrent_bundles")]
+    pub concurrent_bundles: usize,
 }
 
 fn default_patient_system() -> String {
     DEFAULT_PATIENT_IDENTIFIER_SYSTEM.to_string()
+}
+
+fn default_concurrent_bundles() -> usize {
+    DEFAULT_CONCURRENT_BUNDLES
 }
 
 impl FhirConfig {
@@ -85,6 +109,12 @@ impl FhirConfig {
         let system = &self.patient_identifier_system;
         if system.is_empty() || system.contains(char::is_whitespace) || !system.contains(':') {
             return Err(ConfigError::new("patient_identifier_system", "must be a URI, for example urn:oid:1.2.3"));
+        }
+        if !(1..=MAX_CONCURRENT_BUNDLES).contains(&self.concurrent_bundles) {
+            return Err(ConfigError::new(
+                "concurrent_bundles",
+                format!("must be between 1 and {MAX_CONCURRENT_BUNDLES} (bundles of a batch delivered at once)"),
+            ));
         }
         if let Some(server) = &self.server {
             server.validate().map_err(|e| e.within("server"))?;
@@ -151,6 +181,17 @@ impl FhirSink {
         let header = envelope.header();
         let study = element_text(header, tags::STUDY_INSTANCE_UID)
             .ok_or_else(|| fail(ErrorClass::MalformedDicom, "the header has no StudyInstanceUID".into()))?;
+        if !is_uid(&study) {
+            // It keys the topic and names the `dir` folder: `../` must not get that far. The
+            // value is not repeated; it is not a UID and may be anything.
+            return Err(fail(
+                ErrorClass::MalformedDicom,
+                "the header's StudyInstanceUID is not a well-formed UID (PS3.5 9.1: at most 64 characters, digits \
+                 in dot-separated components), so no bundle is made; fix the sender or the operator that rewrote \
+                 the object"
+                    .into(),
+            ));
+        }
         let series = element_text(header, tags::SERIES_INSTANCE_UID)
             .ok_or_else(|| fail(ErrorClass::MalformedDicom, "the header has no SeriesInstanceUID".into()))?;
         let patient_id = element_text(header, tags::PATIENT_ID)
@@ -185,12 +226,15 @@ impl FhirSink {
         Ok(Built { study, json, digest })
     }
 
-    async fn deliver(&self, envelope: &Envelope) -> Result<(), OperatorError> {
-        let built = self.bundle(envelope)?;
-        if self.delivered.contains(&built.digest) {
-            return Ok(());
-        }
+    /// Sends one bundle to every destination, named after the envelope it was made for; the
+    /// bundle's digest with the result.
+    async fn send_named(&self, built: &Built, envelope: &Envelope) -> (String, Result<(), OperatorError>) {
         let name = format!("bundle {} of {}", &built.digest[..16], envelope.object_key());
+        (built.digest.clone(), self.send(built, &name, envelope).await)
+    }
+
+    /// Sends one bundle to every destination; `name` names it in logs and errors.
+    async fn send(&self, built: &Built, name: &str, envelope: &Envelope) -> Result<(), OperatorError> {
         if let (Some(topic), Some(topics)) = (&self.config.topic, &self.topics) {
             topics.send(topic, &built.study, built.json.clone()).await.map_err(|e| {
                 let reason = format!("fhir: sending {name} to {topic} failed: {e}");
@@ -202,7 +246,7 @@ impl FhirSink {
             })?;
         }
         if let Some(server) = &self.server {
-            let outcome = server.post(&built.json, &name).await?;
+            let outcome = server.post(&built.json, name).await?;
             tracing::info!(
                 object = %envelope.object_key(),
                 sop_instance_uid = %envelope.event.sop_instance_uid,
@@ -213,6 +257,7 @@ impl FhirSink {
             );
         }
         if let Some(dir) = &self.config.dir {
+            // `bundle` checked the study to be a UID: one path segment of digits and dots.
             let folder = dir.join(&built.study);
             let path = folder.join(format!("bundle-{}.json", &built.digest[..16]));
             let write = async {
@@ -227,9 +272,14 @@ impl FhirSink {
                 )
             })?;
         }
-        self.delivered.insert(&built.digest);
         Ok(())
     }
+}
+
+/// PS3.5 9.1: at most 64 characters, digits in dot-separated components. The check `export`
+/// applies to the UIDs it makes keys of.
+fn is_uid(text: &str) -> bool {
+    text.len() <= 64 && text.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -239,15 +289,41 @@ fn hex(bytes: &[u8]) -> String {
 #[async_trait]
 impl Operator for FhirSink {
     async fn process_batch(&mut self, batch: Vec<Envelope>) -> Vec<Processed> {
-        let mut done = Vec::with_capacity(batch.len());
-        for envelope in batch {
-            let outcome = match self.deliver(&envelope).await {
-                Ok(()) => Outcome::Forward,
-                Err(e) => Outcome::Fail(e),
-            };
-            done.push(Processed { envelope, outcome });
+        let this = &*self;
+        let built: Vec<Result<Built, OperatorError>> = batch.iter().map(|e| this.bundle(e)).collect();
+        // Each distinct bundle not yet delivered is sent once, for the first envelope that
+        // carries it; the instances of a series share the outcome.
+        let mut pending: Vec<(&Built, &Envelope)> = Vec::new();
+        for (b, envelope) in built.iter().zip(&batch) {
+            if let Ok(b) = b {
+                if !this.delivered.contains(&b.digest) && !pending.iter().any(|(p, _)| p.digest == b.digest) {
+                    pending.push((b, envelope));
+                }
+            }
         }
-        done
+        let mut sends = Vec::with_capacity(pending.len());
+        for (b, envelope) in pending {
+            sends.push(this.send_named(b, envelope));
+        }
+        let sent: HashMap<String, Result<(), OperatorError>> =
+            futures::stream::iter(sends).buffer_unordered(this.config.concurrent_bundles.max(1)).collect().await;
+        for (digest, result) in &sent {
+            if result.is_ok() {
+                this.delivered.insert(digest);
+            }
+        }
+        batch
+            .into_iter()
+            .zip(built)
+            .map(|(envelope, b)| {
+                let result = b.and_then(|b| sent.get(b.digest.as_str()).cloned().unwrap_or(Ok(())));
+                let outcome = match result {
+                    Ok(()) => Outcome::Forward,
+                    Err(e) => Outcome::Fail(e),
+                };
+                Processed { envelope, outcome }
+            })
+            .collect()
     }
 
     fn is_sink(&self) -> bool {
@@ -302,3 +378,6 @@ impl crate::contract::ReadinessProbe for FhirReadiness {
         self.0.probe().await
     }
 }
+
+#[cfg(test)]
+mod tests;

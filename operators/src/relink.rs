@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use dicom_core::VR;
-use radstream_schemas::ErrorClass;
+use radstream_schemas::{DecodeError, ErrorClass};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::links::{LinkRecord, LinkedAttribute};
@@ -77,8 +77,12 @@ impl RelinkConfig {
     }
 }
 
-/// The links in memory: pseudonymized UID to original, study attributes by pseudonymized
-/// study.
+/// The links in memory: every pseudonymized UID with its original and the pseudonymized
+/// studies whose links carry it, and the study attributes by pseudonymized study.
+///
+/// A UID is restored only on an object of a study whose link carries it: a result of study A
+/// that carries a pseudonym of study B would otherwise get B's original UIDs and be filed in the
+/// clinical PACS under A.
 #[derive(Debug, Default)]
 pub struct LinkIndex {
     inner: Mutex<Links>,
@@ -86,23 +90,78 @@ pub struct LinkIndex {
 
 #[derive(Debug, Default)]
 struct Links {
-    uids: HashMap<String, String>,
+    uids: HashMap<String, UidLink>,
     studies: HashMap<String, Arc<Vec<LinkedAttribute>>>,
     unreadable: u64,
+}
+
+/// One pseudonymized UID: its original and the pseudonymized studies it was linked under
+/// (nearly always one; the same original UID in two studies has the same pseudonym).
+#[derive(Debug)]
+struct UidLink {
+    original: String,
+    studies: Vec<Arc<str>>,
+}
+
+/// What restoring one UID value found.
+enum Mapped<'a> {
+    /// A UID of the object's own study: its original.
+    Original(&'a str),
+    /// A UID no link carries (a SOP Class, a result's own new UID): kept.
+    Unlinked,
+    /// A pseudonym of another study's link: the object is refused.
+    OtherStudy,
+}
+
+impl Links {
+    fn map(&self, study: &str, uid: &str) -> Mapped<'_> {
+        match self.uids.get(uid) {
+            Some(link) if link.studies.iter().any(|s| &**s == study) => Mapped::Original(&link.original),
+            Some(_) => Mapped::OtherStudy,
+            None => Mapped::Unlinked,
+        }
+    }
 }
 
 impl LinkIndex {
     /// Adds one record.
     pub fn insert(&self, record: LinkRecord) {
         let mut links = self.inner.lock().expect("link index lock");
+        let study: Arc<str> = Arc::from(record.study.as_str());
         for (pseudo, original) in record.uids {
-            links.uids.insert(pseudo, original);
+            let link = links
+                .uids
+                .entry(pseudo)
+                .or_insert_with(|| UidLink { original: String::new(), studies: Vec::with_capacity(1) });
+            link.original = original;
+            if !link.studies.contains(&study) {
+                link.studies.push(study.clone());
+            }
         }
         links.studies.insert(record.study, Arc::new(record.attributes));
     }
 
     fn study(&self, pseudo: &str) -> Option<Arc<Vec<LinkedAttribute>>> {
         self.inner.lock().expect("link index lock").studies.get(pseudo).cloned()
+    }
+}
+
+/// Why a link record could not be read, without serde_json's message: it quotes the value it
+/// choked on, and a link record holds the patient's name, ID and birth date.
+fn unreadable_record(error: &serde_json::Error) -> DecodeError {
+    use serde_json::error::Category;
+    let (category, detail) = match error.classify() {
+        Category::Io => ("io", "the record could not be read"),
+        Category::Syntax => ("syntax", "the JSON is malformed"),
+        Category::Eof => ("eof", "the JSON ends early (truncated record?)"),
+        Category::Data => ("data", "a field is missing or holds a value of the wrong type (the value is not shown)"),
+    };
+    DecodeError::Json {
+        document: "link record",
+        category,
+        line: error.line(),
+        column: error.column(),
+        detail: detail.to_owned(),
     }
 }
 
@@ -114,9 +173,15 @@ impl TableSubscriber for LinkIndex {
         match serde_json::from_slice::<LinkRecord>(value) {
             Ok(record) => self.insert(record),
             Err(e) => {
+                let error = unreadable_record(&e);
                 let mut links = self.inner.lock().expect("link index lock");
                 links.unreadable += 1;
-                tracing::warn!(error = %e, unreadable = links.unreadable, "skipping an unreadable link record");
+                tracing::warn!(
+                    %error,
+                    unreadable = links.unreadable,
+                    "skipping an unreadable link record: results of its instance cannot be re-linked; \
+                     check what writes the link topic besides `pseudonymize`"
+                );
             }
         }
     }
@@ -190,8 +255,22 @@ impl Relink {
         {
             let links = self.index.inner.lock().expect("link index lock");
             let source = object.source.clone();
-            map_uids(&mut object.meta, &source, &links.uids);
-            map_uids(&mut object.dataset, &source, &links.uids);
+            map_uids(&mut object.meta, &source, &links, &study)
+                .and_then(|()| map_uids(&mut object.dataset, &source, &links, &study))
+                .map_err(|foreign| {
+                    OperatorError::dead_letter(
+                        ErrorClass::UnknownLink,
+                        format!(
+                            "relink: {key} of pseudonymized study {study} carries {uid} in ({group:04X},{element:04X}), \
+                             a pseudonym linked to another study: relink restores only the UIDs of the object's own \
+                             study, and refuses the object rather than file another study's identifiers under this \
+                             one; check the producer of the result (it mixed studies)",
+                            uid = foreign.uid,
+                            group = foreign.tag >> 16,
+                            element = foreign.tag & 0xFFFF,
+                        ),
+                    )
+                })?;
         }
         for tag in DEIDENTIFICATION_MARKS {
             object.dataset.retain(|e| e.tag != tag);
@@ -210,12 +289,19 @@ impl Relink {
     }
 }
 
-/// Replaces every UID value (in any sequence) that has a link by its original.
-fn map_uids(elements: &mut [Element], source: &[u8], uids: &HashMap<String, String>) {
+/// A UID value of another study's link, found where the object's own study was expected.
+struct ForeignUid {
+    tag: u32,
+    uid: String,
+}
+
+/// Replaces every UID value (in any sequence) that the links of `study` carry by its original.
+/// A UID that only another study's links carry is an error; one no link carries is kept.
+fn map_uids(elements: &mut [Element], source: &[u8], links: &Links, study: &str) -> Result<(), ForeignUid> {
     for e in elements.iter_mut() {
         if let Some(items) = e.items_mut() {
             for item in items.iter_mut() {
-                map_uids(item, source, uids);
+                map_uids(item, source, links, study)?;
             }
             continue;
         }
@@ -230,12 +316,16 @@ fn map_uids(elements: &mut [Element], source: &[u8], uids: &HashMap<String, Stri
                 out.push(b'\\');
             }
             let uid = trim(uid);
-            match std::str::from_utf8(uid).ok().and_then(|u| uids.get(u)) {
-                Some(original) => {
+            let mapped = std::str::from_utf8(uid).map_or(Mapped::Unlinked, |u| links.map(study, u));
+            match mapped {
+                Mapped::Original(original) => {
                     out.extend_from_slice(original.as_bytes());
                     changed = true;
                 }
-                None => out.extend_from_slice(uid),
+                Mapped::Unlinked => out.extend_from_slice(uid),
+                Mapped::OtherStudy => {
+                    return Err(ForeignUid { tag: e.tag, uid: String::from_utf8_lossy(uid).into_owned() });
+                }
             }
         }
         if changed {
@@ -245,6 +335,7 @@ fn map_uids(elements: &mut [Element], source: &[u8], uids: &HashMap<String, Stri
             e.set(out);
         }
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -282,3 +373,6 @@ link_topic = "links"
 "#
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -47,7 +47,35 @@ pub struct LakeBuffer {
     outcomes: BTreeMap<GroupKey, Group<OutcomeRow>>,
     feedback: BTreeMap<GroupKey, Group<FeedbackRow>>,
     rows: usize,
+    bytes: usize,
     oldest: Option<Instant>,
+}
+
+/// The most memory the lake's buffer holds by default, whatever `lake.flush_rows` says: rows
+/// are small (a few hundred bytes), so it is reached only with large findings lists.
+pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
+
+/// How much the buffer may hold: reaching either bound writes the files, and while they cannot
+/// be written (the object store is down) the lake stops reading until they are, so the buffer
+/// neither grows past the bound nor drops a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimit {
+    /// Rows (`lake.flush_rows`).
+    pub rows: usize,
+    /// Approximate bytes of memory the rows hold.
+    pub bytes: usize,
+}
+
+impl BufferLimit {
+    /// `rows` rows or [`MAX_BUFFERED_BYTES`].
+    pub fn rows(rows: usize) -> Self {
+        Self { rows: rows.max(1), bytes: MAX_BUFFERED_BYTES }
+    }
+
+    /// Whether `buffer` holds as much as it may.
+    pub fn reached(&self, buffer: &LakeBuffer) -> bool {
+        buffer.rows >= self.rows || buffer.bytes >= self.bytes
+    }
 }
 
 /// One lake file, encoded.
@@ -68,26 +96,34 @@ impl LakeBuffer {
     pub fn push_outcome(&mut self, row: OutcomeRow) {
         let key = (utc_date(row.time_ms), row.model_partition().to_string(), row.outcome_partition);
         let offset = row.outcome_offset;
+        let bytes = row.approx_bytes();
         Group::push(&mut self.outcomes, key, offset, row);
-        self.counted();
+        self.counted(bytes);
     }
 
     /// Buffers a feedback row.
     pub fn push_feedback(&mut self, row: FeedbackRow) {
         let key = (utc_date(row.feedback.time_ms), String::new(), row.feedback_partition);
         let offset = row.feedback_offset;
+        let bytes = row.approx_bytes();
         Group::push(&mut self.feedback, key, offset, row);
-        self.counted();
+        self.counted(bytes);
     }
 
-    fn counted(&mut self) {
+    fn counted(&mut self, bytes: usize) {
         self.rows += 1;
+        self.bytes += bytes;
         self.oldest.get_or_insert_with(Instant::now);
     }
 
     /// Rows buffered.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// About how much memory the buffered rows hold.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// How long the oldest buffered row has waited.

@@ -1,20 +1,24 @@
 //! The running lake: reads the outcome and feedback topics, buffers rows, uploads files and
-//! commits what they hold.
+//! commits what they hold. The buffer is bounded ([`BufferLimit`]): while the object store
+//! does not take the files, the lake pauses its partitions (it keeps polling, so it stays in its
+//! consumer group) and resumes once the files are written.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use radstream_operators::contract::Backoff;
 use radstream_schemas::records::Feedback;
-use radstream_schemas::OutcomeEvent;
+use radstream_schemas::{DecodeError, OutcomeEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::config::{Config, LakeConfig};
 use crate::kafka::config::{lake_consumer, lake_group};
-use crate::lake::buffer::LakeBuffer;
+use crate::lake::buffer::{BufferLimit, LakeBuffer};
 use crate::lake::error::LakeError;
 use crate::lake::rows::{FeedbackRow, OutcomeRow, UidPseudonymizer};
 use crate::objects::ObjectFetcher;
@@ -28,15 +32,44 @@ enum Table {
     Feedback,
 }
 
+/// What the lake does to its partitions besides reading them: the Kafka consumer, or a
+/// recorder in the tests.
+trait LakePartitions {
+    /// Commits `offsets` (synchronously).
+    fn commit_read(&self, offsets: &TopicPartitionList) -> KafkaResult<()>;
+    /// Stops fetching every assigned partition (the consumer keeps polling).
+    fn pause_reading(&self) -> KafkaResult<()>;
+    /// Fetches every assigned partition again, from where it was paused.
+    fn resume_reading(&self) -> KafkaResult<()>;
+}
+
+impl LakePartitions for StreamConsumer {
+    fn commit_read(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        self.commit(offsets, CommitMode::Sync)
+    }
+
+    fn pause_reading(&self) -> KafkaResult<()> {
+        self.pause(&self.assignment()?)
+    }
+
+    fn resume_reading(&self) -> KafkaResult<()> {
+        self.resume(&self.assignment()?)
+    }
+}
+
 /// The running lake: its consumer, buffer and positions.
-struct Lake {
+struct Lake<P: LakePartitions = StreamConsumer> {
     lake: LakeConfig,
     outcome_topic: String,
     uids: UidPseudonymizer,
     objects: ObjectFetcher,
-    consumer: StreamConsumer,
+    consumer: P,
     metrics: LakeMetrics,
     buffer: LakeBuffer,
+    /// How much the buffer may hold before the lake writes it, or stops reading.
+    limit: BufferLimit,
+    /// Whether the partitions are paused because the buffer is full and cannot be written.
+    paused: bool,
     /// Next offset to commit per topic and partition: read since the last commit.
     read: BTreeMap<(String, i32), i64>,
     /// After a failed upload, when to try again.
@@ -74,6 +107,8 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
     consumer.subscribe(&topics)?;
     info!(?topics, group = %lake_group(k), bucket = %lake_config.bucket, prefix = %lake_config.prefix, "lake started");
     let mut lake = Lake {
+        limit: BufferLimit::rows(lake_config.flush_rows),
+        paused: false,
         lake: lake_config,
         outcome_topic: k.outcome_topic.clone(),
         uids,
@@ -96,9 +131,7 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
                     recv_errors = 0;
                     let m = m.detach();
                     lake.take(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default());
-                    if lake.buffer.rows() >= lake.lake.flush_rows {
-                        lake.flush().await?;
-                    }
+                    lake.after_take().await?;
                 }
                 Err(e) => {
                     warn!(error = %e, "reading the lake's topics failed; retrying");
@@ -106,13 +139,7 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
                     tokio::time::sleep(RECV_RETRY.delay(recv_errors, None)).await;
                 }
             },
-            _ = tick.tick() => {
-                let due = lake.buffer.age() >= Duration::from_secs(lake.lake.flush_secs)
-                    || (lake.buffer.rows() == 0 && !lake.read.is_empty());
-                if due {
-                    lake.flush().await?;
-                }
-            }
+            _ = tick.tick() => lake.on_tick().await?,
         }
     }
     info!(rows = lake.buffer.rows(), "shutdown requested: writing the buffered rows");
@@ -124,20 +151,92 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
     Ok(())
 }
 
-impl Lake {
+/// `payload` as a `document`; the error names the position and the kind of problem, never a
+/// value (serde_json's own message quotes the value it choked on, which may be patient data).
+fn read_record<T: DeserializeOwned>(document: &'static str, payload: &[u8]) -> Result<T, DecodeError> {
+    use serde_json::error::Category;
+    serde_json::from_slice(payload).map_err(|e| {
+        let (category, detail) = match e.classify() {
+            Category::Io => ("io", "the record could not be read"),
+            Category::Syntax => ("syntax", "the JSON is malformed"),
+            Category::Eof => ("eof", "the JSON ends early (truncated record?)"),
+            Category::Data => {
+                ("data", "a field is missing or holds a value of the wrong type (the value is not shown)")
+            }
+        };
+        DecodeError::Json { document, category, line: e.line(), column: e.column(), detail: detail.to_owned() }
+    })
+}
+
+impl<P: LakePartitions> Lake<P> {
+    /// After a record was taken: a full buffer is written; one that cannot be (the store is
+    /// down) stops the reading until it is.
+    async fn after_take(&mut self) -> Result<(), LakeError> {
+        if self.limit.reached(&self.buffer) {
+            self.flush().await?;
+            if self.limit.reached(&self.buffer) {
+                // Again on every record that still arrives: a rebalance may have assigned
+                // partitions that are not paused yet.
+                self.pause();
+            }
+        }
+        Ok(())
+    }
+
+    /// The periodic check: writes rows that waited `flush_secs`, commits what was read without
+    /// rows, and retries the write a paused lake waits for.
+    async fn on_tick(&mut self) -> Result<(), LakeError> {
+        let due = self.buffer.age() >= Duration::from_secs(self.lake.flush_secs)
+            || (self.buffer.rows() == 0 && !self.read.is_empty())
+            || self.paused;
+        if due {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn pause(&mut self) {
+        match self.consumer.pause_reading() {
+            Ok(()) if !self.paused => {
+                self.paused = true;
+                warn!(
+                    rows = self.buffer.rows(),
+                    bytes = self.buffer.bytes(),
+                    "the lake's buffer is full and the object store does not take its files: reading paused until \
+                     they are written (check the object store)"
+                );
+            }
+            Ok(()) => {}
+            Err(e) => warn!(error = %e, "pausing the lake's partitions failed; trying again with the next record"),
+        }
+    }
+
+    fn resume(&mut self) {
+        if !self.paused {
+            return;
+        }
+        match self.consumer.resume_reading() {
+            Ok(()) => {
+                self.paused = false;
+                info!("the lake's files are written: reading resumed");
+            }
+            Err(e) => warn!(error = %e, "resuming the lake's partitions failed; trying again on the next tick"),
+        }
+    }
+
     /// Takes one record into the buffer (or counts it unreadable); it becomes committable.
     fn take(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) {
         self.read.insert((topic.to_string(), partition), offset + 1);
         let table = if topic == self.outcome_topic { Table::Outcomes } else { Table::Feedback };
         match table {
-            Table::Outcomes => match serde_json::from_slice::<OutcomeEvent>(payload) {
+            Table::Outcomes => match read_record::<OutcomeEvent>("outcome record", payload) {
                 Ok(event) => self.buffer.push_outcome(OutcomeRow::new(&event, partition, offset, &self.uids)),
                 Err(e) => {
                     self.metrics.unreadable.with_label_values(&["outcomes"]).inc();
                     warn!(topic, partition, offset, error = %e, "not an outcome record; skipped");
                 }
             },
-            Table::Feedback => match serde_json::from_slice::<Feedback>(payload) {
+            Table::Feedback => match read_record::<Feedback>("feedback record", payload) {
                 Ok(feedback) => {
                     self.metrics.verdict(&feedback);
                     self.buffer.push_feedback(FeedbackRow {
@@ -194,6 +293,7 @@ impl Lake {
         }
         self.retry_at = None;
         self.upload_failures = 0;
+        self.resume();
         if !self.read.is_empty() {
             let mut offsets = TopicPartitionList::new();
             for ((topic, partition), next) in &self.read {
@@ -201,7 +301,7 @@ impl Lake {
             }
             // The rows are in the lake whatever happens here: a failed commit means they are
             // read and written again (the same file names), not lost.
-            match self.consumer.commit(&offsets, CommitMode::Sync) {
+            match self.consumer.commit_read(&offsets) {
                 Ok(()) => self.read.clear(),
                 Err(e) => {
                     warn!(error = %e, "committing the lake's offsets failed; they are committed with the next files")

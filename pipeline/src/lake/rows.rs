@@ -137,6 +137,33 @@ impl OutcomeRow {
     pub fn model_partition(&self) -> &str {
         self.model.as_deref().unwrap_or(NO_MODEL)
     }
+
+    /// About how much memory the row holds, for the buffer's bound.
+    pub fn approx_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let findings: usize = self
+            .findings
+            .iter()
+            .map(|f| std::mem::size_of::<FindingRecord>() + f.label.len() + f.code_system.len() + f.code.len())
+            .sum();
+        let stages: usize = self.stages.iter().map(|s| std::mem::size_of::<StageLatency>() + s.operator.len()).sum();
+        std::mem::size_of::<Self>()
+            + [
+                &self.detail,
+                &self.branch,
+                &self.study_uid_pseudo,
+                &self.sop_uid_pseudo,
+                &self.model,
+                &self.model_version,
+                &self.model_sha256,
+                &self.series_uid_pseudo,
+            ]
+            .into_iter()
+            .map(text)
+            .sum::<usize>()
+            + findings
+            + stages
+    }
 }
 
 /// One verdict, as the lake holds it.
@@ -148,6 +175,14 @@ pub struct FeedbackRow {
     pub feedback_partition: i32,
     /// Offset there.
     pub feedback_offset: i64,
+}
+
+impl FeedbackRow {
+    /// About how much memory the row holds, for the buffer's bound.
+    pub fn approx_bytes(&self) -> usize {
+        let f = &self.feedback;
+        std::mem::size_of::<Self>() + f.sop_uid_pseudo.len() + f.model.len() + f.version.len() + f.finding_code.len()
+    }
 }
 
 #[cfg(test)]

@@ -52,3 +52,23 @@ fn the_buffer_writes_one_file_per_date_model_and_partition() {
     // its twin.
     assert_eq!(files[0].bytes, buffer.files("lake/").unwrap()[0].bytes);
 }
+
+#[test]
+fn the_bound_is_reached_by_rows_or_by_bytes() {
+    let uids = uids();
+    let row = |offset| OutcomeRow::new(&event(NOV_28, true), 0, offset, &uids);
+    let mut buffer = LakeBuffer::default();
+    let by_rows = BufferLimit::rows(3);
+    assert_eq!(by_rows.bytes, MAX_BUFFERED_BYTES);
+    let one = row(0).approx_bytes();
+    assert!(one > 200, "a row with a finding and two stages holds a few hundred bytes: {one}");
+    let by_bytes = BufferLimit { rows: 1000, bytes: one * 2 };
+    buffer.push_outcome(row(0));
+    assert!(!by_rows.reached(&buffer) && !by_bytes.reached(&buffer));
+    buffer.push_outcome(row(1));
+    assert_eq!(buffer.bytes(), one * 2);
+    assert!(!by_rows.reached(&buffer) && by_bytes.reached(&buffer));
+    buffer.push_outcome(row(2));
+    assert!(by_rows.reached(&buffer));
+    assert_eq!(buffer.rows(), 3);
+}
