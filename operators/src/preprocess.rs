@@ -14,8 +14,14 @@
 //!   made visible in the drop counters rather than a tensor the model was never trained on;
 //! * dead-lettered as `undecodable_pixels` when the pixel data cannot be decoded (the reason
 //!   names the transfer syntax) or has a photometric interpretation the models do not take
-//!   (the reason names it); as `malformed_dicom` when a spec of whole series gets an image
-//!   without ImagePositionPatient/ImageOrientationPatient.
+//!   (the reason names it); as `malformed_dicom` when its codec stream declares another image
+//!   than its attributes (the reason names both, e.g. a JPEG frame header of 65500×65500 in an
+//!   object of 16×16: refused before anything is allocated, see [`decode`]) or when a spec of
+//!   whole series gets an image without ImagePositionPatient/ImageOrientationPatient.
+//!
+//! Memory: one instance may decode to at most `max_decoded_bytes`, and the instances of a batch
+//! decode side by side only while their decoded bytes together fit `decode_budget_bytes`; the
+//! others wait for them (a [`DecodeBudget`] shared by the operator's tasks).
 //!
 //! A spec of whole series (`input = "series"`) makes the same per-frame tensor and also
 //! attaches each frame's position and orientation ([`Envelope::geometry`]): the `infer`
@@ -48,7 +54,7 @@ pub use spec::{plan_for, InputKind, NormalizationSpec, PlanError, PreprocessSpec
 pub use self::device::{ComputeDevice, DeviceChoice};
 pub use self::series::{preprocess_series, SeriesTensor};
 use crate::contract::{BuildContext, NoopRecorder, Recorder};
-use crate::dicom::decode::{self, DecodedImage, Samples};
+use crate::dicom::decode::{self, DecodeBudget, DecodeLimits, DecodedImage, Samples, MAX_DECODED_BYTES};
 use crate::{ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The drop rule of instances whose modality the spec does not list.
@@ -77,11 +83,48 @@ pub struct PreprocessConfig {
     /// always the CPU. Both give the same numbers (to 1e-4).
     #[serde(default)]
     pub device: DeviceChoice,
+    /// The most bytes one instance may decode to (all frames: Rows × Columns × SamplesPerPixel
+    /// × BitsAllocated / 8 × NumberOfFrames); larger ones are dead-lettered as
+    /// `undecodable_pixels`. Default and maximum 2 GiB (2147483648).
+    #[serde(default = "default_max_decoded_bytes")]
+    pub max_decoded_bytes: u64,
+    /// The most decoded bytes the instances of a batch may hold at once: instances decode side
+    /// by side while theirs fit together, the others wait; one larger than this decodes alone.
+    /// Decoding holds two to three times these bytes (codec buffers, samples, a color
+    /// conversion) plus the objects themselves.
+    /// Default 1 GiB (1073741824): a batch of 16 can no longer hold 16 × 2 GiB.
+    #[serde(default = "default_decode_budget_bytes")]
+    pub decode_budget_bytes: u64,
+}
+
+/// Default of [`PreprocessConfig::max_decoded_bytes`]: the most any decode accepts.
+pub const DEFAULT_MAX_DECODED_BYTES: u64 = MAX_DECODED_BYTES;
+/// Default of [`PreprocessConfig::decode_budget_bytes`]: 1 GiB.
+pub const DEFAULT_DECODE_BUDGET_BYTES: u64 = 1 << 30;
+
+fn default_max_decoded_bytes() -> u64 {
+    DEFAULT_MAX_DECODED_BYTES
+}
+
+fn default_decode_budget_bytes() -> u64 {
+    DEFAULT_DECODE_BUDGET_BYTES
 }
 
 impl PreprocessConfig {
     /// Checks the configuration without reading the spec file.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_DECODED_BYTES).contains(&self.max_decoded_bytes) {
+            return Err(ConfigError::new(
+                "max_decoded_bytes",
+                format!("must be from 1 to {MAX_DECODED_BYTES} (2 GiB, the most any decode accepts)"),
+            ));
+        }
+        if self.decode_budget_bytes == 0 {
+            return Err(ConfigError::new(
+                "decode_budget_bytes",
+                format!("must be at least 1 (the default is {DEFAULT_DECODE_BUDGET_BYTES}, 1 GiB)"),
+            ));
+        }
         match (&self.spec_file, &self.spec) {
             (Some(_), Some(_)) => Err(ConfigError::new("spec", "give `spec_file` or `spec`, not both")),
             (None, None) => {
@@ -104,7 +147,16 @@ impl PreprocessConfig {
             (None, None) => unreachable!("validate requires one of spec_file and spec"),
         };
         let device = ComputeDevice::select(self.device, ctx.observer.as_ref(), &spec.name);
-        Ok(Preprocessor { spec: Arc::new(spec), device: Arc::new(device), observer: Arc::clone(&ctx.observer) })
+        let limits = DecodeLimits {
+            max_decoded_bytes: self.max_decoded_bytes,
+            budget: Some(Arc::new(DecodeBudget::new(self.decode_budget_bytes))),
+        };
+        Ok(Preprocessor {
+            spec: Arc::new(spec),
+            device: Arc::new(device),
+            observer: Arc::clone(&ctx.observer),
+            limits: Arc::new(limits),
+        })
     }
 }
 
@@ -113,6 +165,8 @@ pub struct Preprocessor {
     spec: Arc<PreprocessSpec>,
     device: Arc<ComputeDevice>,
     observer: Arc<dyn Recorder>,
+    /// The size limit of one instance and the decode budget the batch's tasks share.
+    limits: Arc<DecodeLimits>,
 }
 
 impl std::fmt::Debug for Preprocessor {
@@ -122,9 +176,26 @@ impl std::fmt::Debug for Preprocessor {
 }
 
 impl Preprocessor {
-    /// An operator for `spec` (already validated) on the CPU.
+    /// An operator for `spec` (already validated) on the CPU, with the default limits.
     pub fn new(spec: PreprocessSpec) -> Self {
-        Self { spec: Arc::new(spec), device: Arc::new(ComputeDevice::cpu()), observer: Arc::new(NoopRecorder) }
+        Self::with_limits(spec, DEFAULT_MAX_DECODED_BYTES, DEFAULT_DECODE_BUDGET_BYTES)
+    }
+
+    /// An operator for `spec` on the CPU whose instances decode to at most `max_decoded_bytes`
+    /// each and `decode_budget_bytes` together (see [`PreprocessConfig`]).
+    pub fn with_limits(spec: PreprocessSpec, max_decoded_bytes: u64, decode_budget_bytes: u64) -> Self {
+        let limits = DecodeLimits { max_decoded_bytes, budget: Some(Arc::new(DecodeBudget::new(decode_budget_bytes))) };
+        Self {
+            spec: Arc::new(spec),
+            device: Arc::new(ComputeDevice::cpu()),
+            observer: Arc::new(NoopRecorder),
+            limits: Arc::new(limits),
+        }
+    }
+
+    /// The decode budget its tasks share.
+    pub fn decode_budget(&self) -> Option<&Arc<DecodeBudget>> {
+        self.limits.budget.as_ref()
     }
 
     /// Where it computes: `"cuda"` or `"cpu"`.
@@ -161,6 +232,7 @@ impl PreprocessFailure {
         match self {
             Self::Plan(PlanError::SeriesNotYet { .. }) => ErrorClass::Config,
             Self::NoGeometry { .. } => ErrorClass::MalformedDicom,
+            Self::Decode(e) if e.is_malformed() => ErrorClass::MalformedDicom,
             Self::Decode(_) | Self::Plan(_) => ErrorClass::UndecodablePixels,
         }
     }
@@ -178,11 +250,23 @@ pub fn preprocess_object_on(
     spec: &PreprocessSpec,
     object: &[u8],
 ) -> Result<Tensor, PreprocessFailure> {
+    preprocess_object_within(device, observer, spec, object, &DecodeLimits::default())
+}
+
+/// [`preprocess_object_on`] within `limits`: the decoded bytes stay reserved from its budget
+/// until the tensor is made.
+pub fn preprocess_object_within(
+    device: &ComputeDevice,
+    observer: &dyn Recorder,
+    spec: &PreprocessSpec,
+    object: &[u8],
+    limits: &DecodeLimits,
+) -> Result<Tensor, PreprocessFailure> {
     if spec.input == InputKind::Series {
         // Before decoding: nothing the pixels hold changes the answer.
         return Err(PlanError::SeriesNotYet { model: spec.name.clone() }.into());
     }
-    let image = decode::decode(object)?;
+    let (image, _reserved) = decode::decode_reserved(object, limits)?;
     Ok(preprocess_image_on(device, observer, spec, &image)?)
 }
 
@@ -213,7 +297,18 @@ pub fn preprocess_slices_on(
     spec: &PreprocessSpec,
     object: &[u8],
 ) -> Result<(Tensor, Vec<radstream_kernels::SliceGeometry>), PreprocessFailure> {
-    let image = decode::decode(object)?;
+    preprocess_slices_within(device, observer, spec, object, &DecodeLimits::default())
+}
+
+/// [`preprocess_slices_on`] within `limits` (see [`preprocess_object_within`]).
+pub fn preprocess_slices_within(
+    device: &ComputeDevice,
+    observer: &dyn Recorder,
+    spec: &PreprocessSpec,
+    object: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(Tensor, Vec<radstream_kernels::SliceGeometry>), PreprocessFailure> {
+    let (image, _reserved) = decode::decode_reserved(object, limits)?;
     let geometry = image
         .frame_params
         .iter()
@@ -270,11 +365,14 @@ impl Operator for Preprocessor {
             }
             let (spec, object) = (Arc::clone(&self.spec), envelope.object().clone());
             let (device, observer) = (Arc::clone(&self.device), Arc::clone(&self.observer));
+            let limits = Arc::clone(&self.limits);
+            // Each task waits in the blocking pool for its share of the decode budget.
             let task = tokio::task::spawn_blocking(move || {
                 if spec.input == InputKind::Series {
-                    preprocess_slices_on(&device, observer.as_ref(), &spec, &object).map(|(t, g)| (t, Some(g)))
+                    preprocess_slices_within(&device, observer.as_ref(), &spec, &object, &limits)
+                        .map(|(t, g)| (t, Some(g)))
                 } else {
-                    preprocess_object_on(&device, observer.as_ref(), &spec, &object).map(|t| (t, None))
+                    preprocess_object_within(&device, observer.as_ref(), &spec, &object, &limits).map(|t| (t, None))
                 }
             });
             pending.push((envelope, task));

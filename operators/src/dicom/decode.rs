@@ -1,16 +1,23 @@
 //! Pixel data decoding: every common transfer syntax into stored sample values, with the
-//! per-frame parameters the transforms need. The heavy lifting is dicom-pixeldata's; this module
-//! adds what it lacks and names what cannot be decoded.
+//! per-frame parameters the transforms need. The heavy lifting is the codecs'; this module
+//! adds what they lack and names what cannot be decoded.
 //!
-//! What dicom-pixeldata does here: 8-bit and lossless JPEG through jpeg-decoder and JPEG 2000
-//! through the pure-Rust openjp2. What this module does itself: native (uncompressed, deflated,
-//! big endian) pixel data, RLE (dicom-pixeldata's stops at 16 bits), 12-bit JPEG (jpeg12.rs),
+//! What dicom-pixeldata does here: JPEG 2000 and HTJ2K through the pure-Rust openjp2. What this
+//! module does itself: native (uncompressed, deflated, big endian) pixel data, RLE
+//! (dicom-pixeldata's stops at 16 bits), 8-bit and lossless JPEG through jpeg-decoder with its
+//! buffer limit set (jpeg.rs; dicom-pixeldata's adapter sets none), 12-bit JPEG (jpeg12.rs),
 //! RGB JPEG streams without color markers, 1-bit unpacking, sign extension, planar
 //! configuration, YBR_FULL / YBR_FULL_422 to RGB, palette color, and the functional groups.
 //! JPEG-LS goes through CharLS 2, opened at run time (see jpegls.rs): without it installed, such
 //! objects get an error that says what to install.
+//!
+//! Decoder bombs: a codec sizes its buffers from its own stream, so every stream's header is
+//! checked against the attributes before its codec runs (declared.rs), and the decoded size the
+//! attributes declare is bounded per decode ([`DecodeLimits`]) and, across concurrent decodes,
+//! by a shared [`DecodeBudget`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use dicom_core::value::{PrimitiveValue, Value as DicomValue};
 use dicom_core::Tag;
@@ -19,7 +26,9 @@ use dicom_object::InMemDicomObject;
 use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
+mod budget;
 mod color;
+mod declared;
 mod image;
 mod jpeg;
 mod jpeg12;
@@ -29,8 +38,10 @@ mod rle;
 #[cfg(test)]
 mod tests;
 
+pub use self::budget::{DecodeBudget, Reservation};
+use self::declared::{check_rle_fragment, check_stream, pixeldata_frame, Codec};
 use self::image::{frame_streams, text, PixelModule};
-pub use self::image::{DecodeError, DecodedImage, FrameParams, Samples};
+pub use self::image::{DecodeError, DecodeReason, DecodedImage, FrameParams, Samples};
 
 pub use crate::dicom::part10::MAX_DECODED_BYTES;
 use crate::dicom::part10::{open_part10, syntax_of, Syntax};
@@ -39,19 +50,56 @@ use crate::dicom::prescan::EXPLICIT_VR_BIG_ENDIAN;
 const RLE_LOSSLESS: &str = uids::RLE_LOSSLESS;
 const JPEG_EXTENDED: &str = uids::JPEG_EXTENDED12_BIT;
 
-/// Decodes the pixel data of a whole Part-10 object.
+/// The bounds of one decode.
+#[derive(Debug, Clone)]
+pub struct DecodeLimits {
+    /// The most decoded bytes (all frames, as Rows x Columns x SamplesPerPixel x BitsAllocated
+    /// x NumberOfFrames declare them) accepted; at most [`MAX_DECODED_BYTES`].
+    pub max_decoded_bytes: u64,
+    /// A budget shared with other decodes: the decoded bytes are reserved from it, after the
+    /// checks and before the codec runs, and held until the decode returns (with
+    /// [`decode_reserved`], until the caller drops the [`Reservation`]).
+    pub budget: Option<Arc<DecodeBudget>>,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self { max_decoded_bytes: MAX_DECODED_BYTES, budget: None }
+    }
+}
+
+/// Decodes the pixel data of a whole Part-10 object, up to [`MAX_DECODED_BYTES`].
+///
+/// Every codec stream's own header (JPEG and JPEG-LS frame headers, the JPEG 2000 SIZ marker)
+/// is checked against the attributes before its codec runs, and an RLE fragment must be able
+/// to hold its frame: a stream that declares another image is refused with a
+/// [malformed](DecodeError::is_malformed) error naming both, before anything is allocated.
 pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
+    decode_with(object, &DecodeLimits::default())
+}
+
+/// [`decode`] within `limits`.
+pub fn decode_with(object: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    decode_reserved(object, limits).map(|(image, _)| image)
+}
+
+/// [`decode_with`], and the bytes it reserved from the limits' budget, for a caller that keeps
+/// the samples a while (to make a tensor from them) to give back when it is done.
+pub fn decode_reserved(
+    object: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(DecodedImage, Option<Reservation>), DecodeError> {
     let body = if object.len() >= 132 && &object[128..132] == b"DICM" { &object[128..] } else { object };
     if body.len() < 4 || &body[..4] != b"DICM" {
-        return Err(DecodeError("no DICM magic code at byte 128 (or 0): not a Part-10 object".into()));
+        return Err(DecodeError::new("no DICM magic code at byte 128 (or 0): not a Part-10 object"));
     }
     // The parser's own message is withheld: some of its errors quote the token they choked on.
-    let parsed = open_part10(body, false).map_err(DecodeError)?;
+    let parsed = open_part10(body, false).map_err(DecodeError::new)?;
     let mut obj = match parsed {
         Some(obj) => obj,
         None => {
             let what = "the data set could not be parsed (its encoding may not match the transfer syntax)";
-            return Err(DecodeError(match dicom_object::FileMetaTable::from_reader(body) {
+            return Err(DecodeError::new(match dicom_object::FileMetaTable::from_reader(body) {
                 Ok(meta) => format!("{}: {what}", syntax_of(meta.transfer_syntax())),
                 Err(_) => "the object could not be parsed: its file meta group is unreadable".into(),
             }));
@@ -62,7 +110,7 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
     let uid = syntax.uid.clone();
     let ts = TransferSyntaxRegistry.get(&uid);
     let Some(ts) = ts else {
-        return Err(DecodeError(format!("{syntax}: not known to this build, no decoder for it")));
+        return Err(DecodeError::new(format!("{syntax}: not known to this build, no decoder for it")));
     };
 
     let pixel_data = obj.get(tags::PIXEL_DATA).ok_or_else(|| {
@@ -71,36 +119,46 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
         } else {
             "has no Pixel Data (7FE0,0010)"
         };
-        DecodeError(format!("{syntax}: the object {what}"))
+        DecodeError::new(format!("{syntax}: the object {what}"))
     })?;
 
-    let module = pixel_module(&obj, &syntax)?;
+    let module = pixel_module(&obj, &syntax, limits.max_decoded_bytes.min(MAX_DECODED_BYTES))?;
     let photometric = module.photometric.as_str();
+    let malformed =
+        |what: String| DecodeError::malformed(format!("{syntax}, photometric interpretation {photometric}: {what}"));
 
+    // The decoded bytes, reserved from the budget once the checks are done.
+    let reserved;
     // What comes out of the codec: samples, their layout and whether the codec already made RGB.
     let (samples, planar, codec_made_rgb) = match pixel_data.value() {
         DicomValue::Primitive(_) => {
             if ts.is_encapsulated_pixel_data() {
-                return Err(DecodeError(format!(
+                return Err(DecodeError::new(format!(
                     "{syntax}: Pixel Data is native although the transfer syntax encapsulates it"
                 )));
             }
+            reserved = limits.budget.as_ref().map(|budget| budget.reserve(module.decoded_bytes()));
             // Taken out of the object: the parser's buffer becomes the samples, uncopied where
             // its layout allows. Nothing after this reads Pixel Data from the object.
             let value = obj.take(tags::PIXEL_DATA).and_then(|element| element.into_value().into_primitive());
-            let value = value.ok_or_else(|| DecodeError(format!("{syntax}: Pixel Data is not native")))?;
+            let value = value.ok_or_else(|| DecodeError::new(format!("{syntax}: Pixel Data is not native")))?;
             (native_samples(value, &uid, &module, &syntax)?, module.planar, false)
         }
         DicomValue::PixelSequence(sequence) => {
-            let fragments = sequence.fragments();
+            let (fragments, offset_table) = (sequence.fragments(), sequence.offset_table());
             let frames = module.frames as usize;
-            let frame_len = module.pixels_per_frame() * usize::from(module.samples_per_pixel);
+            let failed = |what| DecodeError::new(format!("{syntax}, photometric interpretation {photometric}: {what}"));
+            let unsplittable = || failed("the fragments cannot be told apart into NumberOfFrames frames".into());
             if uid == RLE_LOSSLESS {
                 if module.bits_allocated == 1 {
-                    return Err(DecodeError(format!("{syntax}: RLE with BitsAllocated 1 is not supported")));
+                    return Err(DecodeError::new(format!("{syntax}: RLE with BitsAllocated 1 is not supported")));
                 }
+                for (frame, fragment) in fragments.iter().take(frames).enumerate() {
+                    check_rle_fragment(fragment, &module, frame).map_err(malformed)?;
+                }
+                reserved = limits.budget.as_ref().map(|budget| budget.reserve(module.decoded_bytes()));
                 let (pixels, samples_per_pixel) = (module.pixels_per_frame(), module.samples_per_pixel.into());
-                let failed = |what| DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}"));
+                let failed = |what: &str| failed(what.into());
                 let samples = if module.bits_allocated == 16 {
                     let words = rle::decode_words(fragments, frames, pixels, samples_per_pixel).map_err(failed)?;
                     samples_from_words(words, &module, &syntax)?
@@ -109,42 +167,62 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
                     let bytes = rle::decode(fragments, frames, pixels, samples_per_pixel, width).map_err(failed)?;
                     samples_from_le(&bytes, &module, &syntax)?
                 };
-                return finish(&obj, &module, &syntax, samples, false, false);
+                return Ok((finish(&obj, &module, &syntax, samples, false, false)?, reserved));
             }
             if uid == jpegls::LOSSLESS || uid == jpegls::NEAR_LOSSLESS {
-                let streams = frame_streams(fragments, sequence.offset_table(), frames).ok_or_else(|| {
-                    DecodeError(format!("{syntax}: the fragments cannot be told apart into NumberOfFrames frames"))
-                })?;
-                let bytes = jpegls::decode_frames(&streams, &module, &uid).map_err(|what| {
-                    DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}"))
-                })?;
+                let streams = frame_streams(fragments, offset_table, frames).ok_or_else(unsplittable)?;
+                check_streams(Codec::JpegLs, &streams, &module).map_err(malformed)?;
+                reserved = limits.budget.as_ref().map(|budget| budget.reserve(module.decoded_bytes()));
+                let bytes = jpegls::decode_frames(&streams, &module, &uid).map_err(failed)?;
                 let samples = samples_from_le(&bytes, &module, &syntax)?;
-                return finish(&obj, &module, &syntax, samples, false, false);
-            }
-            if let Some(streams) =
-                jpeg::unmarked_rgb_frames(&uid, photometric, module.bits_allocated, fragments, frames)
-            {
-                let bytes = jpeg::decode_without_color_transform(&streams, frame_len)
-                    .map_err(|what| DecodeError(format!("{syntax}, photometric interpretation RGB: {what}")))?;
-                let samples = samples_from_le(&bytes, &module, &syntax)?;
-                return finish(&obj, &module, &syntax, samples, false, false);
+                return Ok((finish(&obj, &module, &syntax, samples, false, false)?, reserved));
             }
             if uid == JPEG_EXTENDED && module.bits_stored > 8 {
                 // jpeg-decoder decodes 8-bit lossy JPEG only.
-                let decoded = jpeg12::decode(fragments, sequence.offset_table(), &module).map_err(|what| {
-                    DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}"))
-                })?;
+                let streams = frame_streams(fragments, offset_table, frames).ok_or_else(unsplittable)?;
+                check_streams(Codec::Jpeg, &streams, &module).map_err(malformed)?;
+                drop(streams);
+                reserved = limits.budget.as_ref().map(|budget| budget.reserve(module.decoded_bytes()));
+                let decoded = jpeg12::decode(fragments, offset_table, &module).map_err(failed)?;
                 let mut samples = samples_from_le(&decoded.bytes, &module, &syntax)?;
                 if decoded.ycbcr && photometric == "RGB" {
                     // A JFIF or Adobe marker overrides the photometric interpretation.
-                    samples = color::ybr_full_to_rgb(samples, module.bits_stored)
-                        .map_err(|what| DecodeError(format!("{syntax}, photometric interpretation RGB: {what}")))?;
+                    samples = color::ybr_full_to_rgb(samples, module.bits_stored).map_err(|what| {
+                        DecodeError::new(format!("{syntax}, photometric interpretation RGB: {what}"))
+                    })?;
                 }
-                return finish(&obj, &module, &syntax, samples, false, false);
+                return Ok((finish(&obj, &module, &syntax, samples, false, false)?, reserved));
             }
             if !ts.can_decode_all() {
-                return Err(DecodeError(format!("{syntax}: {}", missing_codec(&uid))));
+                return Err(DecodeError::new(format!("{syntax}: {}", missing_codec(&uid))));
             }
+            if is_jpeg_process(&uid) {
+                let unmarked = jpeg::unmarked_rgb_frames(&uid, photometric, module.bits_allocated, fragments, frames);
+                // RGB without color markers: jpeg-decoder would take it for YCbCr.
+                let (streams, transform) = match unmarked {
+                    Some(streams) => (streams, Some(jpeg_decoder::ColorTransform::None)),
+                    None => (frame_streams(fragments, offset_table, frames).ok_or_else(unsplittable)?, None),
+                };
+                reserved = limits.budget.as_ref().map(|budget| budget.reserve(module.decoded_bytes()));
+                let bytes = jpeg::decode_frames(&streams, &module, transform).map_err(|failure| match failure {
+                    jpeg::Failure::Malformed(what) => malformed(what),
+                    jpeg::Failure::Codec(what) => failed(what),
+                })?;
+                drop(streams);
+                let samples = samples_from_le(&bytes, &module, &syntax)?;
+                // The codec undid the color transform (YCbCr to RGB) unless told not to.
+                let converts = transform.is_none() && module.samples_per_pixel == 3;
+                return Ok((finish(&obj, &module, &syntax, samples, false, converts)?, reserved));
+            }
+            if is_jpeg_2000(&uid) {
+                // Each frame as dicom-pixeldata will hand it to openjp2.
+                for frame in 0..frames {
+                    if let Some(stream) = pixeldata_frame(fragments, offset_table, frames, frame) {
+                        check_stream(Codec::Jpeg2000, &stream, &module, frame).map_err(malformed)?;
+                    }
+                }
+            }
+            reserved = limits.budget.as_ref().map(|budget| budget.reserve(module.decoded_bytes()));
             let bytes = run_codec(&obj, &module, &syntax)?;
             let samples = samples_from_le(&bytes, &module, &syntax)?;
             // The JPEG family codecs undo the color transform (YCbCr, RCT, ICT) themselves; RLE
@@ -153,10 +231,10 @@ pub fn decode(object: &[u8]) -> Result<DecodedImage, DecodeError> {
             (samples, false, converts)
         }
         DicomValue::Sequence(_) => {
-            return Err(DecodeError(format!("{syntax}: Pixel Data is a sequence, not pixel data")));
+            return Err(DecodeError::new(format!("{syntax}: Pixel Data is a sequence, not pixel data")));
         }
     };
-    finish(&obj, &module, &syntax, samples, planar, codec_made_rgb)
+    Ok((finish(&obj, &module, &syntax, samples, planar, codec_made_rgb)?, reserved))
 }
 
 /// Color normalization and the frame parameters, after the codec.
@@ -178,17 +256,19 @@ fn finish(
         "RGB" => (samples, 3, "RGB".to_string()),
         "YBR_FULL" | "YBR_FULL_422" | "YBR_ICT" | "YBR_RCT" if codec_made_rgb => (samples, 3, "RGB".to_string()),
         "YBR_FULL" | "YBR_FULL_422" => {
-            let rgb = color::ybr_full_to_rgb(samples, module.bits_stored)
-                .map_err(|what| DecodeError(format!("{syntax}, photometric interpretation {photometric}: {what}")))?;
+            let rgb = color::ybr_full_to_rgb(samples, module.bits_stored).map_err(|what| {
+                DecodeError::new(format!("{syntax}, photometric interpretation {photometric}: {what}"))
+            })?;
             (rgb, 3, "RGB".to_string())
         }
         "PALETTE COLOR" => {
-            let rgb = color::apply_palette(obj, &samples)
-                .map_err(|what| DecodeError(format!("{syntax}, photometric interpretation PALETTE COLOR: {what}")))?;
+            let rgb = color::apply_palette(obj, &samples).map_err(|what| {
+                DecodeError::new(format!("{syntax}, photometric interpretation PALETTE COLOR: {what}"))
+            })?;
             (rgb, 3, "RGB".to_string())
         }
         other => {
-            return Err(DecodeError(format!(
+            return Err(DecodeError::new(format!(
                 "{syntax}, photometric interpretation {other}: not supported with this transfer syntax"
             )));
         }
@@ -204,6 +284,24 @@ fn finish(
         samples,
         frame_params: params::frame_params(obj, module.frames),
     })
+}
+
+/// Checks every frame's stream of `codec` against the attributes (see [`check_stream`]).
+fn check_streams(codec: Codec, streams: &[std::borrow::Cow<'_, [u8]>], module: &PixelModule) -> Result<(), String> {
+    streams.iter().enumerate().try_for_each(|(frame, stream)| check_stream(codec, stream, module, frame).map(drop))
+}
+
+/// The JPEG processes of T.81 (1.2.840.10008.1.2.4.50 to .70: baseline, extended, lossless and
+/// the retired ones), which jpeg-decoder reads; not JPEG-LS (.80, .81) nor JPEG 2000.
+fn is_jpeg_process(uid: &str) -> bool {
+    uid.strip_prefix("1.2.840.10008.1.2.4.").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| (50..=70).contains(&n))
+}
+
+/// JPEG 2000 (.90 to .93) and HTJ2K (.201 to .203), which openjp2 reads.
+fn is_jpeg_2000(uid: &str) -> bool {
+    uid.strip_prefix("1.2.840.10008.1.2.4.")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| (90..=93).contains(&n) || (201..=203).contains(&n))
 }
 
 fn is_jpeg_family(uid: &str) -> bool {
@@ -230,12 +328,12 @@ fn missing_codec(uid: &str) -> &'static str {
 
 /// Reads and checks the image pixel module. Messages name the attribute, never its value
 /// (except enumerated values such as the photometric interpretation, sanitized).
-fn pixel_module(obj: &InMemDicomObject, syntax: &Syntax) -> Result<PixelModule, DecodeError> {
+fn pixel_module(obj: &InMemDicomObject, syntax: &Syntax, max_bytes: u64) -> Result<PixelModule, DecodeError> {
     let photometric: String = text(obj, tags::PHOTOMETRIC_INTERPRETATION)
         .map(|s| s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ' ').take(16).collect())
         .unwrap_or_default();
     let pi = if photometric.is_empty() { "(absent)".to_string() } else { photometric.clone() };
-    let bad = |what: &str| DecodeError(format!("{syntax}, photometric interpretation {pi}: {what}"));
+    let bad = |what: &str| DecodeError::new(format!("{syntax}, photometric interpretation {pi}: {what}"));
     let uint = |tag: Tag| -> Result<Option<u32>, DecodeError> {
         match obj.get(tag) {
             None => Ok(None),
@@ -289,8 +387,11 @@ fn pixel_module(obj: &InMemDicomObject, syntax: &Syntax) -> Result<PixelModule, 
         * u64::from(samples_per_pixel)
         * (u64::from(bits_allocated).div_ceil(8))
         * frames as u64;
-    if bytes > MAX_DECODED_BYTES {
-        return Err(bad("the decoded pixel data would exceed the size limit"));
+    if bytes > max_bytes {
+        return Err(bad(&format!(
+            "the decoded pixel data would be {bytes} bytes (Rows x Columns x SamplesPerPixel x BitsAllocated x \
+             NumberOfFrames), more than the size limit of {max_bytes} bytes"
+        )));
     }
     Ok(PixelModule {
         rows,
@@ -390,7 +491,7 @@ fn first_samples<T>(mut values: Vec<T>, module: &PixelModule, syntax: &Syntax) -
 }
 
 fn shorter_than_declared(module: &PixelModule, syntax: &Syntax) -> DecodeError {
-    DecodeError(format!(
+    DecodeError::new(format!(
         "{syntax}, photometric interpretation {}: Pixel Data is shorter than Rows x Columns x \
          SamplesPerPixel x NumberOfFrames x BitsAllocated",
         module.photometric
@@ -401,7 +502,7 @@ fn shorter_than_declared(module: &PixelModule, syntax: &Syntax) -> DecodeError {
 /// here, the rest is [`samples_from_le`].
 fn native_samples_from_le(bytes: &[u8], module: &PixelModule, syntax: &Syntax) -> Result<Samples, DecodeError> {
     let short = |what: &str| {
-        DecodeError(format!(
+        DecodeError::new(format!(
             "{syntax}, photometric interpretation {}: Pixel Data is shorter than {what}",
             module.photometric
         ))
@@ -417,7 +518,7 @@ fn native_samples_from_le(bytes: &[u8], module: &PixelModule, syntax: &Syntax) -
     if module.photometric == "YBR_FULL_422" {
         // Stored as Y1 Y2 Cb Cr for each pair of pixels (PS3.3 C.7.6.3.1.2), interleaved only.
         if !module.columns.is_multiple_of(2) || module.planar || module.bits_allocated != 8 {
-            return Err(DecodeError(format!(
+            return Err(DecodeError::new(format!(
                 "{syntax}, photometric interpretation YBR_FULL_422: native data needs even Columns, \
                  PlanarConfiguration 0 and BitsAllocated 8"
             )));
@@ -448,7 +549,7 @@ fn samples_from_le(bytes: &[u8], module: &PixelModule, syntax: &Syntax) -> Resul
             Samples::I32(bytes.as_chunks().0.iter().map(|&b| (i32::from_le_bytes(b) << shift) >> shift).collect())
         }
         _ => {
-            return Err(DecodeError(format!(
+            return Err(DecodeError::new(format!(
                 "{syntax}, photometric interpretation {}: BitsAllocated is not supported by the codec",
                 module.photometric
             )));
@@ -472,13 +573,13 @@ fn run_codec(
     let outcome = catch_unwind(AssertUnwindSafe(|| obj.decode_pixel_data().map(|d| d.into_data())));
     match outcome {
         Ok(Ok(data)) => Ok(data),
-        Ok(Err(e)) => Err(DecodeError(format!(
+        Ok(Err(e)) => Err(DecodeError::new(format!(
             "{syntax}, photometric interpretation {pi}: the codec failed ({})",
             codec_error_kind(&e.to_string())
         ))),
-        Err(_) => {
-            Err(DecodeError(format!("{syntax}, photometric interpretation {pi}: the codec panicked on malformed data")))
-        }
+        Err(_) => Err(DecodeError::new(format!(
+            "{syntax}, photometric interpretation {pi}: the codec panicked on malformed data"
+        ))),
     }
 }
 

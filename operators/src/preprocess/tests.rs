@@ -174,14 +174,9 @@ fn config_takes_a_file_or_an_inline_spec() {
     assert_eq!(neither.validate().unwrap_err().key, "spec_file");
     let both = PreprocessConfig { spec: inline.spec.clone(), ..file.clone() };
     assert!(both.validate().is_err());
-    let bad = PreprocessConfig {
-        spec: Some(PreprocessSpec { channels: 4, ..ct_spec() }),
-        spec_file: None,
-        device: DeviceChoice::Auto,
-    };
+    let bad = PreprocessConfig { spec: Some(PreprocessSpec { channels: 4, ..ct_spec() }), ..inline.clone() };
     assert_eq!(bad.validate().unwrap_err().key, "spec.channels");
-    let missing =
-        PreprocessConfig { spec_file: Some("/nonexistent/spec.toml".into()), spec: None, device: DeviceChoice::Auto };
+    let missing = PreprocessConfig { spec_file: Some("/nonexistent/spec.toml".into()), ..file.clone() };
     assert!(missing.build(&BuildContext::default()).unwrap_err().to_string().contains("/nonexistent/spec.toml"));
     let chain: crate::OperatorConfig = toml::from_str("type = \"preprocess\"\nspec_file = \"m.toml\"").unwrap();
     assert_eq!(chain.kind(), "preprocess");
@@ -278,4 +273,122 @@ async fn a_series_spec_attaches_each_slice_and_its_position_and_other_models_pas
         out[2].envelope.tensor.is_none() && out[2].envelope.geometry.is_none(),
         "another model's instance is not touched"
     );
+}
+
+#[test]
+fn config_bounds_decode_memory_per_instance_and_per_batch() {
+    let file: PreprocessConfig = toml::from_str("spec_file = \"models/ct.toml\"").unwrap();
+    assert_eq!((file.max_decoded_bytes, file.decode_budget_bytes), (2 << 30, 1 << 30), "the documented defaults");
+    let set: PreprocessConfig =
+        toml::from_str("spec_file = \"m.toml\"\nmax_decoded_bytes = 1000\ndecode_budget_bytes = 4000").unwrap();
+    set.validate().unwrap();
+    for (key, value) in [("max_decoded_bytes", 0u64), ("max_decoded_bytes", (2 << 30) + 1), ("decode_budget_bytes", 0)]
+    {
+        let config: PreprocessConfig = toml::from_str(&format!("spec_file = \"m.toml\"\n{key} = {value}")).unwrap();
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+    }
+    let inline: PreprocessConfig = toml::from_str(&format!("decode_budget_bytes = 4000\n[spec]\n{CT_HEAD}")).unwrap();
+    let op = inline.build(&BuildContext::default()).unwrap();
+    assert_eq!(op.decode_budget().map(|b| b.capacity()), Some(4000));
+}
+
+/// A 16 x 16 CT object whose one JPEG baseline fragment is `stream`.
+fn ct_jpeg(stream: &[u8]) -> Bytes {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    let text = |tag, vr, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    let us = |tag, value: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(value));
+    let mut stream = stream.to_vec();
+    stream.resize(stream.len().next_multiple_of(2), 0);
+    let elements = vec![
+        text(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+        text(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4.9"),
+        text(tags::MODALITY, VR::CS, "CT"),
+        text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.1"),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.2"),
+        text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        us(tags::SAMPLES_PER_PIXEL, 1),
+        us(tags::ROWS, 16),
+        us(tags::COLUMNS, 16),
+        us(tags::BITS_ALLOCATED, 8),
+        us(tags::BITS_STORED, 8),
+        us(tags::HIGH_BIT, 7),
+        us(tags::PIXEL_REPRESENTATION, 0),
+        DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            Value::from(PixelFragmentSequence::new(Vec::<u32>::new(), vec![stream])),
+        ),
+    ];
+    let file = InMemDicomObject::from_element_iter(elements)
+        .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::JPEG_BASELINE8_BIT))
+        .unwrap();
+    let mut bytes = Vec::new();
+    file.write_all(&mut bytes).unwrap();
+    Bytes::from(bytes)
+}
+
+#[tokio::test]
+async fn a_jpeg_bomb_is_dead_lettered_as_malformed_naming_both_sizes() {
+    let baseline = include_bytes!("../dicom/decode/testdata/bomb_baseline_u8.jpg");
+    let mut bomb = baseline.to_vec();
+    let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    bomb[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xDC, 0xFF, 0xDC]); // 65500 x 65500
+    let mut op = Preprocessor::new(ct_spec());
+    let location = |key: &str| ObjectLocation { bucket: "in".into(), key: key.into(), size: None, etag: None };
+    let good = Envelope::from_part10(1, location("good.dcm"), ct_jpeg(baseline)).unwrap();
+    let bomb = Envelope::from_part10(2, location("bomb.dcm"), ct_jpeg(&bomb)).unwrap();
+    let mut out = op.process_batch(vec![good, bomb]).await;
+    out.sort_by_key(|p| p.envelope.ticket);
+    assert!(matches!(out[0].outcome, Outcome::Forward), "{:?}", out[0].outcome);
+    match &out[1].outcome {
+        Outcome::Fail(e) => {
+            assert_eq!((e.class, e.retry), (ErrorClass::MalformedDicom, RetryHint::DeadLetter), "{}", e.reason);
+            assert!(
+                e.reason.starts_with("in/bomb.dcm: model ct-head-bleed: cannot decode pixel data")
+                    && e.reason
+                        .contains("JPEG frame header declares 65500\u{d7}65500, the DICOM attributes say 16\u{d7}16"),
+                "{}",
+                e.reason
+            );
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_decodes_within_its_budget_and_an_instance_over_the_limit_is_dead_lettered() {
+    // Each 2 x 2 slice decodes to 8 bytes; a budget of 16 lets at most two decode at once.
+    let spec = PreprocessSpec { size: [2, 2], ..ct_spec() };
+    let mut op = Preprocessor::with_limits(spec.clone(), 8, 16);
+    let location = |key: &str| ObjectLocation { bucket: "in".into(), key: key.into(), size: None, etag: None };
+    let batch: Vec<Envelope> = (0..16)
+        .map(|i| {
+            Envelope::from_part10(i, location(&format!("{i}.dcm")), ct_slice(&format!("1.2.3.4.{i}"), None)).unwrap()
+        })
+        .collect();
+    let out = op.process_batch(batch).await;
+    assert!(out.iter().all(|p| matches!(p.outcome, Outcome::Forward)), "{:?}", out[0].outcome);
+    let budget = op.decode_budget().unwrap();
+    assert_eq!(budget.available(), 16, "every reservation was given back");
+    assert!((8..=16).contains(&budget.peak()), "at most the budget at once: {}", budget.peak());
+
+    let mut small = Preprocessor::with_limits(spec, 7, 16);
+    let out = small
+        .process_batch(vec![Envelope::from_part10(1, location("a.dcm"), ct_slice("1.2.3.5", None)).unwrap()])
+        .await;
+    match &out[0].outcome {
+        Outcome::Fail(e) => {
+            assert_eq!(e.class, ErrorClass::UndecodablePixels);
+            assert!(
+                e.reason.contains("would be 8 bytes") && e.reason.contains("size limit of 7 bytes"),
+                "{}",
+                e.reason
+            );
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
 }

@@ -99,10 +99,59 @@ pub struct DecodedImage {
 }
 
 /// Why pixel data could not be decoded. Names the transfer syntax or photometric
-/// interpretation and what is missing; never a value from the data set.
+/// interpretation and what is missing; never a value from the data set other than sizes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct DecodeError(pub String);
+pub struct DecodeError(pub DecodeReason);
+
+impl DecodeError {
+    /// Pixel data this build cannot decode (a codec failed, a feature is missing).
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(DecodeReason { text: text.into(), malformed: false })
+    }
+
+    /// An object that contradicts itself: its codec stream declares another image than its
+    /// attributes (or more data than it holds). Refused before the codec runs.
+    pub fn malformed(text: impl Into<String>) -> Self {
+        Self(DecodeReason { text: text.into(), malformed: true })
+    }
+
+    /// Whether the object is malformed (see [`DecodeError::malformed`]), not merely undecodable.
+    pub fn is_malformed(&self) -> bool {
+        self.0.malformed
+    }
+
+    /// The text of the reason.
+    pub fn reason(&self) -> &str {
+        &self.0.text
+    }
+}
+
+/// The reason of a [`DecodeError`]: its text, and whether the object is malformed. Made from a
+/// text (`"...".into()`), it is an undecodable object's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeReason {
+    text: String,
+    malformed: bool,
+}
+
+impl From<String> for DecodeReason {
+    fn from(text: String) -> Self {
+        Self { text, malformed: false }
+    }
+}
+
+impl From<&str> for DecodeReason {
+    fn from(text: &str) -> Self {
+        text.to_string().into()
+    }
+}
+
+impl std::fmt::Display for DecodeReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 /// The image pixel module attributes decoding depends on, checked for sanity.
 pub(crate) struct PixelModule {
@@ -125,6 +174,18 @@ impl PixelModule {
     /// Stored samples of all frames as they come out of the codec (before any color change).
     pub(crate) fn sample_count(&self) -> usize {
         self.pixels_per_frame() * usize::from(self.samples_per_pixel) * self.frames as usize
+    }
+
+    /// The bytes one decoded frame takes as the attributes declare it: Rows x Columns x
+    /// SamplesPerPixel samples of BitsAllocated / 8 bytes (1-bit data unpacks to a byte each).
+    pub(crate) fn frame_bytes(&self) -> u64 {
+        let samples = self.pixels_per_frame() as u64 * u64::from(self.samples_per_pixel);
+        samples * u64::from(self.bits_allocated).div_ceil(8)
+    }
+
+    /// The decoded bytes of all frames as the attributes declare them.
+    pub(crate) fn decoded_bytes(&self) -> u64 {
+        self.frame_bytes() * u64::from(self.frames)
     }
 }
 

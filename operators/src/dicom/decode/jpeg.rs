@@ -4,16 +4,22 @@
 //! color transformed. A stream with neither a JFIF (APP0) nor an Adobe (APP14) marker gives the
 //! decoder nothing to go on, and jpeg-decoder then assumes YCbCr and "converts" RGB data
 //! (pydicom and libjpeg do not). For such streams we call jpeg-decoder ourselves with the color
-//! transform off; everything else goes through dicom-pixeldata.
+//! transform off. All JPEG streams jpeg-decoder reads go through [`decode_frames`], which checks
+//! each stream's frame header against the attributes before decoding and sets jpeg-decoder's
+//! buffer limit (dicom-pixeldata's JPEG adapter sets none).
 //!
 //! An Adobe segment too short to hold its transform flag (pydicom's `SC_rgb_jpeg.dcm` has one)
 //! is not a usable marker: libjpeg (pydicom's decoder) then leaves the components as they are,
 //! while jpeg-decoder converts them from YCbCr. Such streams are treated as unmarked.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use dicom_dictionary_std::uids;
 use jpeg_decoder::{ColorTransform, Decoder, PixelFormat};
+
+use super::declared::{check_stream, Codec};
+use super::image::PixelModule;
 
 /// The color marker of a JPEG stream before its first scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,44 +68,143 @@ pub(super) fn unmarked_rgb_frames<'a>(
     bits_allocated: u16,
     fragments: &'a [Vec<u8>],
     frames: usize,
-) -> Option<Vec<std::borrow::Cow<'a, [u8]>>> {
+) -> Option<Vec<Cow<'a, [u8]>>> {
     let jpeg_lossy = uid == uids::JPEG_BASELINE8_BIT || uid == uids::JPEG_EXTENDED12_BIT;
     if !jpeg_lossy || photometric != "RGB" || bits_allocated != 8 {
         return None;
     }
-    let streams: Vec<std::borrow::Cow<'a, [u8]>> = if fragments.len() == frames {
-        fragments.iter().map(|f| std::borrow::Cow::Borrowed(f.as_slice())).collect()
+    let streams: Vec<Cow<'a, [u8]>> = if fragments.len() == frames {
+        fragments.iter().map(|f| Cow::Borrowed(f.as_slice())).collect()
     } else if frames == 1 {
-        vec![std::borrow::Cow::Owned(fragments.concat())]
+        vec![Cow::Owned(fragments.concat())]
     } else {
         return None;
     };
     streams.iter().all(|s| s.starts_with(&[0xFF, 0xD8]) && color_marker(s) != ColorMarker::Present).then_some(streams)
 }
 
-/// Decodes the streams as RGB without color transform, each into `frame_len` bytes.
+/// Why [`decode_frames`] gave up.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// A stream declares another image than the attributes: refused before decoding.
+    Malformed(String),
+    /// jpeg-decoder could not decode a stream, or the attributes ask for what it does not do.
+    Codec(String),
+}
+
+/// A frame of this many bytes or more must come from a stream of at least 1/[`MAX_EXPANSION`]
+/// of its size: the threshold and ratio dicom-pixeldata's JPEG adapter used before.
+const EXPANSION_CHECKED_FROM: usize = 16 << 20;
+const MAX_EXPANSION: usize = 64;
+
+/// Decodes one JPEG stream per frame with jpeg-decoder into little-endian samples,
+/// BitsAllocated wide, interleaved. `transform` overrides the color transform the stream's
+/// markers imply (`None`: jpeg-decoder decides, converting YCbCr to RGB).
 ///
-/// jpeg-decoder can panic on malformed streams; as with the other codecs, `catch_unwind` turns
-/// that into an error (nothing shared is touched inside).
-pub(super) fn decode_without_color_transform(
-    streams: &[std::borrow::Cow<'_, [u8]>],
-    frame_len: usize,
-) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(frame_len * streams.len());
-    for stream in streams {
-        let decoded = catch_unwind(AssertUnwindSafe(|| {
-            let mut decoder = Decoder::new(stream.as_ref());
-            decoder.set_color_transform(ColorTransform::None);
-            let pixels = decoder.decode().ok()?;
-            let info = decoder.info()?;
-            (info.pixel_format == PixelFormat::RGB24).then_some(pixels)
-        }))
-        .map_err(|_| "the JPEG decoder panicked on malformed data")?
-        .ok_or("the JPEG decoder failed or did not produce 3 components")?;
-        if decoded.len() < frame_len {
-            return Err("a JPEG frame decoded to fewer samples than Rows x Columns x 3");
+/// Every stream's frame header is checked against the attributes before any frame is decoded
+/// ([`check_stream`]); jpeg-decoder then reads the header itself (`read_info`, which allocates
+/// nothing for the image) and is checked again, and its buffer limit is set to the frame's size.
+/// The limit alone would not do: jpeg-decoder checks it only once the planes are decoded.
+pub(super) fn decode_frames(
+    streams: &[Cow<'_, [u8]>],
+    module: &PixelModule,
+    transform: Option<ColorTransform>,
+) -> Result<Vec<u8>, Failure> {
+    if module.bits_allocated != 8 && module.bits_allocated != 16 {
+        return Err(Failure::Codec("JPEG needs BitsAllocated 8 or 16".into()));
+    }
+    if streams.len() != module.frames as usize {
+        return Err(Failure::Codec(format!(
+            "there are {} JPEG streams for NumberOfFrames {}",
+            streams.len(),
+            module.frames
+        )));
+    }
+    let frame_len = module.frame_bytes() as usize;
+    for (index, stream) in streams.iter().enumerate() {
+        check_stream(Codec::Jpeg, stream, module, index).map_err(Failure::Malformed)?;
+        if frame_len >= EXPANSION_CHECKED_FROM && stream.len() < frame_len / MAX_EXPANSION {
+            return Err(Failure::Malformed(format!(
+                "a JPEG stream of {} bytes for a frame of {frame_len} bytes (Rows \u{d7} Columns \u{d7} \
+                 SamplesPerPixel \u{d7} BitsAllocated) would expand more than {MAX_EXPANSION} times: the object is \
+                 truncated or inconsistent",
+                stream.len()
+            )));
         }
-        out.extend_from_slice(&decoded[..frame_len]);
+    }
+    let samples = module.pixels_per_frame() * usize::from(module.samples_per_pixel);
+    let mut out = Vec::with_capacity(if streams.len() > 1 { frame_len * streams.len() } else { 0 });
+    for (index, stream) in streams.iter().enumerate() {
+        let in_frame = |what: String| if streams.len() > 1 { format!("frame {}: {what}", index + 1) } else { what };
+        let decoded = catch_unwind(AssertUnwindSafe(|| decode_one(stream, module, transform, samples)))
+            .map_err(|_| Failure::Codec(in_frame("the JPEG decoder panicked on malformed data".into())))?
+            .map_err(|failure| match failure {
+                Failure::Malformed(what) => Failure::Malformed(in_frame(what)),
+                Failure::Codec(what) => Failure::Codec(in_frame(what)),
+            })?;
+        let start = out.len();
+        if decoded.len() == frame_len && streams.len() == 1 {
+            // One frame: the decoder's buffer is the output, not copied.
+            out = decoded;
+            if cfg!(target_endian = "big") && module.bits_allocated == 16 {
+                out.chunks_exact_mut(2).for_each(|word| word.swap(0, 1));
+            }
+        } else if decoded.len() == frame_len {
+            out.extend_from_slice(&decoded);
+            if cfg!(target_endian = "big") && module.bits_allocated == 16 {
+                out[start..].chunks_exact_mut(2).for_each(|word| word.swap(0, 1));
+            }
+        } else if decoded.len() == samples && module.bits_allocated == 16 {
+            // 8-bit samples in 16 bits allocated.
+            out.extend(decoded.iter().flat_map(|&b| u16::from(b).to_le_bytes()));
+        } else {
+            return Err(Failure::Codec(in_frame(format!(
+                "the JPEG stream decoded to {} bytes, the frame is {frame_len} bytes",
+                decoded.len()
+            ))));
+        }
     }
     Ok(out)
+}
+
+/// One stream, read by jpeg-decoder with its limit set to the frame's `samples`.
+fn decode_one(
+    stream: &[u8],
+    module: &PixelModule,
+    transform: Option<ColorTransform>,
+    samples: usize,
+) -> Result<Vec<u8>, Failure> {
+    let mut decoder = Decoder::new(stream);
+    if let Some(transform) = transform {
+        decoder.set_color_transform(transform);
+    }
+    decoder.set_max_decoding_buffer_size(samples);
+    let failed =
+        |e: jpeg_decoder::Error| Failure::Codec(format!("the JPEG decoder failed ({})", bounded(&e.to_string())));
+    decoder.read_info().map_err(failed)?;
+    let info = decoder.info().ok_or_else(|| Failure::Codec("the JPEG decoder read no frame header".into()))?;
+    let components = match info.pixel_format {
+        PixelFormat::L8 | PixelFormat::L16 => 1,
+        PixelFormat::RGB24 => 3,
+        PixelFormat::CMYK32 => 4,
+    };
+    if (u32::from(info.width), u32::from(info.height), components)
+        != (module.columns, module.rows, module.samples_per_pixel)
+    {
+        return Err(Failure::Malformed(format!(
+            "jpeg-decoder reads a frame header of {}\u{d7}{} with {components} components, the DICOM attributes \
+             say {}\u{d7}{} with SamplesPerPixel {}: the object is inconsistent, re-export it from its source",
+            info.width, info.height, module.columns, module.rows, module.samples_per_pixel
+        )));
+    }
+    if transform == Some(ColorTransform::None) && info.pixel_format != PixelFormat::RGB24 {
+        return Err(Failure::Codec("the JPEG decoder did not produce 3 components".into()));
+    }
+    decoder.decode().map_err(failed)
+}
+
+/// jpeg-decoder's message on one line and bounded; its messages are static texts and numbers
+/// from the stream's markers, never sample data.
+fn bounded(message: &str) -> String {
+    message.chars().filter(|c| !c.is_control()).take(200).collect()
 }

@@ -234,5 +234,7 @@ fn broken_input_is_an_error_that_quotes_nothing() {
     assert!(err.contains("Part-10"), "{err}");
 }
 
+/// Decoder bombs: codec streams that declare another image than their attributes.
+mod bombs;
 /// HTJ2K, with fixtures of its own.
 mod htj2k;
