@@ -317,8 +317,14 @@ impl Operator for Pseudonymize {
                 })
                 .collect::<Vec<_>>()
         })
-        .await
-        .expect("the de-identification task does not panic");
+        .await;
+        let Ok(steps) = steps else {
+            // The panic's message is not read: it may quote the header being rewritten.
+            let reason = "the de-identification task panicked on this batch; this is a bug in radstream: report it \
+                          with the worker's log, then replay the dead letter once it is fixed";
+            let fail = || Outcome::Fail(OperatorError::dead_letter(ErrorClass::Internal, reason));
+            return batch.into_iter().map(|envelope| Processed { envelope, outcome: fail() }).collect();
+        };
         let this = &*self;
         futures::future::join_all(batch.into_iter().zip(steps).map(|(envelope, step)| this.finish(envelope, step)))
             .await

@@ -1,13 +1,15 @@
 //! The HTTP endpoints: `/metrics`, `/healthz` and, on the workers, `/readyz`.
 //!
-//! `/healthz` answers 200 while the process runs. `/readyz` answers 200 only when partitions
-//! are assigned to this worker and every destination answered its last probe; otherwise 503
-//! with the reason, so a load balancer or Kubernetes can tell why. The lake serves the same
+//! `/healthz` answers 200 while the process runs and the worker can go on; once the runtime
+//! found that it cannot (a stage's task died, an output topic refuses every record), 503 with
+//! the reason, until the process exits non-zero. `/readyz` answers 200 only when partitions
+//! are assigned to this worker, every destination answered its last probe and the worker is
+//! healthy; otherwise 503 with the reason, so a load balancer or Kubernetes can tell why. The lake serves the same
 //! `/metrics` and `/healthz` (it has no readiness of its own).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -23,6 +25,21 @@ use crate::observe::metrics::{LakeMetrics, Metrics};
 pub struct Readiness {
     /// Whether every destination answered its last probe.
     pub destinations_ok: AtomicBool,
+    /// Why the worker cannot go on, once the runtime found it (the first reason).
+    failure: OnceLock<String>,
+}
+
+impl Readiness {
+    /// The worker cannot go on: `/healthz` and `/readyz` answer 503 with `reason` from now on.
+    /// The first reason stays.
+    pub fn fail(&self, reason: String) {
+        let _ = self.failure.set(reason);
+    }
+
+    /// Why the worker cannot go on, if it cannot.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
 }
 
 #[derive(Clone)]
@@ -48,9 +65,9 @@ impl Exposition for AppState {
     }
 }
 
-/// `/metrics` and `/healthz`, the routes every process serves.
+/// `/metrics`, the route every process serves (each adds its own `/healthz`).
 fn base_routes<S: Exposition>() -> Router<S> {
-    Router::new().route("/metrics", get(metrics_handler::<S>)).route("/healthz", get(|| async { "ok\n" }))
+    Router::new().route("/metrics", get(metrics_handler::<S>))
 }
 
 /// Binds `listen` and serves `app` in the background; returns the bound address.
@@ -67,21 +84,38 @@ async fn spawn(listen: &str, app: Router, what: &'static str) -> std::io::Result
 
 /// Starts a worker's endpoint on `listen`; returns the bound address.
 pub async fn serve(listen: &str, metrics: Metrics, readiness: Arc<Readiness>) -> std::io::Result<SocketAddr> {
-    let app =
-        base_routes::<AppState>().route("/readyz", get(ready_handler)).with_state(AppState { metrics, readiness });
+    let app = base_routes::<AppState>()
+        .route("/healthz", get(health_handler))
+        .route("/readyz", get(ready_handler))
+        .with_state(AppState { metrics, readiness });
     spawn(listen, app, "metrics endpoint").await
 }
 
 /// Starts the lake's endpoint (`/metrics`, `/healthz`) on `listen`; returns the bound address.
 pub async fn serve_lake(listen: &str, metrics: LakeMetrics) -> std::io::Result<SocketAddr> {
-    spawn(listen, base_routes::<LakeMetrics>().with_state(metrics), "lake metrics endpoint").await
+    let app = base_routes::<LakeMetrics>().route("/healthz", get(|| async { "ok\n" })).with_state(metrics);
+    spawn(listen, app, "lake metrics endpoint").await
 }
 
 async fn metrics_handler<S: Exposition>(State(state): State<S>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.exposition())
 }
 
+async fn health_handler(State(state): State<AppState>) -> (StatusCode, String) {
+    health(&state.readiness)
+}
+
+fn health(readiness: &Readiness) -> (StatusCode, String) {
+    match readiness.failure() {
+        None => (StatusCode::OK, "ok\n".into()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {reason}\n")),
+    }
+}
+
 async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(reason) = state.readiness.failure() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: unhealthy: {reason}\n"));
+    }
     let partitions = state.metrics.assigned_partitions.get();
     let destinations = state.readiness.destinations_ok.load(Ordering::Relaxed);
     match (partitions > 0, destinations) {
@@ -90,3 +124,6 @@ async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {
         (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: a destination (PACS) is unreachable\n".into()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -30,6 +30,10 @@ pub enum RuntimeError {
         /// The models the chain's operators run.
         served: Vec<String>,
     },
+    /// The worker stopped because it cannot go on: a stage's task died, or an output topic
+    /// refuses every record. The text says what is wrong and what to do.
+    #[error("the worker stopped: {0}")]
+    Failed(String),
 }
 
 /// Checks that every model a `route` operator names is run by an operator of the chain

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use crate::objects::ObjectFetcher;
-use crate::runtime::shared::{Completion, FetchItem, Finish, Shared};
+use crate::runtime::shared::{stopped, Completion, FetchItem, Finish, Shared};
 
 /// Fetches objects (bounded concurrency) and parses their headers on the blocking pool.
 pub(crate) async fn fetch_stage(
@@ -21,6 +21,7 @@ pub(crate) async fn fetch_stage(
     completions: mpsc::UnboundedSender<Completion>,
 ) {
     let fetcher = Arc::new(ObjectFetcher::new(shared.config.objects.clone()));
+    let mut halt = shared.halt.subscribe();
     let concurrency = shared.config.objects.concurrency;
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let results = stream
@@ -46,9 +47,13 @@ pub(crate) async fn fetch_stage(
                     f.study_uid = Some(envelope.event.study_instance_uid.clone());
                     f.sop_uid = Some(envelope.event.sop_instance_uid.clone());
                 }
-                if next.send(envelope).await.is_err() {
-                    error!("operator stage stopped unexpectedly");
-                    return;
+                // The drain hands fetched objects on; only its end (`halt`) ends this wait.
+                tokio::select! {
+                    sent = next.send(envelope) => if sent.is_err() {
+                        error!("operator stage stopped unexpectedly");
+                        return;
+                    },
+                    () = stopped(&mut halt) => return,
                 }
             }
             Some(Err((operator, class, reason))) => {

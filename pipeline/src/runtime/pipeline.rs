@@ -2,19 +2,22 @@
 //! then drains and commits.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use radstream_operators::{BuildContext, Envelope, Operator};
 use radstream_schemas::wire::SchemaSet;
 use rdkafka::consumer::{CommitMode, Consumer};
 use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::kafka::outputs::Outputs;
 use crate::kafka::source::consumer;
+use crate::observe::http::Readiness;
 use crate::observe::metrics::Metrics;
 use crate::runtime::acks::AckTracker;
 use crate::runtime::error::{check_routed_models, RuntimeError};
@@ -28,11 +31,27 @@ use crate::services::{KafkaTableReader, KafkaTopicWriter, StoreObjectWriter};
 
 /// Runs the pipeline until `shutdown` turns true, then drains in-flight work (up to
 /// `runtime.drain_deadline_secs`), commits stored offsets and returns.
+///
+/// It stops the same way, and then returns [`RuntimeError::Failed`], when the worker cannot go
+/// on: a stage's task died (a panic outside an operator's batch), or an output topic refuses
+/// every record.
 pub async fn run(
     config: Config,
     metrics: Metrics,
     stats: Arc<RunStats>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), RuntimeError> {
+    run_reporting(config, metrics, stats, shutdown, Arc::new(Readiness::default())).await
+}
+
+/// [`run`], telling `readiness` (what `/healthz` and `/readyz` answer from) as soon as the
+/// worker cannot go on.
+pub async fn run_reporting(
+    config: Config,
+    metrics: Metrics,
+    stats: Arc<RunStats>,
     mut shutdown: watch::Receiver<bool>,
+    readiness: Arc<Readiness>,
 ) -> Result<(), RuntimeError> {
     // The table reader stops its consumers when dropped, at the end of this function.
     let ctx = BuildContext {
@@ -97,7 +116,19 @@ pub async fn run(
         in_flight: Mutex::new(HashMap::new()),
         consumer: consumer.clone(),
         outputs: outputs.clone(),
+        stop: watch::channel(false).0,
+        halt: watch::channel(false).0,
+        failure: OnceLock::new(),
+        readiness,
     });
+    // The caller's shutdown stops the source (a dropped sender counts as one, as it always has).
+    let forward_shutdown = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = shutdown.wait_for(|&on| on).await;
+            shared.stop.send_replace(true);
+        })
+    };
 
     let (completion_tx, completion_rx) = mpsc::unbounded_channel::<Completion>();
     let (fetch_tx, fetch_rx) = mpsc::channel::<FetchItem>(rt.channel_capacity);
@@ -109,35 +140,40 @@ pub async fn run(
         stage_outputs.push(tx);
     }
 
-    let mut tasks = Vec::new();
+    // Every task is watched: one that dies of a panic stops the worker (`Shared::fail`).
+    let mut tasks = Tasks { shared: shared.clone(), watchers: Vec::new(), aborts: Vec::new() };
     let first_stage = stage_outputs[0].clone();
-    tasks.push(tokio::spawn(fetch_stage(shared.clone(), fetch_rx, first_stage, completion_tx.clone())));
+    tasks.spawn("fetch stage".into(), fetch_stage(shared.clone(), fetch_rx, first_stage, completion_tx.clone()));
     let mut next_senders: Vec<Option<mpsc::Sender<Envelope>>> = stage_outputs.into_iter().skip(1).map(Some).collect();
     next_senders.push(None);
     for (((kind, instances), rx), next) in stages.into_iter().zip(stage_inputs).zip(next_senders) {
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         for op in instances {
             let stage = operator_stage(shared.clone(), kind, op, rx.clone(), next.clone(), completion_tx.clone());
-            tasks.push(tokio::spawn(stage));
+            tasks.spawn(format!("operator stage of {kind}"), stage);
         }
     }
-    let finisher = tokio::spawn(finisher(shared.clone(), completion_rx));
+    tasks.spawn("finisher".into(), finisher(shared.clone(), completion_rx));
 
-    consume(shared.clone(), &mut shutdown, fetch_tx, completion_tx, schemas).await;
+    consume(shared.clone(), fetch_tx, completion_tx, schemas).await;
+    forward_shutdown.abort();
 
     let deadline = Duration::from_secs(rt.drain_deadline_secs);
     let in_flight = shared.in_flight.lock().expect("in-flight lock").len();
     info!(in_flight, deadline_secs = rt.drain_deadline_secs, "draining in-flight work");
+    let Tasks { watchers, aborts, .. } = tasks;
     let drained = tokio::time::timeout(deadline, async {
-        for t in tasks {
-            let _ = t.await;
+        for watcher in watchers {
+            let _ = watcher.await;
         }
-        let _ = finisher.await;
     })
     .await;
     if drained.is_err() {
         let left = shared.in_flight.lock().expect("in-flight lock").len();
         warn!(left, "drain deadline passed; unfinished instances stay uncommitted and will be re-read");
+        // End every wait still going (an output's retry, a stage's send) and the tasks.
+        shared.halt.send_replace(true);
+        aborts.iter().for_each(AbortHandle::abort);
     }
     outputs.flush(Duration::from_secs(10));
     match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -151,5 +187,46 @@ pub async fn run(
         dead_lettered = shared.stats.dead_lettered.load(Ordering::Relaxed),
         "pipeline stopped"
     );
-    Ok(())
+    match shared.failure.get() {
+        Some(reason) => Err(RuntimeError::Failed(reason.clone())),
+        None => Ok(()),
+    }
+}
+
+/// The pipeline's tasks, each with a watcher that stops the worker when the task dies of a
+/// panic: its instances would get no outcome, and their partitions would stop committing.
+struct Tasks {
+    shared: Arc<Shared>,
+    /// One per task: ends when the task ends.
+    watchers: Vec<JoinHandle<()>>,
+    aborts: Vec<AbortHandle>,
+}
+
+impl Tasks {
+    fn spawn(&mut self, what: String, task: impl Future<Output = ()> + Send + 'static) {
+        let (handle, watcher) = watched(self.shared.clone(), what, task);
+        self.aborts.push(handle);
+        self.watchers.push(watcher);
+    }
+}
+
+/// Spawns `task` and a watcher of it; returns the task's abort handle and the watcher.
+pub(crate) fn watched(
+    shared: Arc<Shared>,
+    what: String,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> (AbortHandle, JoinHandle<()>) {
+    let handle = tokio::spawn(task);
+    let abort = handle.abort_handle();
+    let watcher = tokio::spawn(async move {
+        // The panic's message is not read: it may quote patient data.
+        if handle.await.is_err_and(|e| e.is_panic()) {
+            shared.fail(format!(
+                "the {what} task panicked: the instances it held get no outcome and their partitions stop \
+                 committing, so the worker stops, to be restarted and read them again. This is a bug in \
+                 radstream: report it with the worker's log"
+            ));
+        }
+    });
+    (abort, watcher)
 }

@@ -2,16 +2,18 @@
 //! travel from the stages to the finisher.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use radstream_operators::Envelope;
 use radstream_schemas::{ErrorClass, InstanceEvent, ObjectLocation, Priority};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tracing::error;
 
 use crate::config::Config;
 use crate::kafka::outputs::Outputs;
 use crate::kafka::source::SourceConsumer;
+use crate::observe::http::Readiness;
 use crate::observe::metrics::Metrics;
 use crate::runtime::acks::{AckTracker, MessageRef};
 use crate::runtime::stats::RunStats;
@@ -25,6 +27,16 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Mutex<HashMap<u64, InFlight>>,
     pub(crate) consumer: Arc<SourceConsumer>,
     pub(crate) outputs: Outputs,
+    /// Turns true on shutdown (the caller's signal) or on a failure: the source stops reading
+    /// and every wait of the source ends.
+    pub(crate) stop: watch::Sender<bool>,
+    /// Turns true once the drain is over (its deadline passed, or nothing is left): retries
+    /// of the outputs give up, leaving their events uncommitted.
+    pub(crate) halt: watch::Sender<bool>,
+    /// Why the worker cannot go on, the first reason given; `/healthz` reports it.
+    pub(crate) failure: OnceLock<String>,
+    /// What `/healthz` and `/readyz` answer from.
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 /// What the runtime keeps about one instance between its read and its outcome.
@@ -88,10 +100,31 @@ impl Shared {
         self.tracker.lock().expect("tracker lock").is_live(&msg)
     }
 
+    /// The worker cannot go on (a stage task died, an output topic refuses every record):
+    /// `/healthz` turns unhealthy, the source stops, in-flight work drains and
+    /// [`run`](crate::runtime::run) returns the (first) reason, so the process exits non-zero.
+    /// `reason` must say what is wrong and what to do, and hold nothing about a patient.
+    pub(crate) fn fail(&self, reason: String) {
+        if self.failure.set(reason.clone()).is_ok() {
+            error!(%reason, "the worker cannot go on: stopping");
+            self.readiness.fail(reason);
+        }
+        self.stop.send_replace(true);
+    }
+
     /// Drops an instance whose partition was revoked: no outcome, no commit.
     pub(crate) fn abandon(&self, ticket: u64) {
         if self.in_flight.lock().expect("in-flight lock").remove(&ticket).is_some() {
             self.metrics.in_flight.dec();
         }
+    }
+}
+
+/// Resolves once `signal` is true (at once if it already is); never while its sender lives
+/// and it is false. Select on it beside every wait that a stop must end.
+pub(crate) async fn stopped(signal: &mut watch::Receiver<bool>) {
+    if signal.wait_for(|&on| on).await.is_err() {
+        // The sender is gone with the pipeline: nothing will turn it on.
+        std::future::pending::<()>().await;
     }
 }

@@ -1,11 +1,14 @@
 //! An operator stage: batches, the operator, and the routing of what it says of each envelope.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use radstream_operators::contract::batching::{gather, Step};
 use radstream_operators::contract::Backoff;
 use radstream_operators::{Batching, Envelope, Gatherer, Operator, Outcome, Processed, RetryHint};
+use radstream_schemas::ErrorClass;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -18,6 +21,11 @@ const OPERATOR_RETRY: Backoff = Backoff::new(Duration::from_millis(200), Duratio
 
 /// Runs one operator: gathers batches (its own batching policy, or the runtime's), routes each
 /// envelope by its outcome, retries what the operator marks retryable, dead-letters the rest.
+///
+/// A panic in the operator (in `process_batch`, or in a blocking task it awaits) is caught:
+/// every envelope of the batch is dead-lettered as `internal` naming the operator, and the
+/// stage goes on. The panic's message is neither logged nor put in the reason: it may quote
+/// patient data (the panic hook of `radstream run` logs only its location).
 pub(crate) async fn operator_stage(
     shared: Arc<Shared>,
     kind: &'static str,
@@ -42,7 +50,15 @@ pub(crate) async fn operator_stage(
         match step {
             Step::Closed => break,
             Step::Wake => {
-                let processed = op.wake().await;
+                let Ok(processed) = AssertUnwindSafe(op.wake()).catch_unwind().await else {
+                    // What it held is inside it: those instances can get no outcome here.
+                    shared.fail(format!(
+                        "operator {kind} panicked while releasing the instances it held; they get no outcome and \
+                         their partition stops committing until the worker restarts and reads them again. This is \
+                         a bug in radstream: report it with the worker's log"
+                    ));
+                    return;
+                };
                 // Held envelopes are not retried: a failure here is final.
                 if router.route(processed, rt.operator_max_attempts).await.is_err() {
                     return;
@@ -63,8 +79,14 @@ pub(crate) async fn operator_stage(
                     router.count("in", todo.len());
                     m.operator_batch_size.with_label_values(&[kind]).observe(todo.len() as f64);
                     let started = Instant::now();
-                    let processed = op.process_batch(todo).await;
+                    let tickets: Vec<(u64, Option<String>)> =
+                        todo.iter().map(|e| (e.ticket, e.branch.clone())).collect();
+                    let processed = AssertUnwindSafe(op.process_batch(todo)).catch_unwind().await;
                     m.operator_batch_duration.with_label_values(&[kind]).observe(started.elapsed().as_secs_f64());
+                    let Ok(processed) = processed else {
+                        router.panicked(tickets, attempt);
+                        break;
+                    };
                     let Ok((retry, retry_after)) = router.route(processed, attempt).await else { return };
                     if !retry.is_empty() {
                         tokio::time::sleep(retry_after).await;
@@ -75,7 +97,14 @@ pub(crate) async fn operator_stage(
             }
         }
     }
-    let held = op.on_close().await;
+    let held = match AssertUnwindSafe(op.on_close()).catch_unwind().await {
+        Ok(held) => held,
+        Err(_) => {
+            // Whatever it held stays uncommitted, as on any close: it is read again after restart.
+            error!(operator = kind, "operator panicked while closing");
+            Vec::new()
+        }
+    };
     if !held.is_empty() {
         info!(operator = kind, held = held.len(), "held instances left uncommitted; they are read again after restart");
     }
@@ -95,6 +124,24 @@ struct StageRouter<'a> {
 impl StageRouter<'_> {
     fn count(&self, outcome: &str, n: usize) {
         self.shared.metrics.operator_events.with_label_values(&[self.kind, outcome]).inc_by(n as u64);
+    }
+
+    /// The operator panicked on a batch (at `attempt`): every envelope of it is dead-lettered
+    /// as `internal`, naming the operator and nothing of the panic.
+    fn panicked(&self, tickets: Vec<(u64, Option<String>)>, attempt: u32) {
+        let kind = self.kind;
+        let n = tickets.len();
+        error!(operator = kind, instances = n, attempt, "operator panicked; its batch is dead-lettered as internal");
+        self.count("failed", n);
+        for (ticket, branch) in tickets {
+            let reason = format!(
+                "operator {kind} panicked on a batch of {n} instances holding this one (attempt {attempt}); this is a \
+                 bug in radstream: report it with the worker's log, then replay the dead letter once it is fixed"
+            );
+            let finish =
+                Finish::DeadLetter { operator: kind.into(), class: ErrorClass::Internal, reason, attempts: attempt };
+            let _ = self.completions.send(Completion { ticket, finish, branch, results: None, stages: Vec::new() });
+        }
     }
 
     /// Routes `processed` (at `attempt`); returns the envelopes to retry and how long to wait
