@@ -8,6 +8,11 @@ use radstream_operators::{ConfigError, OperatorConfig};
 use radstream_schemas::EventFormat;
 use serde::Deserialize;
 
+pub use self::chain::ChainConfig;
+use self::chain::{check_operator_topics, check_order, check_topic};
+
+mod chain;
+
 /// The prefix of environment overrides: `RADSTREAM__KAFKA__BROKERS=host:9092` sets
 /// `kafka.brokers`; `RADSTREAM__OPERATORS__1__URL=...` sets `url` of the second operator.
 pub const ENV_PREFIX: &str = "RADSTREAM__";
@@ -30,6 +35,9 @@ pub struct Config {
     /// The operator chain, in order. It must end with a sink (`stow`, `export`); a sink earlier
     /// in the chain delivers and forwards.
     pub operators: Vec<OperatorConfig>,
+    /// What the chain's order alone cannot say (which sinks may take pseudonymized instances).
+    #[serde(default)]
+    pub chain: ChainConfig,
     /// The analytics lake that `radstream lake` writes; the workers ignore it.
     #[serde(default)]
     pub lake: Option<LakeConfig>,
@@ -334,15 +342,7 @@ impl LakeConfig {
             return Err(ConfigError::new("lake.flush_secs", "must be at least 1"));
         }
         if let Some(topic) = &self.feedback_topic {
-            if topic.is_empty()
-                || topic.len() > 249
-                || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
-                return Err(ConfigError::new(
-                    "lake.feedback_topic",
-                    "a topic name is 1-249 characters of a-z, A-Z, 0-9, '.', '_', '-'",
-                ));
-            }
+            check_topic("lake.feedback_topic", topic)?;
             if [&kafka.input_topic, &kafka.outcome_topic, &kafka.dead_letter_topic].contains(&topic) {
                 return Err(ConfigError::new(
                     "lake.feedback_topic",
@@ -434,9 +434,7 @@ impl Config {
             ("kafka.dead_letter_topic", &k.dead_letter_topic),
             ("kafka.outcome_topic", &k.outcome_topic),
         ] {
-            if topic.is_empty() || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-                return Err(ConfigError::new(key, "a topic name is 1-249 characters of a-z, A-Z, 0-9, '.', '_', '-'"));
-            }
+            check_topic(key, topic)?;
         }
         if k.dead_letter_topic == k.input_topic || k.outcome_topic == k.input_topic {
             return Err(ConfigError::new("kafka.dead_letter_topic", "output topics must differ from the input topic"));
@@ -453,6 +451,12 @@ impl Config {
         }
         if k.session_timeout_ms < 1_000 {
             return Err(ConfigError::new("kafka.session_timeout_ms", "must be at least 1000"));
+        }
+        if k.commit_interval_ms == 0 {
+            return Err(ConfigError::new(
+                "kafka.commit_interval_ms",
+                "must be at least 1: 0 turns committing off, and every event would be read again after a restart",
+            ));
         }
         crate::kafka::settings::check_extras(&k.consumer, &k.producer)?;
         let o = &self.objects;
@@ -473,6 +477,12 @@ impl Config {
         }
         if o.concurrency == 0 {
             return Err(ConfigError::new("objects.concurrency", "must be at least 1"));
+        }
+        if !(1..=3_600).contains(&o.timeout_secs) {
+            return Err(ConfigError::new(
+                "objects.timeout_secs",
+                format!("{} is out of range: must be between 1 and 3600 (0 would fail every request)", o.timeout_secs),
+            ));
         }
         let r = &self.runtime;
         for (key, value) in [
@@ -498,6 +508,12 @@ impl Config {
         if r.operator_max_attempts == 0 {
             return Err(ConfigError::new("runtime.operator_max_attempts", "must be at least 1"));
         }
+        if r.drain_deadline_secs == 0 {
+            return Err(ConfigError::new(
+                "runtime.drain_deadline_secs",
+                "must be at least 1: 0 abandons all in-flight work at every stop, to be done again by the next worker",
+            ));
+        }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError::new("metrics.listen", "must be ip:port, for example 0.0.0.0:9464"));
         }
@@ -515,6 +531,8 @@ impl Config {
                 }
             }
         }
+        check_operator_topics(&self.operators)?;
+        check_order(&self.operators, &self.chain)?;
         if let Some(lake) = &self.lake {
             lake.validate(k)?;
         }

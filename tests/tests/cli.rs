@@ -381,6 +381,8 @@ fn run_exits_2_when_an_operator_cannot_be_built() {
         "[[operators]]\ntype = \"stow\"",
         &format!("[[operators]]\ntype = \"pseudonymize\"\nkey_file = {:?}\n\n[[operators]]\ntype = \"stow\"", missing),
     );
+    // A research PACS takes the pseudonymized instances without a relink: said so in [chain].
+    let config = format!("{config}\n[chain]\npseudonymized_destinations = [\"stow\"]\n");
     std::fs::write(&path, config.replace("default_action = \"drop\"", "default_action = \"drop\"\n")).unwrap();
     let out = radstream(&["validate", "--config", path.to_str().unwrap()]);
     assert!(out.status.success(), "validate does not read files: {}", String::from_utf8_lossy(&out.stderr));

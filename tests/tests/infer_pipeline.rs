@@ -55,7 +55,11 @@ async fn chain_finds_the_planted_bleeds(name: &str, backend_toml: &str) -> Resul
 [[operators]]
 type = "alert"
 topic = "{alerts}"
-{stow}"#,
+{stow}
+# A research PACS: it receives the pseudonymized instances, no relink.
+[chain]
+pseudonymized_destinations = ["stow"]
+"#,
         chain = model_chain("ct-head-bleed", Some(&format!("key_file = \"{}\"", key_path.display()))),
         stow = worker.stow_toml()
     ));

@@ -83,7 +83,7 @@ async fn the_lake_holds_one_pseudonymized_row_per_instance_and_the_agreement_of_
     let toml = format!(
         "{}\n[lake]\nbucket = \"{bucket}\"\nprefix = \"{prefix}\"\nkey_file = \"{key}\"\nflush_secs = 2\nfeedback_topic = \"{feedback_topic}\"\n",
         worker.toml_with_operators(&format!(
-            "{}{}",
+            "{}{}\n[chain]\npseudonymized_destinations = [\"stow\"]\n",
             model_chain("ct-head-bleed", Some(&format!("key_file = \"{}\"", key_path.display()))),
             worker.stow_toml()
         )),

@@ -68,7 +68,11 @@ model = "{manifest}"
 
 [operators.series]
 quiet_secs = {QUIET_SECS}
-{stow}"#,
+{stow}
+# A research PACS: it receives the pseudonymized instances, no relink.
+[chain]
+pseudonymized_destinations = ["stow"]
+"#,
         key = key_path.display(),
         spec = repo.join("models/ct-head-bleed-3d.preprocess.toml").display(),
         manifest = manifest.display(),

@@ -121,3 +121,32 @@ fn extra_kafka_properties_that_contradict_at_least_once_are_rejected() {
     );
     assert!(load(&text, &[]).is_ok());
 }
+
+#[test]
+fn timeouts_and_intervals_of_zero_are_refused_by_key() {
+    for (var, key, says) in [
+        ("RADSTREAM__OBJECTS__TIMEOUT_SECS", "objects.timeout_secs", "between 1 and 3600"),
+        ("RADSTREAM__RUNTIME__DRAIN_DEADLINE_SECS", "runtime.drain_deadline_secs", "at least 1"),
+        ("RADSTREAM__KAFKA__COMMIT_INTERVAL_MS", "kafka.commit_interval_ms", "turns committing off"),
+        // The operators' own timeouts, under the operator's key path.
+        ("RADSTREAM__OPERATORS__1__TIMEOUT_SECS", "operators[1].timeout_secs", "between 1 and 3600"),
+        ("RADSTREAM__OPERATORS__1__CONNECT_TIMEOUT_SECS", "operators[1].connect_timeout_secs", "between 1 and 600"),
+    ] {
+        let err = load(BASE, &[(var, "0")]).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains(says), "{var}=0: {err}");
+    }
+    let err = load(BASE, &[("RADSTREAM__OBJECTS__TIMEOUT_SECS", "3601")]).unwrap_err().to_string();
+    assert!(err.contains("objects.timeout_secs"), "{err}");
+    assert!(load(BASE, &[("RADSTREAM__OBJECTS__TIMEOUT_SECS", "1")]).is_ok());
+}
+
+#[test]
+fn the_kafka_topics_may_be_249_characters_and_no_more() {
+    let longest = "t".repeat(249);
+    assert!(load(BASE, &[("RADSTREAM__KAFKA__OUTCOME_TOPIC", longest.as_str())]).is_ok());
+    let longer = "t".repeat(250);
+    let err = load(BASE, &[("RADSTREAM__KAFKA__OUTCOME_TOPIC", longer.as_str())]).unwrap_err().to_string();
+    assert!(err.contains("kafka.outcome_topic") && err.contains("250 characters"), "{err}");
+    let err = load(BASE, &[("RADSTREAM__KAFKA__DEAD_LETTER_TOPIC", "..")]).unwrap_err().to_string();
+    assert!(err.contains("kafka.dead_letter_topic"), "{err}");
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rdkafka::config::ClientConfig;
 
 use crate::config::KafkaConfig;
-use crate::kafka::settings::{ACKS, AUTO_COMMIT_KEY, IDEMPOTENCE, OFFSET_STORE};
+use crate::kafka::settings::{ACKS, AUTO_COMMIT_KEY, IDEMPOTENCE, ISOLATION, OFFSET_RESET, OFFSET_STORE};
 
 /// Defaults, then `extra`, then `fixed`: the order that lets an extra property tune anything
 /// but what `fixed` guarantees.
@@ -33,37 +33,39 @@ fn heartbeat_ms(session_timeout_ms: u32) -> String {
 /// The worker's consumer: its consumer group, cooperative-sticky assignment, and auto-commit of
 /// the offsets the pipeline stores explicitly (never of offsets merely read).
 pub fn worker_consumer(config: &KafkaConfig) -> ClientConfig {
-    layered(
+    let mut c = layered(
         &[
             ("bootstrap.servers", config.brokers.clone()),
-            ("group.id", config.group_id.clone()),
             ("partition.assignment.strategy", "cooperative-sticky".into()),
-            ("auto.commit.interval.ms", config.commit_interval_ms.to_string()),
-            ("auto.offset.reset", "earliest".into()),
             ("session.timeout.ms", config.session_timeout_ms.to_string()),
             ("heartbeat.interval.ms", heartbeat_ms(config.session_timeout_ms)),
             ("statistics.interval.ms", "5000".into()),
             ("client.id", format!("radstream-{}", std::process::id())),
         ],
         &config.consumer,
-        &[(AUTO_COMMIT_KEY, "true"), OFFSET_STORE],
-    )
+        &[(AUTO_COMMIT_KEY, "true"), OFFSET_STORE, ISOLATION, OFFSET_RESET],
+    );
+    // From radstream's own keys, after the extras too: the lake's and `dlq`'s groups are
+    // derived from `group_id`, and an interval of 0 would turn committing off.
+    c.set("group.id", &config.group_id);
+    c.set("auto.commit.interval.ms", config.commit_interval_ms.to_string());
+    c
 }
 
 /// The lake's consumer: group `<group_id>-lake`, committing itself once files are uploaded.
 pub fn lake_consumer(config: &KafkaConfig) -> ClientConfig {
-    layered(
+    let mut c = layered(
         &[
             ("bootstrap.servers", config.brokers.clone()),
-            ("group.id", lake_group(config)),
-            ("auto.offset.reset", "earliest".into()),
             ("session.timeout.ms", config.session_timeout_ms.to_string()),
             ("heartbeat.interval.ms", heartbeat_ms(config.session_timeout_ms)),
             ("client.id", format!("radstream-lake-{}", std::process::id())),
         ],
         &config.consumer,
-        &[(AUTO_COMMIT_KEY, "false")],
-    )
+        &[(AUTO_COMMIT_KEY, "false"), ISOLATION, OFFSET_RESET],
+    );
+    c.set("group.id", lake_group(config));
+    c
 }
 
 /// The lake's consumer group.
@@ -73,15 +75,15 @@ pub fn lake_group(config: &KafkaConfig) -> String {
 
 /// `radstream dlq`'s reader: a group of its own that commits nothing.
 pub fn dlq_consumer(config: &KafkaConfig) -> ClientConfig {
-    layered(
-        &[
-            ("bootstrap.servers", config.brokers.clone()),
-            ("group.id", format!("radstream-dlq-{}", std::process::id())),
-            ("enable.partition.eof", "false".into()),
-        ],
+    let mut c = layered(
+        &[("bootstrap.servers", config.brokers.clone()), ("enable.partition.eof", "false".into())],
         &config.consumer,
-        &[(AUTO_COMMIT_KEY, "false")],
-    )
+        // It assigns each partition from its low watermark; earliest again where retention
+        // moved that on before the read.
+        &[(AUTO_COMMIT_KEY, "false"), ISOLATION, OFFSET_RESET],
+    );
+    c.set("group.id", format!("radstream-dlq-{}", std::process::id()));
+    c
 }
 
 /// A reader of a compacted topic: `unique` is its client id and its group, so no group offsets
@@ -96,7 +98,7 @@ pub fn table_consumer(brokers: &str, extra: &BTreeMap<String, String>, unique: &
             ("client.id", unique.to_string()),
         ],
         extra,
-        &[(AUTO_COMMIT_KEY, "false"), OFFSET_STORE, ("auto.offset.reset", "earliest")],
+        &[(AUTO_COMMIT_KEY, "false"), OFFSET_STORE, ISOLATION, OFFSET_RESET],
     );
     c.set("group.id", unique);
     c

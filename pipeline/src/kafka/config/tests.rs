@@ -34,6 +34,35 @@ fn extras_tune_defaults_but_never_the_at_least_once_settings() {
     assert_eq!(get(&producer, "linger.ms"), Some("7"));
 }
 
+/// `validate` refuses these extras; the builders hold the line even for a config that skipped it.
+#[test]
+fn extras_never_change_where_a_consumer_starts_what_it_reads_or_its_group() {
+    let k = kafka(
+        &[
+            ("isolation.level", "read_uncommitted"),
+            ("auto.offset.reset", "latest"),
+            ("group.id", "someone-else"),
+            ("auto.commit.interval.ms", "0"),
+        ],
+        &[],
+    );
+    let consumers = [
+        ("worker", worker_consumer(&k), "radstream"),
+        ("lake", lake_consumer(&k), "radstream-lake"),
+        ("table", table_consumer("b:9092", &k.consumer, "t-1"), "t-1"),
+    ];
+    for (role, c, group) in &consumers {
+        assert_eq!(get(c, "isolation.level"), Some("read_committed"), "{role}");
+        assert_eq!(get(c, "auto.offset.reset"), Some("earliest"), "{role}");
+        assert_eq!(get(c, "group.id"), Some(*group), "{role}");
+    }
+    let dlq = dlq_consumer(&k);
+    assert_eq!(get(&dlq, "auto.offset.reset"), Some("earliest"));
+    assert_eq!(get(&dlq, "isolation.level"), Some("read_committed"));
+    assert!(get(&dlq, "group.id").is_some_and(|g| g.starts_with("radstream-dlq-")), "{:?}", get(&dlq, "group.id"));
+    assert_eq!(get(&consumers[0].1, "auto.commit.interval.ms"), Some("1000"), "kafka.commit_interval_ms");
+}
+
 #[test]
 fn defaults_are_the_ones_each_role_had() {
     let k = kafka(&[], &[]);
