@@ -18,6 +18,8 @@ pub mod contract;
 pub mod dicom;
 pub mod export;
 pub mod fhir;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http_retry;
 pub mod infer;
 pub mod key_object;

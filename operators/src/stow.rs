@@ -16,7 +16,7 @@
 //! never logged, because a PACS may echo attributes of the instance in them.
 
 pub mod multipart;
-mod response;
+pub(crate) mod response;
 
 use std::path::PathBuf;
 use std::sync::Arc;

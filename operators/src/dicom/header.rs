@@ -8,9 +8,22 @@ use radstream_schemas::{InstanceEvent, ObjectLocation, Priority};
 use super::elements::element_text;
 
 /// Parses a Part-10 object's file meta and its data set up to (not including) Pixel Data, which
-/// is never decoded here. The preamble is optional. The error says what is wrong without quoting
-/// the data.
+/// is never decoded here. The preamble is optional. An object without a SOP Class UID or SOP
+/// Instance UID is not an instance and is refused: nothing downstream (a sink, `export`) may
+/// write it out as one. The error says what is wrong without quoting the data.
 pub fn parse_header(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, String> {
+    let header = parse_part10(bytes)?;
+    for (tag, what) in
+        [(tags::SOP_CLASS_UID, "SOP Class UID (0008,0016)"), (tags::SOP_INSTANCE_UID, "SOP Instance UID (0008,0018)")]
+    {
+        if element_text(&header, tag).is_none() {
+            return Err(format!("not a DICOM instance: no {what}"));
+        }
+    }
+    Ok(header)
+}
+
+fn parse_part10(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, String> {
     let body = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" { &bytes[128..] } else { bytes };
     if body.len() < 4 || &body[..4] != b"DICM" {
         return Err("no DICM magic code at byte 128 (or 0): not a Part-10 file".into());

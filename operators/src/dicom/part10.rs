@@ -38,7 +38,7 @@ pub fn check_parsable(body: &[u8]) -> Result<(), String> {
         let syntax = syntax_of(meta.transfer_syntax());
         super::prescan::check(body, &syntax.uid).map_err(|what| format!("{syntax}: {what}"))?;
         if syntax.uid == DEFLATED {
-            check_inflated_size(&body[(16 + meta.information_group_length as usize).min(body.len())..])
+            check_inflated_size(&body[data_set_offset(body, &meta).min(body.len())..])
                 .map_err(|what| format!("{syntax}: {what}"))?;
         }
     }
@@ -82,9 +82,22 @@ fn mislabelled_implicit_vr(body: &[u8]) -> Option<(dicom_object::FileMetaTable, 
     if matches!(uid.as_str(), IMPLICIT_VR_LITTLE_ENDIAN | EXPLICIT_VR_BIG_ENDIAN | DEFLATED) {
         return None;
     }
-    let data_set = body.get(16usize.checked_add(meta.information_group_length as usize)?..)?;
+    let data_set = body.get(data_set_offset(body, &meta)..)?;
     let vr = data_set.get(4..6)?;
     (!vr.iter().all(u8::is_ascii_uppercase)).then_some((meta, data_set))
+}
+
+/// Where the data set starts in `body` (from "DICM"): after the meta group as its own
+/// (0002,0000) declares it. dicom-object's `information_group_length` is the length it would
+/// write, which differs from the file's when the file lacks an element dicom-object adds (an
+/// Implementation Class UID): taken as the offset, it would land inside the data set.
+fn data_set_offset(body: &[u8], meta: &dicom_object::FileMetaTable) -> usize {
+    match body.get(4..16) {
+        Some([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, a, b, c, d]) => {
+            16 + u32::from_le_bytes([*a, *b, *c, *d]) as usize
+        }
+        _ => 16 + meta.information_group_length as usize,
+    }
 }
 
 /// Inflates a deflated data set into nothing, to refuse a decompression bomb before the parser

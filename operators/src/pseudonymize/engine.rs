@@ -288,6 +288,17 @@ impl Deidentifier {
         let source = object.source.clone();
         let top = &object.dataset;
         let text = |tag: u32| find(top, tag).map(|e| trim(e.bytes(&source)).to_vec()).unwrap_or_default();
+        // Nothing that is not an instance is written as one: a file meta group and the SOP
+        // Class and Instance UIDs must be there (a bare preamble and "DICM" has none of them).
+        for (present, what) in [
+            (!object.meta.is_empty(), "no file meta group"),
+            (!text(SOP_CLASS_UID).is_empty(), "no SOP Class UID (0008,0016)"),
+            (!text(SOP_INSTANCE_UID).is_empty(), "no SOP Instance UID (0008,0018)"),
+        ] {
+            if !present {
+                return Err(DeidError { offset: None, problem: format!("not a DICOM instance: {what}") });
+            }
+        }
         let (issuer, patient_id) = (text(ISSUER_OF_PATIENT_ID), text(PATIENT_ID));
         let burned_in_annotation = match &text(BURNED_IN_ANNOTATION)[..] {
             b"YES" => Some(true),

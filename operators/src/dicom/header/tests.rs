@@ -29,3 +29,40 @@ fn objects_that_would_make_the_parser_allocate_without_bound_are_refused_or_read
     assert_eq!(element_text(&header, tags::MODALITY).as_deref(), Some("OT"));
     assert_eq!(element_text(&header, tags::SOP_CLASS_UID).as_deref(), Some("1.2.840.10008.5.1.4.1.1.7"));
 }
+
+/// Nothing that is not an instance is read as one (issue 16, item 10): a Part-10 file whose data
+/// set has no SOP Class UID or no SOP Instance UID is refused by the one header parse the fetch
+/// stage, `replace_object` and every command use, so no sink or `export` can write it out.
+#[test]
+fn an_object_without_its_sop_uids_is_not_an_instance() {
+    let whole = crate::test_support::header_only_part10("1.2.3.4", "CT");
+    assert!(parse_header(&whole).is_ok());
+    for (drop, what) in [(tags::SOP_CLASS_UID, "no SOP Class UID"), (tags::SOP_INSTANCE_UID, "no SOP Instance UID")] {
+        let mut object = dicom_object::from_reader(&whole[128..]).unwrap();
+        object.remove_element(drop);
+        let mut bytes = Vec::new();
+        object.write_all(&mut bytes).unwrap();
+        let refused = parse_header(&bytes).unwrap_err();
+        assert_eq!(
+            refused,
+            format!(
+                "not a DICOM instance: {what} {}",
+                if drop == tags::SOP_CLASS_UID { "(0008,0016)" } else { "(0008,0018)" }
+            )
+        );
+    }
+}
+
+/// A meta group without an Implementation Class UID (Type 1, but often missing): the data set
+/// starts where the file's own (0002,0000) says, not where dicom-object's recomputed group
+/// length (which counts the UID it would add) would put it. Read from the wrong offset, the
+/// object was taken for implicit VR and refused as "an element's length runs past the end".
+#[test]
+fn a_meta_group_without_an_implementation_class_uid_is_read_from_its_declared_length() {
+    let object =
+        crate::fuzzing::encapsulated_part10(dicom_dictionary_std::uids::RLE_LOSSLESS, 10, 12, 8, 8, 1, &[0; 8]);
+    assert!(!object.windows(2).any(|w| w == [0x12, 0x00]) || !object[132..].starts_with(&[0x02, 0x00, 0x12, 0x00]));
+    let header = parse_header(&object).unwrap();
+    assert_eq!(element_text(&header, tags::ROWS).as_deref(), Some("10"));
+    assert_eq!(element_text(&header, tags::COLUMNS).as_deref(), Some("12"));
+}

@@ -388,3 +388,15 @@ mod known_answers {
         assert!(out.links.uids.iter().any(|(p, original)| p == sop && original == "1.2.3.4.100.1"));
     }
 }
+
+/// A bare preamble and "DICM", or an object without its SOP UIDs, is not written out as an
+/// instance holding nothing but the de-identification marks (issue 16, item 10).
+#[test]
+fn something_that_is_not_an_instance_is_refused_with_a_reason() {
+    let d = Deidentifier::new(key(1), ProfileOptions::default());
+    let mut bare = vec![0u8; 128];
+    bare.extend_from_slice(b"DICM");
+    let refused = d.deidentify(&Bytes::from(bare)).map(|_| ()).unwrap_err();
+    assert!(refused.problem.starts_with("not a DICOM instance: no "), "{refused}");
+    assert!(d.deidentify(&sample(EXPLICIT)).is_ok(), "a real instance still passes");
+}
