@@ -145,6 +145,17 @@ pub struct ObjectsConfig {
     /// Fetches in flight at once.
     #[serde(default = "default_fetch_concurrency")]
     pub concurrency: usize,
+    /// Show every object in logs, error messages and dead-letter reasons as its bucket and a
+    /// keyed hash of its key (`bucket/hmac-<32 hex digits>`, HMAC-SHA256) instead of the key, for
+    /// upstream keys that hold an MRN or accession number: the file of the secret (at least 16
+    /// bytes, e.g. `head -c 32 /dev/urandom > key-hash.secret`). The same key always gives the
+    /// same name; events and dead letters keep the key itself in their location (replay needs
+    /// it).
+    #[serde(default)]
+    pub key_hash_secret_file: Option<PathBuf>,
+    /// The same secret from this environment variable instead of a file.
+    #[serde(default)]
+    pub key_hash_secret_env: Option<String>,
 }
 
 fn yes() -> bool {
@@ -175,6 +186,8 @@ impl Default for ObjectsConfig {
             timeout_secs: default_object_timeout(),
             max_retries: default_object_retries(),
             concurrency: default_fetch_concurrency(),
+            key_hash_secret_file: None,
+            key_hash_secret_env: None,
         }
     }
 }
@@ -425,6 +438,12 @@ impl Config {
 
     /// Checks every section without touching the network or the filesystem.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.objects.key_hash_secret_file.is_some() && self.objects.key_hash_secret_env.is_some() {
+            return Err(ConfigError::new(
+                "objects.key_hash_secret_env",
+                "set key_hash_secret_file or key_hash_secret_env, not both",
+            ));
+        }
         let k = &self.kafka;
         if k.brokers.trim().is_empty() {
             return Err(ConfigError::new("kafka.brokers", "must list at least one host:port"));

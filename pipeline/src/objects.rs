@@ -118,7 +118,7 @@ impl ObjectFetcher {
         let key = location.display_key();
         let store = self.store(&location.bucket)?;
         let path = ObjectPath::from(location.key.as_str());
-        let result = store.get(&path).await.map_err(|e| classify(&key, e))?;
+        let result = store.get(&path).await.map_err(|e| classify(&key, e, &location.key))?;
         let size = result.meta.size;
         if size > self.config.max_object_bytes {
             return Err(FetchError {
@@ -137,7 +137,7 @@ impl ObjectFetcher {
                 });
             }
         }
-        let bytes = result.bytes().await.map_err(|e| classify(&key, e))?;
+        let bytes = result.bytes().await.map_err(|e| classify(&key, e, &location.key))?;
         Ok((bytes, started.elapsed()))
     }
 }
@@ -154,7 +154,7 @@ impl ObjectFetcher {
     /// copying them into one buffer; returns the ETag. The store's own retries have run when
     /// this fails.
     pub async fn put_parts(&self, bucket: &str, key: &str, parts: Vec<Bytes>) -> Result<Option<String>, PutError> {
-        let display_key = format!("{bucket}/{key}");
+        let display_key = radstream_schemas::object_names::object_name(bucket, key);
         if let (ObjectStoreKind::Local, Some(root)) = (self.config.kind, &self.config.root) {
             let dir = root.join(bucket);
             std::fs::create_dir_all(&dir).map_err(|e| PutError {
@@ -166,7 +166,7 @@ impl ObjectFetcher {
         let store = self.store(bucket).map_err(|e| PutError { class: e.class, reason: e.reason, retryable: false })?;
         let path = ObjectPath::from(key);
         let payload: PutPayload = parts.into_iter().collect();
-        let result = store.put(&path, payload).await.map_err(|e| classify_put(&display_key, e))?;
+        let result = store.put(&path, payload).await.map_err(|e| classify_put(&display_key, e, key))?;
         Ok(result.e_tag)
     }
 }
@@ -184,7 +184,26 @@ pub struct PutError {
     pub retryable: bool,
 }
 
-fn classify_put(key: &str, error: object_store::Error) -> PutError {
+/// The store's own error text names the path (and its URL); where object keys are shown hashed,
+/// the key is taken out of it, plain and percent-encoded.
+fn store_error_text(error: &object_store::Error, raw_key: &str) -> String {
+    let text = error.to_string();
+    if !radstream_schemas::object_names::object_keys_hashed() || raw_key.is_empty() {
+        return text;
+    }
+    let encoded = percent_encoding::utf8_percent_encode(raw_key, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let path_encoded = object_store::path::Path::from(raw_key).to_string();
+    [raw_key.to_string(), encoded, path_encoded].iter().fold(text, |text, form| {
+        if form.is_empty() {
+            text
+        } else {
+            text.replace(form.as_str(), "<object key>")
+        }
+    })
+}
+
+fn classify_put(key: &str, error: object_store::Error, raw_key: &str) -> PutError {
+    let text = store_error_text(&error, raw_key);
     let (reason, retryable) = match error {
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
             (format!("writing object {key} was denied; check the worker's object store credentials"), false)
@@ -192,16 +211,19 @@ fn classify_put(key: &str, error: object_store::Error) -> PutError {
         object_store::Error::NotFound { .. } => {
             (format!("writing object {key} failed: the bucket does not exist; create it"), false)
         }
-        e @ (object_store::Error::InvalidPath { .. }
+        object_store::Error::InvalidPath { .. }
         | object_store::Error::NotSupported { .. }
         | object_store::Error::NotImplemented { .. }
-        | object_store::Error::UnknownConfigurationKey { .. }) => (format!("writing object {key} failed: {e}"), false),
-        other => (format!("writing object {key} failed after retries: {other}"), true),
+        | object_store::Error::UnknownConfigurationKey { .. } => {
+            (format!("writing object {key} failed: {text}"), false)
+        }
+        _ => (format!("writing object {key} failed after retries: {text}"), true),
     };
     PutError { class: ErrorClass::ObjectStore, reason, retryable }
 }
 
-fn classify(key: &str, error: object_store::Error) -> FetchError {
+fn classify(key: &str, error: object_store::Error, raw_key: &str) -> FetchError {
+    let text = store_error_text(&error, raw_key);
     match error {
         object_store::Error::NotFound { .. } => FetchError {
             class: ErrorClass::MissingObject,
@@ -211,9 +233,9 @@ fn classify(key: &str, error: object_store::Error) -> FetchError {
             class: ErrorClass::ObjectStore,
             reason: format!("access to object {key} was denied; check the worker's object store credentials"),
         },
-        other => FetchError {
+        _ => FetchError {
             class: ErrorClass::ObjectStore,
-            reason: format!("fetching object {key} failed after retries: {other}"),
+            reason: format!("fetching object {key} failed after retries: {text}"),
         },
     }
 }

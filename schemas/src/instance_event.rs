@@ -21,9 +21,11 @@ pub struct ObjectLocation {
 }
 
 impl ObjectLocation {
-    /// `bucket/key`: the identifier used in logs and dead letters (never a patient attribute).
+    /// `bucket/key`, or the bucket and a keyed hash of the key where the process hashes object
+    /// keys ([`crate::object_names`]): the identifier used in logs, errors and dead-letter
+    /// reasons (never a patient attribute).
     pub fn display_key(&self) -> String {
-        format!("{}/{}", self.bucket, self.key)
+        crate::object_names::object_name(&self.bucket, &self.key)
     }
 }
 

@@ -10,6 +10,7 @@
 //! * [`records`] — what the pipeline writes: dead letters and per-instance outcomes.
 
 pub mod instance_event;
+pub mod object_names;
 pub mod records;
 pub mod s3_notification;
 pub mod wire;

@@ -14,8 +14,8 @@ use apache_avro::error::Details;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize};
 
-pub use self::error::DecodeError;
-use self::error::{json_error, serde_problem};
+use self::error::serde_problem;
+pub use self::error::{json_error, DecodeError};
 use crate::instance_event::{InstanceEvent, ObjectLocation, INSTANCE_EVENT_V1_AVSC};
 pub use crate::s3_notification::CreatedObject;
 

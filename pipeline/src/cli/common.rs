@@ -33,13 +33,39 @@ pub fn usage_exit(message: impl Display) -> ExitCode {
     ExitCode::from(USAGE_EXIT)
 }
 
-/// Loads `path` with the `RADSTREAM__…` overrides of the environment. Any problem (unreadable,
-/// not TOML, invalid) is said as `path: problem` on stderr, and the `Err` is exit status 2.
+/// Loads `path` with the `RADSTREAM__…` overrides of the environment, and where
+/// `objects.key_hash_secret_*` is set, names every object of this process by the keyed hash of
+/// its key from now on. Any problem (unreadable, not TOML, invalid, a secret that cannot be read
+/// or is too short) is said as `path: problem` on stderr, and the `Err` is exit status 2.
 pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    let config = check_config(path)?;
+    hash_object_keys(&config.objects).map_err(|e| {
+        eprintln!("{}: {e}", path.display());
+        ExitCode::from(USAGE_EXIT)
+    })?;
+    Ok(config)
+}
+
+/// [`load_config`] without reading any file but the config (for `radstream validate`).
+pub fn check_config(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path, std::env::vars()).map_err(|e| {
         eprintln!("{}: {e}", path.display());
         ExitCode::from(USAGE_EXIT)
     })
+}
+
+/// Applies `objects.key_hash_secret_file` / `_env` to this process.
+fn hash_object_keys(objects: &crate::config::ObjectsConfig) -> Result<(), String> {
+    let secret = match (&objects.key_hash_secret_file, &objects.key_hash_secret_env) {
+        (Some(file), _) => std::fs::read(file)
+            .map_err(|e| format!("objects.key_hash_secret_file: cannot read {}: {e}", file.display()))?,
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("objects.key_hash_secret_env: the environment variable {var} is not set"))?
+            .into_bytes(),
+        (None, None) => return Ok(()),
+    };
+    let secret = secret.strip_suffix(b"\n").unwrap_or(&secret);
+    radstream_schemas::object_names::hash_object_keys(secret).map_err(|e| format!("objects.key_hash_secret: {e}"))
 }
 
 /// Whether logs are JSON (`--log-format json`), for [`report_error`].

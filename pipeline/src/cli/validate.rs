@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use radstream_operators::OperatorConfig;
 
-use crate::cli::common::load_config;
+use crate::cli::common::check_config;
 
 /// Check a config file without touching the network; exit 2 when it is invalid.
 #[derive(Debug, clap::Args)]
@@ -17,7 +17,7 @@ pub struct ValidateArgs {
 
 /// Loads and validates the config; prints its input topic and chain. Exit status 2 when invalid.
 pub fn execute(args: &ValidateArgs) -> ExitCode {
-    let c = match load_config(&args.config) {
+    let c = match check_config(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
     };

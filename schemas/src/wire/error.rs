@@ -87,7 +87,7 @@ pub enum DecodeError {
 
 /// A [`DecodeError::Json`] for `document`, keeping serde_json's position and category but not
 /// its message, which quotes values (`invalid type: string "DOE^JOHN"`).
-pub(crate) fn json_error(document: &'static str, error: &serde_json::Error) -> DecodeError {
+pub fn json_error(document: &'static str, error: &serde_json::Error) -> DecodeError {
     use serde_json::error::Category;
     let (category, detail) = match error.classify() {
         Category::Io => ("io", "the input could not be read".to_owned()),
