@@ -16,6 +16,7 @@ use radstream_schemas::{ErrorClass, InstanceEvent, ObjectLocation};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::services::{ObjectWriter, ServiceError, TopicWriter};
+use crate::dicom::uids::is_uid;
 use crate::{element_text, BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
 
 /// The `source` of announced events.
@@ -211,11 +212,6 @@ fn instance_uids(envelope: &Envelope) -> Result<InstanceUids, OperatorError> {
         series: uid(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
         sop: uid(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
     })
-}
-
-/// PS3.5 9.1: at most 64 characters, digits in dot-separated components.
-fn is_uid(text: &str) -> bool {
-    text.len() <= 64 && text.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A side output failed: retry what may pass later, dead-letter the rest. The reason names the

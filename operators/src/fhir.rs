@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 use self::post::{FhirPostConfig, FhirPoster};
 use crate::contract::services::TopicWriter;
 use crate::contract::Code;
+use crate::dicom::uids::is_uid;
 use crate::recent::RecentSet;
 use crate::results::{build_fhir_bundle, InstanceRef, PatientRef, SourceResult, StudyResults};
 use crate::{element_text, BuildContext, ConfigError, Envelope, Operator, OperatorError, Outcome, Processed};
@@ -274,12 +275,6 @@ impl FhirSink {
         }
         Ok(())
     }
-}
-
-/// PS3.5 9.1: at most 64 characters, digits in dot-separated components. The check `export`
-/// applies to the UIDs it makes keys of.
-fn is_uid(text: &str) -> bool {
-    text.len() <= 64 && text.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -149,20 +149,7 @@ impl LinkIndex {
 /// Why a link record could not be read, without serde_json's message: it quotes the value it
 /// choked on, and a link record holds the patient's name, ID and birth date.
 fn unreadable_record(error: &serde_json::Error) -> DecodeError {
-    use serde_json::error::Category;
-    let (category, detail) = match error.classify() {
-        Category::Io => ("io", "the record could not be read"),
-        Category::Syntax => ("syntax", "the JSON is malformed"),
-        Category::Eof => ("eof", "the JSON ends early (truncated record?)"),
-        Category::Data => ("data", "a field is missing or holds a value of the wrong type (the value is not shown)"),
-    };
-    DecodeError::Json {
-        document: "link record",
-        category,
-        line: error.line(),
-        column: error.column(),
-        detail: detail.to_owned(),
-    }
+    radstream_schemas::wire::json_error("link record", error)
 }
 
 impl TableSubscriber for LinkIndex {

@@ -4,6 +4,12 @@
 
 use sha2::{Digest, Sha256};
 
+/// PS3.5 9.1: at most 64 characters, digits in dot-separated components. What a value must be
+/// before a file path or an object key is made of it (no `/`, no `..`).
+pub fn is_uid(text: &str) -> bool {
+    text.len() <= 64 && text.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `2.25.` and the decimal value of the first 128 bits of `digest` (which must have at least 16
 /// bytes; a shorter one is zero-padded): at most 44 characters, no leading zero.
 pub fn uid_from_digest(digest: &[u8]) -> String {

@@ -154,18 +154,7 @@ pub async fn run(config: &Config, shutdown: impl std::future::Future<Output = ()
 /// `payload` as a `document`; the error names the position and the kind of problem, never a
 /// value (serde_json's own message quotes the value it choked on, which may be patient data).
 fn read_record<T: DeserializeOwned>(document: &'static str, payload: &[u8]) -> Result<T, DecodeError> {
-    use serde_json::error::Category;
-    serde_json::from_slice(payload).map_err(|e| {
-        let (category, detail) = match e.classify() {
-            Category::Io => ("io", "the record could not be read"),
-            Category::Syntax => ("syntax", "the JSON is malformed"),
-            Category::Eof => ("eof", "the JSON ends early (truncated record?)"),
-            Category::Data => {
-                ("data", "a field is missing or holds a value of the wrong type (the value is not shown)")
-            }
-        };
-        DecodeError::Json { document, category, line: e.line(), column: e.column(), detail: detail.to_owned() }
-    })
+    serde_json::from_slice(payload).map_err(|e| radstream_schemas::wire::json_error(document, &e))
 }
 
 impl<P: LakePartitions> Lake<P> {

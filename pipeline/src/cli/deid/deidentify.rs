@@ -15,6 +15,7 @@ use radstream_operators::pseudonymize::{BurnedIn, BurnedInRules, Deidentified};
 use crate::cli::deid::plan::{BurnedInPolicy, DeidInput, DeidPlan};
 use crate::cli::deid::report::{DeidReport, FileOutcome};
 use crate::files::on_threads;
+use radstream_operators::dicom::uids::is_uid;
 
 impl DeidPlan {
     /// The files to de-identify, in the order they are reported.
@@ -140,11 +141,6 @@ pub(crate) fn uid_path(d: &Deidentified) -> Result<PathBuf, String> {
         return Err(format!("{name} is missing or not a valid UID, so --rename cannot name the file by it"));
     }
     Ok([&d.study_instance_uid, &d.series_instance_uid, &format!("{}.dcm", d.sop_instance_uid)].iter().collect())
-}
-
-/// PS3.5 9.1: at most 64 characters, digits in dot-separated components.
-fn is_uid(text: &str) -> bool {
-    text.len() <= 64 && text.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Why an instance counts as possibly burned-in, in terms that are not PHI (the flag, the
