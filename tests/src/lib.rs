@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod chaos;
+pub mod hostile;
 pub mod pacs_proxy;
 pub mod raw_out;
 
