@@ -99,9 +99,9 @@ pub fn decode_reserved(
         Some(obj) => obj,
         None => {
             let what = "the data set could not be parsed (its encoding may not match the transfer syntax)";
-            return Err(DecodeError::new(match dicom_object::FileMetaTable::from_reader(body) {
-                Ok(meta) => format!("{}: {what}", syntax_of(meta.transfer_syntax())),
-                Err(_) => "the object could not be parsed: its file meta group is unreadable".into(),
+            return Err(DecodeError::new(match crate::dicom::part10::read_meta(body) {
+                Ok(Ok(meta)) => format!("{}: {what}", syntax_of(meta.transfer_syntax())),
+                _ => "the object could not be parsed: its file meta group is unreadable".into(),
             }));
         }
     };

@@ -30,9 +30,9 @@ fn parse_part10(bytes: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, Strin
     }
     // Checked first: a few hundred malformed bytes can otherwise cost the parser gigabytes and
     // a minute.
-    super::part10::open_part10(body, true)?.ok_or_else(|| match dicom_object::FileMetaTable::from_reader(body) {
-        Ok(_) => "the data set could not be parsed (its encoding may not match the transfer syntax)".into(),
-        Err(_) => "the file meta group is unreadable".into(),
+    super::part10::open_part10(body, true)?.ok_or_else(|| match super::part10::read_meta(body) {
+        Ok(Ok(_)) => "the data set could not be parsed (its encoding may not match the transfer syntax)".into(),
+        _ => "the file meta group is unreadable".into(),
     })
 }
 

@@ -34,7 +34,7 @@ impl std::fmt::Display for Syntax {
 /// lengths past the end of the object, UN of undefined length, deflate bombs. `body` starts at
 /// "DICM". Call it before handing untrusted bytes to dicom-object.
 pub fn check_parsable(body: &[u8]) -> Result<(), String> {
-    if let Ok(meta) = dicom_object::FileMetaTable::from_reader(body) {
+    if let Ok(meta) = read_meta(body)? {
         let syntax = syntax_of(meta.transfer_syntax());
         super::prescan::check(body, &syntax.uid).map_err(|what| format!("{syntax}: {what}"))?;
         if syntax.uid == DEFLATED {
@@ -43,6 +43,14 @@ pub fn check_parsable(body: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// dicom-object's reading of the file meta group of `body` (from "DICM"), after the pre-scan
+/// of its element lengths: `Err` (what is wrong) where they would make dicom-object reserve
+/// more than the object holds, `Ok(Err)` where dicom-object cannot read the group.
+pub fn read_meta(body: &[u8]) -> Result<Result<dicom_object::FileMetaTable, ()>, String> {
+    super::prescan::check_meta(body).map_err(|what| format!("the file meta group: {what}"))?;
+    Ok(dicom_object::FileMetaTable::from_reader(body).map_err(|_| ()))
 }
 
 /// Checks `body` (from "DICM") with [`check_parsable`] and parses it: the whole object, or with
@@ -54,6 +62,7 @@ pub fn open_part10(
     body: &[u8],
     header_only: bool,
 ) -> Result<Option<dicom_object::FileDicomObject<InMemDicomObject>>, String> {
+    super::prescan::check_meta(body).map_err(|what| format!("the file meta group: {what}"))?;
     match mislabelled_implicit_vr(body) {
         Some((meta, data_set)) => {
             super::prescan::check(body, IMPLICIT_VR_LITTLE_ENDIAN)
@@ -77,7 +86,7 @@ pub fn open_part10(
 /// group's transfer syntax still decides how Pixel Data is decoded. Returns the meta group and
 /// the data set's bytes in that case, `None` otherwise.
 fn mislabelled_implicit_vr(body: &[u8]) -> Option<(dicom_object::FileMetaTable, &[u8])> {
-    let meta = dicom_object::FileMetaTable::from_reader(body).ok()?;
+    let meta = read_meta(body).ok()?.ok()?;
     let uid = syntax_of(meta.transfer_syntax()).uid;
     if matches!(uid.as_str(), IMPLICIT_VR_LITTLE_ENDIAN | EXPLICIT_VR_BIG_ENDIAN | DEFLATED) {
         return None;

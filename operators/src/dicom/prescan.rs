@@ -127,29 +127,39 @@ impl<R: Read> Source for Inflating<R> {
     }
 }
 
-/// Checks `body` (starting at "DICM"). `Err` names what is broken, without values.
-pub(super) fn check(body: &[u8], transfer_syntax: &str) -> Result<(), &'static str> {
+/// Checks the file meta group of `body` (starting at "DICM") before dicom-object reads it:
+/// dicom-object reserves what a meta element declares, so a few bytes declaring 2 GiB would cost
+/// 2 GiB. Returns where the meta group ends, or `None` where an element the walk cannot read
+/// ends it early (dicom-object then judges the group). `Err` names what is broken, without values.
+pub(super) fn check_meta(body: &[u8]) -> Result<Option<usize>, &'static str> {
     let mut source = Memory { body, pos: 4 };
     // The meta group is explicit VR little endian whatever the transfer syntax.
     while source.peek(2) == [0x02, 0x00] {
         let h = source.peek(12);
         if h.len() < 8 || !h[4..6].iter().all(u8::is_ascii_uppercase) {
-            return Ok(());
+            return Ok(None);
         }
         let (len, header) = if matches!(&h[4..6], b"OB" | b"UN" | b"UT" | b"OW" | b"SQ") {
-            let Some(b) = h.get(8..12) else { return Ok(()) };
+            let Some(b) = h.get(8..12) else { return Ok(None) };
             (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 12)
         } else {
             (u32::from(u16::from_le_bytes([h[6], h[7]])), 8)
         };
         if len == UNDEFINED {
-            return Ok(());
+            return Err("an element of the file meta group has an undefined length");
         }
         source.skip(header);
         if !source.skip(u64::from(len)) {
             return Err("an element's length runs past the end of the object");
         }
     }
+    Ok(Some(source.pos))
+}
+
+/// Checks `body` (starting at "DICM"). `Err` names what is broken, without values.
+pub(super) fn check(body: &[u8], transfer_syntax: &str) -> Result<(), &'static str> {
+    let Some(pos) = check_meta(body)? else { return Ok(()) };
+    let mut source = Memory { body, pos };
     match transfer_syntax {
         uids::IMPLICIT_VR_LITTLE_ENDIAN => walk(&mut source, true, false),
         EXPLICIT_VR_BIG_ENDIAN => walk(&mut source, false, true),

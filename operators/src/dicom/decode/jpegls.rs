@@ -16,7 +16,9 @@ use std::borrow::Cow;
 use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use libloading::Library;
 
@@ -294,7 +296,7 @@ pub(super) fn decode_frames(streams: &[Cow<'_, [u8]>], module: &PixelModule, uid
 /// Decodes one frame into `out` (little-endian, BitsAllocated wide, pixel-interleaved) and
 /// returns its NEAR parameter. `scratch` takes CharLS's output when it needs repacking.
 fn decode_frame(
-    api: &Api,
+    api: &'static Api,
     stream: &[u8],
     module: &PixelModule,
     out: &mut [u8],
@@ -313,20 +315,110 @@ fn decode_frame(
         ));
     }
     let planar = components > 1 && header.interleave == INTERLEAVE_NONE;
+    drop(decoder);
+    let decoded = decode_guarded(api, stream, header.size, samples)?;
     if from_width == to_width && !planar {
-        decoder.decode_into(out)?;
+        out.copy_from_slice(&decoded);
         if cfg!(target_endian = "big") && to_width == 2 {
             out.chunks_exact_mut(2).for_each(|word| word.swap(0, 1));
         }
     } else {
-        scratch.resize(header.size, 0);
-        decoder.decode_into(scratch)?;
+        *scratch = decoded;
         repack(scratch, from_width, planar.then_some(components), out, to_width);
     }
     if module.signed && precision < module.bits_stored {
         sign_extend(out, to_width, precision);
     }
     Ok(header.near_lossless)
+}
+
+/// Decodes still running after their time was up (see [`decode_guarded`]).
+static STALLED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many stalled decodes may run on at once before JPEG-LS objects are refused unread.
+const MAX_STALLED: usize = 2;
+
+/// Decodes `stream` (whose header announced `size` bytes) on a thread of its own and waits at
+/// most one second plus 100 ns a sample. CharLS before 2.4.3 can spin for seconds on a crafted
+/// codestream of a few hundred bytes (team-charls/charls#334: a Golomb parameter loop that only
+/// ends when an integer wraps; Debian 13 ships 2.4.1), and a native call cannot be interrupted.
+/// A decode past its time is refused and left to finish on its own thread; while
+/// [`MAX_STALLED`] such threads still run, JPEG-LS objects are refused without decoding.
+fn decode_guarded(api: &'static Api, stream: &[u8], size: usize, samples: usize) -> Result<Vec<u8>, String> {
+    let limit = Duration::from_secs(1) + Duration::from_nanos(100 * samples as u64);
+    let owned = stream.to_vec();
+    run_guarded(&STALLED, limit, move || {
+        let mut decoder = Decoder::new(api, &owned)?;
+        decoder.read_header()?;
+        let mut destination = vec![0u8; size];
+        decoder.decode_into(&mut destination)?;
+        Ok(destination)
+    })
+    .map_err(|stalled| match stalled {
+        Stalled::Refused => format!(
+            "refused without decoding: {MAX_STALLED} earlier JPEG-LS codestreams that stalled the decoder are \
+             still being decoded; install CharLS 2.4.3 or later, which ends them at once"
+        ),
+        Stalled::TimedOut => format!(
+            "the JPEG-LS decoder did not finish within {limit:?} for a frame of {samples} samples: the codestream \
+             is malformed or crafted to stall the decoder"
+        ),
+        Stalled::Failed(what) => what,
+    })
+}
+
+/// Why [`run_guarded`] has no decoded frame.
+#[derive(Debug, PartialEq)]
+enum Stalled {
+    /// [`MAX_STALLED`] decodes still run past their time: nothing was started.
+    Refused,
+    /// The decode did not end within its time; it goes on, counted as stalled.
+    TimedOut,
+    /// The decode ended with this error.
+    Failed(String),
+}
+
+/// Runs `decode` on a thread of its own and waits for it at most `limit`; `stalled` counts the
+/// decodes still running past their time.
+fn run_guarded(
+    stalled: &'static AtomicUsize,
+    limit: Duration,
+    decode: impl FnOnce() -> Result<Vec<u8>, String> + Send + 'static,
+) -> Result<Vec<u8>, Stalled> {
+    if stalled.load(Ordering::Acquire) >= MAX_STALLED {
+        return Err(Stalled::Refused);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // (the decode has ended, the caller gave up waiting): whichever comes second settles the
+    // count of stalled decodes, under the lock.
+    let state = Arc::new(Mutex::new((false, false)));
+    let job = state.clone();
+    std::thread::Builder::new()
+        .name("charls-decode".into())
+        .spawn(move || {
+            let result = decode();
+            let mut state = job.lock().unwrap_or_else(|e| e.into_inner());
+            state.0 = true;
+            if state.1 {
+                stalled.fetch_sub(1, Ordering::AcqRel);
+            }
+            let _ = tx.send(result);
+        })
+        .map_err(|e| Stalled::Failed(format!("could not start a JPEG-LS decode thread: {e}")))?;
+    if let Ok(result) = rx.recv_timeout(limit) {
+        return result.map_err(Stalled::Failed);
+    }
+    let mut settled = state.lock().unwrap_or_else(|e| e.into_inner());
+    if settled.0 {
+        drop(settled);
+        return rx
+            .recv()
+            .unwrap_or_else(|_| Err("the decode thread ended without an answer".into()))
+            .map_err(Stalled::Failed);
+    }
+    settled.1 = true;
+    stalled.fetch_add(1, Ordering::AcqRel);
+    Err(Stalled::TimedOut)
 }
 
 /// Refuses a header that disagrees with the pixel module; returns the bits per sample.

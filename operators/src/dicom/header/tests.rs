@@ -66,3 +66,26 @@ fn a_meta_group_without_an_implementation_class_uid_is_read_from_its_declared_le
     assert_eq!(element_text(&header, tags::ROWS).as_deref(), Some("10"));
     assert_eq!(element_text(&header, tags::COLUMNS).as_deref(), Some("12"));
 }
+
+/// A meta element declaring 2 GiB in a file of a few hundred bytes: dicom-object reserved the
+/// declared length before reading it (found by the header fuzz target: a 2,147,450,879-byte
+/// allocation). The pre-scan of the meta group refuses it first.
+#[test]
+fn a_meta_element_declaring_gigabytes_is_refused_before_dicom_object_reads_it() {
+    let mut object = vec![0u8; 128];
+    object.extend_from_slice(b"DICM");
+    object.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, 20, 0, 0, 0]);
+    object.extend_from_slice(&[0x02, 0x00, 0x02, 0x00, b'U', b'I', 0xFF, 0x7F]);
+    object.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0x7F]);
+    object.extend_from_slice(&[0; 64]);
+    let refused = parse_header(&object).unwrap_err();
+    assert_eq!(refused, "the file meta group: an element's length runs past the end of the object");
+    let refused = crate::dicom::decode::decode(&object).unwrap_err().to_string();
+    assert!(refused.contains("the file meta group: an element's length runs past the end"), "{refused}");
+    let mut undefined = object[..144].to_vec();
+    undefined.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+    assert_eq!(
+        parse_header(&undefined).unwrap_err(),
+        "the file meta group: an element of the file meta group has an undefined length"
+    );
+}

@@ -320,3 +320,42 @@ fn decode_time_of_a_ct_slice() {
     eprintln!("  decode():        median {:.3} ms (min {:.3}, max {:.3})", whole.0, whole.1, whole.2);
     eprintln!("  decode_frames(): median {:.3} ms (min {:.3}, max {:.3})", codec.0, codec.1, codec.2);
 }
+
+/// A decode that does not end in its time is refused and left to finish on its own thread;
+/// while two such still run, the next is refused without starting (CharLS before 2.4.3 spins
+/// for seconds on a crafted codestream of 155 bytes: tests/fuzz/regressions/decode_jpeg_ls).
+#[test]
+fn a_decode_that_stalls_is_refused_and_too_many_stalls_refuse_the_next_unread() {
+    use std::time::Duration;
+    // Its own count, so that the other tests' JPEG-LS decodes are not refused meanwhile.
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let fast = run_guarded(&COUNT, Duration::from_secs(5), || Ok(vec![7u8; 4]));
+    assert_eq!(fast, Ok(vec![7u8; 4]));
+    assert_eq!(run_guarded(&COUNT, Duration::from_secs(5), || Err("bad".into())), Err(Stalled::Failed("bad".into())));
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Arc::new(std::sync::Mutex::new(wait));
+    let stall = |wait: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>| {
+        move || {
+            let _ = wait.lock().unwrap().recv();
+            Ok(Vec::new())
+        }
+    };
+    assert_eq!(run_guarded(&COUNT, Duration::from_millis(50), stall(wait.clone())), Err(Stalled::TimedOut));
+    assert_eq!(run_guarded(&COUNT, Duration::from_millis(50), stall(wait.clone())), Err(Stalled::TimedOut));
+    assert_eq!(COUNT.load(Ordering::Acquire), MAX_STALLED);
+    let mut started = false;
+    assert_eq!(
+        run_guarded(&COUNT, Duration::from_secs(5), move || {
+            started = true;
+            Ok(vec![started as u8])
+        }),
+        Err(Stalled::Refused)
+    );
+    // Once the stalled decodes end, decoding goes on.
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    while COUNT.load(Ordering::Acquire) > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(run_guarded(&COUNT, Duration::from_secs(5), || Ok(vec![1])), Ok(vec![1]));
+}
