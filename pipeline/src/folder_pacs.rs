@@ -19,7 +19,9 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use dicom_dictionary_std::tags;
-use dicom_object::{InMemDicomObject, OpenFileOptions};
+use dicom_object::InMemDicomObject;
+use radstream_operators::dicom::uids::is_uid;
+use radstream_operators::parse_header;
 use radstream_operators::stow::multipart::{related_boundary, split_parts};
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
@@ -205,21 +207,14 @@ fn store_part(shared: &Shared, index: usize, part: &[u8]) -> PartOutcome {
     }
 }
 
-/// Reads the placing UIDs from a Part-10 file, stopping before Pixel Data.
+/// Reads the placing UIDs from a Part-10 file, stopping before Pixel Data, through radstream's
+/// one header parse (its pre-scan refuses what would cost the parser without bound).
 fn read_uids(part: &[u8]) -> Result<InstanceUids, String> {
-    let object = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(part)
-        .map_err(|e| format!("not a DICOM Part-10 file: {e}"))?;
+    let object = parse_header(part).map_err(|e| format!("not a DICOM Part-10 instance: {e}"))?;
     let uid = |tag, name| -> Result<String, String> {
         let value = uid_value(&object, tag).ok_or_else(|| format!("no {name}"))?;
         // The UIDs become path components: only a well-formed UID may.
-        let well_formed = !value.is_empty()
-            && value.len() <= 64
-            && value.bytes().all(|c| c.is_ascii_digit() || c == b'.')
-            && !value.starts_with('.')
-            && !value.ends_with('.');
-        if well_formed {
+        if is_uid(&value) {
             Ok(value)
         } else {
             Err(format!("{name} is not a well-formed UID"))

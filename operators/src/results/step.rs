@@ -27,7 +27,7 @@ use bytes::Bytes;
 use radstream_schemas::ErrorClass;
 use serde::{Deserialize, Serialize};
 
-use super::overlay::{build_overlay, OverlayFinding, OverlaySource};
+use super::overlay::{build_overlay, OverlayError, OverlayFinding, OverlaySource};
 use super::seg::{build_seg, MaskShape, SegError, SegSource, SegmentConcept};
 use super::sr::{build_sr, InstanceRef};
 use crate::contract::envelope::content_time_ms;
@@ -274,7 +274,13 @@ fn build_own(
             let mask = masks.and_then(|(masks, shape)| masks.get(frame).map(|m| (&m[..], shape)));
             let source = OverlaySource { header: envelope.header(), object: envelope.object(), frame };
             let overlay = build_overlay(&source, mask, &findings, &result.model, time).map_err(|e| {
-                (ErrorClass::UndecodablePixels, format!("{}: the overlay cannot be made: {e}", envelope.object_key()))
+                // A codec stream that contradicts the attributes is a malformed object, not one
+                // this decoder cannot read.
+                let class = match &e {
+                    OverlayError::Decode { reason, .. } if reason.is_malformed() => ErrorClass::MalformedDicom,
+                    _ => ErrorClass::UndecodablePixels,
+                };
+                (class, format!("{}: the overlay cannot be made: {e}", envelope.object_key()))
             })?;
             let bytes = overlay.to_bytes().map_err(|e| {
                 (ErrorClass::Internal, format!("{}: encoding the overlay failed: {e}", envelope.object_key()))

@@ -134,8 +134,33 @@ pub fn read(kafka: &KafkaConfig, filter: &DlqFilter, timeout: Duration) -> anyho
     Ok(found)
 }
 
-/// Sends each letter's original message to `topic`; returns how many were sent.
+/// Refuses a replay that holds a letter without its original message (a letter that was too
+/// large for the dead-letter topic is written without it): nothing is sent, and the error says
+/// where the original is.
+pub fn check_replayable(kafka: &KafkaConfig, letters: &[Located]) -> anyhow::Result<()> {
+    for located in letters {
+        let l = &located.letter;
+        if l.original_value_base64.is_empty() {
+            anyhow::bail!(
+                "the dead letter at {}/{}/{} holds no original message (it was too large for the dead-letter \
+                 topic); nothing was sent: its original is at {}/{}/{}, send that again after the fix, or leave \
+                 this letter out with --class, --operator or --since/--until",
+                kafka.dead_letter_topic,
+                located.partition,
+                located.offset,
+                l.source_topic,
+                l.source_partition,
+                l.source_offset
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sends each letter's original message to `topic`; returns how many were sent. Sends nothing
+/// when one letter has no original ([`check_replayable`]).
 pub async fn replay(kafka: &KafkaConfig, letters: &[Located], topic: &str) -> anyhow::Result<usize> {
+    check_replayable(kafka, letters)?;
     let producer: FutureProducer =
         producer_config(&kafka.brokers, &kafka.producer).create().context("creating a Kafka producer")?;
     let engine = base64::engine::general_purpose::STANDARD;

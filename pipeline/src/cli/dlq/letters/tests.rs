@@ -38,3 +38,34 @@ fn filters_combine() {
     assert!(DlqFilter { since_ms: Some(1_000), until_ms: Some(1_001), ..DlqFilter::default() }.matches(&letter));
     assert!(!DlqFilter { until_ms: Some(1_000), ..DlqFilter::default() }.matches(&letter));
 }
+
+/// A letter written without its original (too large for the dead-letter topic) stops the whole
+/// replay before anything is sent, and says where the original is.
+#[test]
+fn a_letter_without_its_original_is_not_replayed_and_says_where_it_is() {
+    let letter = |original: &str, offset| Located {
+        partition: 0,
+        offset,
+        letter: DeadLetter {
+            source_topic: "dicom.instances".into(),
+            source_partition: 2,
+            source_offset: 77,
+            original_value_base64: original.into(),
+            original_key: None,
+            error_class: ErrorClass::Internal,
+            reason: "too large".into(),
+            operator: "finish".into(),
+            attempts: 1,
+            object_key: None,
+            sop_instance_uid: None,
+            time_ms: 1_000,
+        },
+    };
+    let kafka: KafkaConfig = toml::from_str("brokers = \"b:9092\"\ninput_topic = \"dicom.instances\"").unwrap();
+    assert!(check_replayable(&kafka, &[letter("e30=", 4)]).is_ok());
+    let refused = check_replayable(&kafka, &[letter("e30=", 4), letter("", 5)]).unwrap_err().to_string();
+    assert!(
+        refused.contains("/0/5 holds no original message") && refused.contains("dicom.instances/2/77"),
+        "{refused}"
+    );
+}
