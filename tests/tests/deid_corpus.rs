@@ -105,7 +105,8 @@ fn every_bundled_test_file_is_deidentified_or_refused_clearly() {
         }
     }
     // Not instances: refused with the reason, then completed by pydicom and de-identified.
-    let (not_instances, refused): (Vec<(PathBuf, String)>, Vec<(PathBuf, String)>) =
+    type Refusals = Vec<(PathBuf, String)>;
+    let (not_instances, refused): (Refusals, Refusals) =
         refused.into_iter().partition(|(_, reason)| reason.contains("not a DICOM instance: no "));
     let completed_dir = tempfile::tempdir().unwrap();
     let list = completed_dir.path().join("incomplete.json");

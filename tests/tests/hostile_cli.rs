@@ -91,16 +91,14 @@ fn every_command_refuses_every_hostile_file_with_exit_1_a_reason_and_bounded_mem
                 continue;
             }
             // deid's engine reads the data set itself and words its refusals its own way; the
-            // others share the header parse and its reasons.
-            if name != "deid" {
-                assert!(
-                    text.contains(file.reason),
-                    "{name} {}: the reason should say {:?}: {text}",
-                    file.name,
-                    file.reason
-                );
-            } else {
-                assert!(text.contains(file.name), "deid {}: the refusal names the file: {text}", file.name);
+            // others share the header parse and its reasons (route's table also marks the file).
+            let named = match name {
+                "deid" => text.contains(file.name),
+                "route --dry-run" => text.contains("(unreadable)") && text.contains(file.reason),
+                _ => text.contains(file.reason),
+            };
+            if !named {
+                problems.push(format!("{name} {}: the refusal should say {:?}: {text}", file.name, file.reason));
             }
         }
     }
