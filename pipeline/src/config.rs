@@ -208,6 +208,11 @@ pub struct RuntimeConfig {
     /// Most instances in flight (read, not finished): bounds memory whatever the backlog.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
+    /// Most bytes of fetched objects held at once, from their fetch to their outcome (the
+    /// object's size from its event, or from the store before it is read). An object larger than
+    /// this waits until nothing else is held, then goes alone. Default 4 GiB; at least 1 MiB.
+    #[serde(default = "default_in_flight_bytes")]
+    pub max_in_flight_bytes: u64,
     /// Attempts of an operator on an envelope that failed with a retry hint.
     #[serde(default = "default_operator_attempts")]
     pub operator_max_attempts: u32,
@@ -239,6 +244,9 @@ fn default_channel() -> usize {
 fn default_in_flight() -> usize {
     256
 }
+fn default_in_flight_bytes() -> u64 {
+    4 << 30
+}
 fn default_operator_attempts() -> u32 {
     3
 }
@@ -253,6 +261,7 @@ impl Default for RuntimeConfig {
             batch_linger_ms: default_linger(),
             channel_capacity: default_channel(),
             max_in_flight: default_in_flight(),
+            max_in_flight_bytes: default_in_flight_bytes(),
             operator_max_attempts: default_operator_attempts(),
             drain_deadline_secs: default_drain(),
             parallelism: BTreeMap::new(),
@@ -512,6 +521,12 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
+        }
+        if r.max_in_flight_bytes < 1 << 20 {
+            return Err(ConfigError::new(
+                "runtime.max_in_flight_bytes",
+                "must be at least 1048576 (1 MiB); it bounds the bytes of objects held between fetch and outcome",
+            ));
         }
         for (kind, tasks) in &r.parallelism {
             if *tasks == 0 || *tasks > 256 {

@@ -143,6 +143,15 @@ impl ObjectFetcher {
 }
 
 impl ObjectFetcher {
+    /// The object's size in bytes, from the store, without reading it.
+    pub async fn size(&self, location: &ObjectLocation) -> Result<u64, FetchError> {
+        let key = location.display_key();
+        let store = self.store(&location.bucket)?;
+        let meta =
+            store.head(&ObjectPath::from(location.key.as_str())).await.map_err(|e| classify(&key, e, &location.key))?;
+        Ok(meta.size)
+    }
+
     /// Writes an object (used by `radstream publish` and the demo); returns its ETag.
     pub async fn put(&self, location: &ObjectLocation, bytes: Bytes) -> Result<Option<String>, FetchError> {
         self.put_parts(&location.bucket, &location.key, vec![bytes])

@@ -10,7 +10,7 @@ use std::time::Duration;
 use radstream_operators::{BuildContext, Envelope, Operator};
 use radstream_schemas::wire::SchemaSet;
 use rdkafka::consumer::{CommitMode, Consumer};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{info, warn};
 
@@ -23,7 +23,7 @@ use crate::runtime::acks::AckTracker;
 use crate::runtime::error::{check_routed_models, RuntimeError};
 use crate::runtime::fetch::fetch_stage;
 use crate::runtime::finish::finisher;
-use crate::runtime::shared::{Completion, FetchItem, Shared};
+use crate::runtime::shared::{held_bytes_permits, Completion, FetchItem, Shared};
 use crate::runtime::source::consume;
 use crate::runtime::stage::operator_stage;
 use crate::runtime::stats::RunStats;
@@ -120,6 +120,7 @@ pub async fn run_reporting(
         halt: watch::channel(false).0,
         failure: OnceLock::new(),
         readiness,
+        held_bytes: Arc::new(Semaphore::new(held_bytes_permits(rt.max_in_flight_bytes))),
     });
     // The caller's shutdown stops the source (a dropped sender counts as one, as it always has).
     let forward_shutdown = {

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use radstream_operators::Envelope;
 use radstream_schemas::{ErrorClass, InstanceEvent, ObjectLocation, Priority};
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::error;
 
 use crate::config::Config;
@@ -37,6 +37,21 @@ pub(crate) struct Shared {
     pub(crate) failure: OnceLock<String>,
     /// What `/healthz` and `/readyz` answer from.
     pub(crate) readiness: Arc<Readiness>,
+    /// `runtime.max_in_flight_bytes`, in KiB permits: each fetched object holds its size from
+    /// before it is read until its in-flight entry goes.
+    pub(crate) held_bytes: Arc<Semaphore>,
+}
+
+/// The permits of [`Shared::held_bytes`] that `runtime.max_in_flight_bytes` makes.
+pub(crate) fn held_bytes_permits(max_in_flight_bytes: u64) -> usize {
+    usize::try_from(max_in_flight_bytes / 1024).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS)
+}
+
+/// The permits an object of `size` bytes holds out of `total`: its KiB, at least one, and at
+/// most all of them (an object larger than the budget goes alone).
+pub(crate) fn permits_for(size: u64, total: usize) -> u32 {
+    let kib = usize::try_from(size.div_ceil(1024)).unwrap_or(usize::MAX);
+    u32::try_from(kib.clamp(1, total)).unwrap_or(u32::MAX)
 }
 
 /// What the runtime keeps about one instance between its read and its outcome.
@@ -49,6 +64,8 @@ pub(crate) struct InFlight {
     pub(crate) object_key: Option<String>,
     pub(crate) study_uid: Option<String>,
     pub(crate) sop_uid: Option<String>,
+    /// The object's share of `runtime.max_in_flight_bytes`, once it is fetched.
+    pub(crate) held: Option<OwnedSemaphorePermit>,
 }
 
 /// How an instance ended.

@@ -244,6 +244,7 @@ impl Source {
                 object_key,
                 study_uid: event.map(|e| e.study_instance_uid.clone()),
                 sop_uid: event.map(|e| e.sop_instance_uid.clone()),
+                held: None,
             },
         );
         ticket

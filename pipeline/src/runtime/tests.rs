@@ -12,7 +12,7 @@ use crate::kafka::outputs::Outputs;
 use crate::kafka::source::consumer;
 use crate::observe::metrics::Metrics;
 use crate::runtime::acks::AckTracker;
-use crate::runtime::shared::{InFlight, Shared};
+use crate::runtime::shared::{held_bytes_permits, InFlight, Shared};
 
 #[test]
 fn non_dicom_bytes_are_rejected_with_a_reason() {
@@ -45,6 +45,7 @@ pub(crate) fn test_shared(runtime: &str, kafka: &str) -> Arc<Shared> {
         "#
     );
     let config = Config::from_toml_str(&text, Path::new("test.toml"), std::iter::empty()).unwrap();
+    let rt_bytes = config.runtime.max_in_flight_bytes;
     let metrics = Metrics::new();
     let tracker = Arc::new(Mutex::new(AckTracker::default()));
     tracker.lock().unwrap().assign(0);
@@ -62,6 +63,7 @@ pub(crate) fn test_shared(runtime: &str, kafka: &str) -> Arc<Shared> {
         halt: watch::channel(false).0,
         failure: OnceLock::new(),
         readiness: Arc::default(),
+        held_bytes: Arc::new(Semaphore::new(held_bytes_permits(rt_bytes))),
     })
 }
 
@@ -79,6 +81,7 @@ pub(crate) fn track_instance(shared: &Shared, ticket: u64) {
         object_key: None,
         study_uid: None,
         sop_uid: None,
+        held: None,
     };
     shared.in_flight.lock().unwrap().insert(ticket, in_flight);
 }
