@@ -127,6 +127,36 @@ impl<R: Read> Source for Inflating<R> {
     }
 }
 
+/// Whether an explicit VR element of this VR has a 4-byte length (after 2 reserved bytes): all
+/// but the standard VRs of 2-byte lengths, for dicom-parser reads a VR it does not know as UN
+/// (PS3.5 7.1.2), and the pre-scan must measure each element as the parser will.
+fn has_long_length(vr: &[u8]) -> bool {
+    !matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
+}
+
 /// Checks the file meta group of `body` (starting at "DICM") before dicom-object reads it:
 /// dicom-object reserves what a meta element declares, so a few bytes declaring 2 GiB would cost
 /// 2 GiB. Returns where the meta group ends, or `None` where an element the walk cannot read
@@ -136,10 +166,10 @@ pub(super) fn check_meta(body: &[u8]) -> Result<Option<usize>, &'static str> {
     // The meta group is explicit VR little endian whatever the transfer syntax.
     while source.peek(2) == [0x02, 0x00] {
         let h = source.peek(12);
-        if h.len() < 8 || !h[4..6].iter().all(u8::is_ascii_uppercase) {
+        if h.len() < 8 {
             return Ok(None);
         }
-        let (len, header) = if matches!(&h[4..6], b"OB" | b"UN" | b"UT" | b"OW" | b"SQ") {
+        let (len, header) = if has_long_length(&h[4..6]) {
             let Some(b) = h.get(8..12) else { return Ok(None) };
             (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 12)
         } else {
@@ -263,10 +293,7 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
             if !vr.iter().all(u8::is_ascii_uppercase) {
                 return Err("an element has no valid VR where the transfer syntax says explicit VR");
             }
-            if matches!(
-                &vr,
-                b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"UC" | b"UN" | b"UR" | b"UT" | b"SV" | b"UV"
-            ) {
+            if has_long_length(&vr) {
                 let Some(len) = h.get(8..12).map(&u32_of) else { return Ok(()) };
                 (Some(vr), len, 12)
             } else {
