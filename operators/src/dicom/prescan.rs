@@ -157,20 +157,42 @@ fn has_long_length(vr: &[u8]) -> bool {
     )
 }
 
-/// Checks the file meta group of `body` (starting at "DICM") before dicom-object reads it:
-/// dicom-object reserves what a meta element declares, so a few bytes declaring 2 GiB would cost
-/// 2 GiB. Returns where the meta group ends, or `None` where an element the walk cannot read
-/// ends it early (dicom-object then judges the group). `Err` names what is broken, without values.
+/// Checks the file meta group of `body` (starting at "DICM") before dicom-object reads it, the
+/// way dicom-object reads it: after (0002,0000), every element (of whatever group) until the
+/// declared group length is consumed. dicom-object reserves what a meta element declares, so a
+/// few bytes declaring 2 GiB would cost 2 GiB. Returns where the meta group ends. `Err` names
+/// what is broken, without values.
 pub(super) fn check_meta(body: &[u8]) -> Result<Option<usize>, &'static str> {
     let mut source = Memory { body, pos: 4 };
     // The meta group is explicit VR little endian whatever the transfer syntax.
-    while source.peek(2) == [0x02, 0x00] {
+    // With its group length, the group is what dicom-object reads; without one (which
+    // dicom-object refuses), the elements of group 0002.
+    let group_length = match source.peek(12) {
+        [0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, a, b, c, d] => {
+            let length = u32::from_le_bytes([*a, *b, *c, *d]);
+            source.skip(12);
+            Some(u64::from(length))
+        }
+        _ => None,
+    };
+    let mut consumed = 0u64;
+    loop {
+        let more = match group_length {
+            Some(length) => consumed < length,
+            None => source.peek(2) == [0x02, 0x00],
+        };
+        if !more {
+            break;
+        }
         let h = source.peek(12);
+        let short = "the file meta group ends before its declared length";
         if h.len() < 8 {
-            return Ok(None);
+            return if group_length.is_some() { Err(short) } else { Ok(Some(source.pos)) };
         }
         let (len, header) = if has_long_length(&h[4..6]) {
-            let Some(b) = h.get(8..12) else { return Ok(None) };
+            let Some(b) = h.get(8..12) else {
+                return if group_length.is_some() { Err(short) } else { Ok(Some(source.pos)) };
+            };
             (u32::from_le_bytes([b[0], b[1], b[2], b[3]]), 12)
         } else {
             (u32::from(u16::from_le_bytes([h[6], h[7]])), 8)
@@ -182,6 +204,7 @@ pub(super) fn check_meta(body: &[u8]) -> Result<Option<usize>, &'static str> {
         if !source.skip(u64::from(len)) {
             return Err("an element's length runs past the end of the object");
         }
+        consumed += header as u64 + u64::from(len);
     }
     Ok(Some(source.pos))
 }

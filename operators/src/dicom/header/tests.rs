@@ -89,3 +89,20 @@ fn a_meta_element_declaring_gigabytes_is_refused_before_dicom_object_reads_it() 
         "the file meta group: an element of the file meta group has an undefined length"
     );
 }
+
+/// dicom-object reads meta elements of any group until the declared group length is consumed,
+/// so the pre-scan does too: here a (0000,0000) element inside the meta group's length, then a
+/// (0002,0002) of an unknown VR (read as UN) declaring 2.5 GB (42 bytes, minimized from what the
+/// header fuzz target found).
+#[test]
+fn a_meta_group_is_measured_as_dicom_object_reads_it() {
+    let found: &[u8] = &[
+        b'D', b'I', b'C', b'M', 0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00, 0xbe, 0x02, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x42, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x02, 0x00, 0x42, 0xbb,
+        0x80, 0x6c, 0xbb, 0x94, 0xf3, 0x97,
+    ];
+    assert_eq!(
+        parse_header(found).unwrap_err(),
+        "the file meta group: an element's length runs past the end of the object"
+    );
+}
