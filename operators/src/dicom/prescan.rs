@@ -287,7 +287,7 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
                     }
                 }
                 // Items are walked into; an undefined-length one is closed by its delimiter.
-                ITEM => {
+                ITEM if matches!(current, Some(Frame::Nested { .. })) => {
                     let Some(Frame::Nested { implicit, .. }) = current else { return Ok(()) };
                     let end = if len == UNDEFINED {
                         None
@@ -299,12 +299,19 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
                     };
                     enter(&mut stack, Frame::Nested { sequence: false, implicit, end }, &mut depth)?;
                 }
-                ITEM_END | SEQUENCE_END => {
-                    if leave(&mut stack, &mut depth).is_none() {
-                        return Ok(());
+                ITEM_END | SEQUENCE_END if !stack.is_empty() => {
+                    leave(&mut stack, &mut depth);
+                }
+                // Any other tag of group FFFE, and an item or delimiter outside a sequence, is
+                // read by dicom-parser as an element of VR UN with this length: it must fit.
+                _ => {
+                    if len == UNDEFINED {
+                        return Err("an item or delimiter tag stands outside a sequence with an undefined length");
+                    }
+                    if !source.skip(u64::from(len)) {
+                        return Err("an element's length runs past the end of the object");
                     }
                 }
-                _ => return Ok(()),
             }
             continue;
         }
@@ -325,7 +332,10 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
         };
         source.skip(header);
         if len == UNDEFINED {
-            if tag == PIXEL_DATA && stack.is_empty() {
+            // As dicom-parser reads them: Pixel Data of undefined length, at any depth, is
+            // encapsulated fragments; any other element of undefined length is a sequence of
+            // data sets, whatever its VR says.
+            if tag == PIXEL_DATA {
                 stack.push(Frame::Fragments);
             } else {
                 match vr.as_ref() {
@@ -342,7 +352,11 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
                             "a UN element of undefined length (an implicit VR sequence) is not supported by the parser",
                         )
                     }
-                    _ => return Ok(()),
+                    Some(_) => enter(
+                        &mut stack,
+                        Frame::Nested { sequence: true, implicit: implicit_here, end: None },
+                        &mut depth,
+                    )?,
                 }
             }
             continue;

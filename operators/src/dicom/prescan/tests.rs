@@ -155,3 +155,38 @@ fn sequences_are_walked_and_an_undefined_length_un_is_refused() {
     body.extend_from_slice(&[0x53, 0x44, 0x0C, 0x10, b'U', b'N', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
     assert!(super::check(&body, "1.2.840.10008.1.2.1").unwrap_err().contains("UN"));
 }
+
+/// dicom-parser reads a tag of group FFFE that is not an item or delimiter (here (FFFE,200D), a
+/// damaged item delimiter) as an element of VR UN with its 4-byte length: the walk stopped there
+/// and let a 2.6 GB length through, which dicom-object zero-filled for 30 s (found by the header
+/// fuzz target). Such a tag, or an item outside a sequence, must fit like any element.
+#[test]
+fn a_group_fffe_tag_that_is_no_item_is_measured_as_an_element() {
+    let mut seq = vec![
+        0x08, 0, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF,
+    ];
+    seq.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0x20, 0x40, 0x00, 0x40, 0xA0]);
+    seq.extend_from_slice(&[0; 32]);
+    assert_eq!(super::check(&object(&seq), EXPLICIT_LE), Err("an element's length runs past the end of the object"));
+    let stray_item = [0xFE, 0xFF, 0x00, 0xE0, 0x00, 0x00, 0x00, 0x40];
+    assert_eq!(
+        super::check(&object(&stray_item), EXPLICIT_LE),
+        Err("an element's length runs past the end of the object")
+    );
+    // A zero-length delimiter where none is open is harmless, as before.
+    assert_eq!(super::check(&object(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]), EXPLICIT_LE), Ok(()));
+}
+
+/// dicom-parser reads an element of undefined length other than Pixel Data as a sequence of
+/// data sets whatever its VR (here an OB), and Pixel Data of undefined length as fragments at
+/// any depth: the walk stopped at the first and let an element inside it declare 1.6 GB
+/// (found by the decode_part10 fuzz target).
+#[test]
+fn an_undefined_length_element_is_walked_as_the_parser_reads_it() {
+    let mut ob = vec![
+        0x09, 0, 0x10, 0x24, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF,
+    ];
+    ob.extend_from_slice(&[0x09, 0, 0x11, 0x24, b'O', b'B', 0, 0, 0, 0, 0, 0x64]);
+    ob.extend_from_slice(&[0; 32]);
+    assert_eq!(super::check(&object(&ob), EXPLICIT_LE), Err("an element's length runs past the end of the object"));
+}
