@@ -98,15 +98,15 @@ fn mislabelled_implicit_vr(body: &[u8]) -> Option<(dicom_object::FileMetaTable, 
     (!vr.iter().all(u8::is_ascii_uppercase)).then_some((meta, data_set))
 }
 
-/// Where the data set starts in `body` (from "DICM"): after the meta group as its own
-/// (0002,0000) declares it. dicom-object's `information_group_length` is the length it would
-/// write, which differs from the file's when the file lacks an element dicom-object adds (an
-/// Implementation Class UID): taken as the offset, it would land inside the data set.
+/// Where the data set starts in `body` (from "DICM"): where dicom-object stops reading the
+/// meta group, which is after the element that completes the group's own declared length
+/// (0002,0000), as the pre-scan measures it. dicom-object's `information_group_length` is the
+/// length it would write, which differs from the file's when the file lacks an element
+/// dicom-object adds (an Implementation Class UID): taken as the offset, it would land inside
+/// the data set; and an element that overruns the declared length is still read as meta.
 fn data_set_offset(body: &[u8], meta: &dicom_object::FileMetaTable) -> usize {
-    match body.get(4..16) {
-        Some([0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, a, b, c, d]) => {
-            16 + u32::from_le_bytes([*a, *b, *c, *d]) as usize
-        }
+    match super::prescan::check_meta(body) {
+        Ok(Some(end)) => end,
         _ => 16 + meta.information_group_length as usize,
     }
 }

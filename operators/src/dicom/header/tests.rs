@@ -106,3 +106,15 @@ fn a_meta_group_is_measured_as_dicom_object_reads_it() {
         "the file meta group: an element's length runs past the end of the object"
     );
 }
+
+/// An element that overruns the meta group's declared length is still read by dicom-object as
+/// part of the meta group, so the data set starts after it: taken to start at the declared
+/// length, the data set was judged implicit VR and read from another offset than the pre-scan
+/// walked (found by the header fuzz target: 1.9 GB requested).
+#[test]
+fn the_data_set_starts_where_dicom_object_stops_reading_the_meta_group() {
+    let object = include_bytes!("testdata/meta-overrun.dcm");
+    let refused = parse_header(object).unwrap_err();
+    // Read from where dicom-object reads it, the data set holds no SOP Class UID.
+    assert_eq!(refused, "not a DICOM instance: no SOP Class UID (0008,0016)");
+}
