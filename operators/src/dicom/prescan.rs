@@ -167,13 +167,23 @@ pub(super) fn check_meta(body: &[u8]) -> Result<Option<usize>, &'static str> {
     // The meta group is explicit VR little endian whatever the transfer syntax.
     // With its group length, the group is what dicom-object reads; without one (which
     // dicom-object refuses), the elements of group 0002.
-    let group_length = match source.peek(12) {
-        [0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0, a, b, c, d] => {
-            let length = u32::from_le_bytes([*a, *b, *c, *d]);
-            source.skip(12);
-            Some(u64::from(length))
+    // dicom-object takes (0002,0000) of any VR whose value is 4 bytes long (found by the
+    // header fuzz target: a group length of VR DT).
+    let group_length = {
+        let h = source.peek(16);
+        let header = if has_long_length(h.get(4..6).unwrap_or_default()) { 12 } else { 8 };
+        let declared = match header {
+            12 => h.get(8..12).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            _ => h.get(6..8).map(|b| u32::from(u16::from_le_bytes([b[0], b[1]]))),
+        };
+        match (h.get(..4), declared, h.get(header..header + 4)) {
+            (Some([0x02, 0x00, 0x00, 0x00]), Some(4), Some(v)) => {
+                let length = u32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+                source.skip(header as u64 + 4);
+                Some(u64::from(length))
+            }
+            _ => None,
         }
-        _ => None,
     };
     let mut consumed = 0u64;
     loop {

@@ -118,3 +118,19 @@ fn the_data_set_starts_where_dicom_object_stops_reading_the_meta_group() {
     // Read from where dicom-object reads it, the data set holds no SOP Class UID.
     assert_eq!(refused, "not a DICOM instance: no SOP Class UID (0008,0016)");
 }
+
+/// dicom-object takes the group length (0002,0000) whatever its VR, as long as its value is 4
+/// bytes: here VR DT, then a meta element declaring 1.1 GB (42 bytes, from the header fuzz
+/// target).
+#[test]
+fn a_group_length_of_another_vr_still_bounds_the_meta_group() {
+    let found: &[u8] = &[
+        0x44, 0x49, 0x43, 0x4d, 0x02, 0x00, 0x00, 0x00, 0x44, 0x54, 0x04, 0x00, 0x9c, 0x00, 0x00, 0x00, 0xff, 0xff,
+        0x45, 0x41, 0x53, 0x56, 0x45, 0x44, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x02, 0x00, 0x32, 0x39,
+        0x36, 0xfe, 0xff, 0x45, 0x44, 0x44,
+    ];
+    assert_eq!(
+        parse_header(found).unwrap_err(),
+        "the file meta group: an element's length runs past the end of the object"
+    );
+}
