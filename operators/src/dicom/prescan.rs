@@ -296,8 +296,9 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
                         return Err("a pixel data fragment runs past the end of the object");
                     }
                 }
-                // Items are walked into; an undefined-length one is closed by its delimiter.
-                ITEM if matches!(current, Some(Frame::Nested { .. })) => {
+                // Items of a sequence are walked into; an undefined-length one is closed by its
+                // delimiter.
+                ITEM if matches!(current, Some(Frame::Nested { sequence: true, .. })) => {
                     let Some(Frame::Nested { implicit, .. }) = current else { return Ok(()) };
                     let end = if len == UNDEFINED {
                         None
@@ -309,11 +310,18 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
                     };
                     enter(&mut stack, Frame::Nested { sequence: false, implicit, end }, &mut depth)?;
                 }
-                ITEM_END | SEQUENCE_END if !stack.is_empty() => {
+                // Each delimiter closes only what it delimits: an item, or a sequence (or the
+                // fragments of pixel data).
+                ITEM_END if matches!(current, Some(Frame::Nested { sequence: false, .. })) => {
                     leave(&mut stack, &mut depth);
                 }
-                // Any other tag of group FFFE, and an item or delimiter outside a sequence, is
-                // read by dicom-parser as an element of VR UN with this length: it must fit.
+                SEQUENCE_END if matches!(current, Some(Frame::Nested { sequence: true, .. } | Frame::Fragments)) => {
+                    leave(&mut stack, &mut depth);
+                }
+                // Any other tag of group FFFE, and an item or delimiter where it delimits nothing
+                // (a sequence delimiter inside an item, say), is read by dicom-parser as an
+                // element of VR UN with this length: it must fit (found by the header fuzz
+                // target: a sequence delimiter inside an item declaring 1.2 GB).
                 _ => {
                     if len == UNDEFINED {
                         return Err("an item or delimiter tag stands outside a sequence with an undefined length");
