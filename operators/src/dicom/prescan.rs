@@ -274,6 +274,13 @@ fn walk(source: &mut impl Source, implicit: bool, big_endian: bool) -> Result<()
             if source.pos() < *end {
                 break;
             }
+            // An element that overran its item or sequence puts the walk out of step with the
+            // parser, which reads on from the end the length said (found by the header fuzz
+            // target: an implicit VR value that opens with an item tag, walked as a sequence,
+            // hid an element declaring 1.4 GB).
+            if source.pos() > *end {
+                return Err("an element runs past the end of the item or sequence that holds it");
+            }
             leave(&mut stack, &mut depth);
         }
         // The next element header, copied out of the source (no allocation per element).

@@ -207,3 +207,17 @@ fn a_delimiter_where_it_delimits_nothing_is_measured_as_an_element() {
     ]);
     assert_eq!(super::check(&object(&good), IMPLICIT_LE), Ok(()));
 }
+
+/// An element inside a defined-length item that runs past the item's end is refused: the parser
+/// reads on from where the length said the item ends, not from where the element ends.
+#[test]
+fn an_element_overrunning_its_defined_length_item_is_refused() {
+    // Implicit VR: (0008,1115) of 24 bytes holding one item of 16 whose element declares 12.
+    let mut set = vec![0x08, 0, 0x15, 0x11, 24, 0, 0, 0, 0xFE, 0xFF, 0, 0xE0, 16, 0, 0, 0];
+    set.extend_from_slice(&[0x08, 0, 0x50, 0x11, 12, 0, 0, 0]);
+    set.extend_from_slice(&[0; 16]);
+    assert_eq!(
+        super::check(&object(&set), IMPLICIT_LE),
+        Err("an element runs past the end of the item or sequence that holds it")
+    );
+}
