@@ -228,7 +228,7 @@ impl std::fmt::Debug for FhirPoster {
 
 /// What one answer means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     Delivered(Vec<EntryOutcome>),
     /// Retrying will not help; the reason says why.
     Rejected(String),
@@ -340,7 +340,7 @@ fn entry_resource_types(bundle_json: &[u8]) -> Vec<Option<String>> {
 /// 2xx is a rejection. A 2xx must carry a `transaction-response` Bundle with an entry per
 /// entry sent; one that does not (a truncated or garbled body) is treated as transient, since
 /// whether the server committed is unknown and a conditional bundle can safely go again.
-fn classify_response(status: StatusCode, body: &[u8], resource_types: &[Option<String>]) -> Verdict {
+pub(crate) fn classify_response(status: StatusCode, body: &[u8], resource_types: &[Option<String>]) -> Verdict {
     let code = status.as_u16();
     if code == 408 || code == 429 || status.is_server_error() {
         return Verdict::Transient(format!("HTTP {status}{}", outcome_summary(body)));

@@ -19,11 +19,7 @@ fn object(sop: &str, padding: usize) -> Vec<u8> {
         text(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3.1"),
         text(tags::SERIES_INSTANCE_UID, VR::UI, "1.2.3.2"),
     ]);
-    dataset.put(DataElement::new(
-        dicom_core::Tag(0x0009, 0x1010),
-        VR::OB,
-        PrimitiveValue::from(vec![0u8; padding]),
-    ));
+    dataset.put(DataElement::new(dicom_core::Tag(0x0009, 0x1010), VR::OB, PrimitiveValue::from(vec![0u8; padding])));
     let file = dataset.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)).unwrap();
     let mut bytes = Vec::new();
     file.write_all(&mut bytes).unwrap();

@@ -1,0 +1,4 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    radstream_operators::fuzzing::run("decode_jpeg_extended", data);
+});

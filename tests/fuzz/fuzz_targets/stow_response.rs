@@ -1,0 +1,4 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    radstream_operators::fuzzing::run("stow_response", data);
+});
