@@ -2,7 +2,9 @@
 //! route → preprocess → stow. CT instances are decoded and preprocessed on the CPU (there is
 //! no GPU here, so `device = "auto"` must fall back and say so in the metrics) and reach the
 //! PACS; instances of other modalities are intentional, counted drops; a CT whose pixel data
-//! cannot be decoded is dead-lettered as `undecodable_pixels` with a reason naming the object
+//! cannot be decoded (its JPEG 2000 "codestream" is noise, without the SOC and SIZ markers every
+//! codestream opens with, so malformed since issue 16's stream-header checks) is dead-lettered as
+//! `malformed_dicom` with a reason naming the object
 //! and the transfer syntax, and nothing else.
 
 use std::collections::HashSet;
@@ -158,7 +160,8 @@ device = "auto"
         .collect::<Result<_>>()?;
     ensure!(letters.len() == 1, "one dead letter expected: {letters:?}");
     let letter = &letters[0];
-    ensure!(letter.error_class == ErrorClass::UndecodablePixels, "{letter:?}");
+    ensure!(letter.error_class == ErrorClass::MalformedDicom, "{letter:?}");
+    ensure!(letter.reason.contains("does not start with SOC and SIZ"), "{}", letter.reason);
     ensure!(letter.operator == "preprocess", "{letter:?}");
     ensure!(
         letter.reason.contains(&bad_key) && letter.reason.contains("1.2.840.10008.1.2.4.90"),
