@@ -575,6 +575,26 @@ drain_deadline_secs = 20
     }
 }
 
+/// `route` (everything forwarded) then `preprocess` with `models/<model>.preprocess.toml` on
+/// `device`: the chain of the tests that decode on the stack, without its sink.
+pub fn preprocess_chain(model: &str, device: &str) -> String {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../models/{model}.preprocess.toml"));
+    format!(
+        r#"
+[[operators]]
+type = "route"
+default_action = "forward"
+default_branch = "all"
+
+[[operators]]
+type = "preprocess"
+spec_file = "{spec}"
+device = "{device}"
+"#,
+        spec = spec.display()
+    )
+}
+
 /// The `[[operators]]` of a chain that runs one of the repository's models
 /// (`models/<model>.preprocess.toml` and `.model.toml`): route (everything), pseudonymize when
 /// `pseudonymize` gives its settings (`key_file = "..."`, ...), preprocess, and infer with

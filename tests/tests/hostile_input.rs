@@ -10,7 +10,6 @@
 //! log, a metric or a dead letter.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -41,22 +40,8 @@ async fn hostile_files_are_dead_lettered_with_reasons_while_ordinary_instances_a
     let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
     let worker = WorkerConfig::new(&stack, "hostile", proxy.pacs.clone());
     worker.create_topics(&stack, PARTITIONS).await?;
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ct-head-bleed.preprocess.toml");
-    let toml = worker.toml_with_operators(&format!(
-        r#"
-[[operators]]
-type = "route"
-default_action = "forward"
-default_branch = "all"
-
-[[operators]]
-type = "preprocess"
-spec_file = "{spec}"
-device = "cpu"
-{stow}"#,
-        spec = spec.display(),
-        stow = worker.stow_toml()
-    ));
+    let toml =
+        worker.toml_with_operators(&format!("{}{}", preprocess_chain("ct-head-bleed", "cpu"), worker.stow_toml()));
     let config_path = dir.path().join("worker.toml");
     std::fs::write(&config_path, &toml)?;
     let config = worker.parsed()?;

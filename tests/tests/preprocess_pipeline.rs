@@ -8,7 +8,6 @@
 //! and the transfer syntax, and nothing else.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
@@ -62,22 +61,8 @@ async fn ct_is_preprocessed_on_the_cpu_other_modalities_dropped_undecodable_dead
     let proxy = PacsProxy::start(&stack.pacs(), ProxyOptions::default()).await?;
     let worker = WorkerConfig::new(&stack, "preprocess", proxy.pacs.clone());
     worker.create_topics(&stack, 3).await?;
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/ct-head-bleed.preprocess.toml");
-    let toml = worker.toml_with_operators(&format!(
-        r#"
-[[operators]]
-type = "route"
-default_action = "forward"
-default_branch = "all"
-
-[[operators]]
-type = "preprocess"
-spec_file = "{spec}"
-device = "auto"
-{stow}"#,
-        spec = spec.display(),
-        stow = worker.stow_toml()
-    ));
+    let toml =
+        worker.toml_with_operators(&format!("{}{}", preprocess_chain("ct-head-bleed", "auto"), worker.stow_toml()));
     let config_path = dir.path().join("worker.toml");
     std::fs::write(&config_path, &toml)?;
 
